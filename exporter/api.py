@@ -1,0 +1,106 @@
+"""The HTAP session-list API: pagination, de-duplication, response validation.
+
+The API returns no total count, so pages are read with limit=100 until a short or empty page.
+The list is a live snapshot: rows shift between pages, hence de-duplication by session id, and a
+page that adds no new id ends the walk (a server that ignores `offset` would otherwise loop).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from yarl import URL
+
+from exporter.auth import Authenticator, OutgoingRequest
+from exporter.clock import RateLimiter
+from exporter.sessions import UNKNOWN, Session, parse_session
+from exporter.transport import ApiError, Response, Transport
+
+PAGE_LIMIT = 100
+SESSIONS_API = "list_sessions"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionList:
+    sessions: list[Session]
+    pages: int
+    skipped_rows: int  # rows that were not JSON objects
+
+
+class HtapApi:
+    """One project's view of the API: its endpoint, credentials and optional rate limit."""
+
+    def __init__(self, *, endpoint: str, project_id: str, auth: Authenticator, transport: Transport,
+                 max_pages: int, limiter: RateLimiter | None = None) -> None:
+        self._endpoint = URL(endpoint)
+        self._project_id = project_id
+        self._auth = auth
+        self._transport = transport
+        self._max_pages = max_pages
+        self._limiter = limiter
+
+    async def list_sessions(self, instance_id: str) -> SessionList:
+        sessions: list[Session] = []
+        seen_ids: set[str] = set()
+        skipped = 0
+        offset = 0
+        for page in range(1, self._max_pages + 1):
+            rows = await self._page(instance_id, offset)
+            new_ids = 0
+            for row in rows:
+                if not isinstance(row, dict):
+                    skipped += 1
+                    continue
+                session = parse_session(row)
+                if session.id != UNKNOWN:
+                    if session.id in seen_ids:
+                        continue
+                    seen_ids.add(session.id)
+                    new_ids += 1
+                sessions.append(session)
+            if len(rows) < PAGE_LIMIT or (new_ids == 0 and seen_ids):
+                if skipped:
+                    log.debug("instance_id=%s skipped %d session rows that were not objects", instance_id, skipped)
+                return SessionList(sessions, page, skipped)
+            offset += len(rows)
+        raise ApiError("bad_response", f"pagination did not end after {self._max_pages} pages of {PAGE_LIMIT}")
+
+    async def _page(self, instance_id: str, offset: int) -> list[Any]:
+        request = OutgoingRequest(
+            method="GET",
+            endpoint=self._endpoint,
+            path=f"/v3/{self._project_id}/instances/{instance_id}/htap/process",
+            params=[("limit", str(PAGE_LIMIT)), ("offset", str(offset))],
+            headers={"Content-Type": "application/json", "X-Language": "en-us"},
+        )
+        response = await self.call(request)
+        document = response.json()
+        if not isinstance(document, dict):
+            raise ApiError("bad_response", "response is not a JSON object", status=response.status)
+        rows = document.get("process_list")
+        if rows is None:
+            raise ApiError("bad_response", "response has no process_list", status=response.status)
+        if not isinstance(rows, list):
+            raise ApiError("bad_response", "process_list is not a list", status=response.status)
+        if len(rows) > PAGE_LIMIT:
+            raise ApiError("bad_response", f"page has {len(rows)} rows, more than limit={PAGE_LIMIT}",
+                           status=response.status)
+        return rows
+
+    async def call(self, request: OutgoingRequest) -> Response:
+        """Send with credentials; on a 401 the authenticator may renew them, then one retry."""
+        async with self._auth.gate.attempt():
+            url, headers = await self._auth.prepare(request)
+            try:
+                return await self._transport.send(SESSIONS_API, request.method, url, headers, request.body,
+                                                  limiter=self._limiter)
+            except ApiError as problem:
+                if problem.status != 401 or not await self._auth.unauthorized(headers):
+                    raise
+            url, headers = await self._auth.prepare(request)
+            return await self._transport.send(SESSIONS_API, request.method, url, headers, request.body,
+                                              limiter=self._limiter)

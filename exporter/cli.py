@@ -1,0 +1,249 @@
+"""Command line, logging, signals and wiring. The only place where errors become user-facing lines."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from exporter import __version__
+from exporter.clock import Clock
+from exporter.config import Config, ConfigError, load_config, parse_config
+from exporter.metrics import SelfMetrics
+from exporter.poller import Poller
+from exporter.redact import Redactor
+from exporter.server import ServerState, make_app
+from exporter.store import Store
+
+DEFAULT_LISTEN = ":9978"
+# In-flight scrapes get this long to finish on SIGTERM; polls are cancelled at once.
+SHUTDOWN_GRACE = 3.0
+DEMO_INSTANCES = 5
+DEMO_INTERVAL = "5s"
+
+log = logging.getLogger("exporter")
+
+
+class LogfmtFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = [
+            ("ts", _timestamp(record)),
+            ("level", _level(record)),
+            ("logger", record.name),
+            ("msg", record.getMessage()),
+        ]
+        if record.exc_info:
+            fields.append(("error", self.formatException(record.exc_info)))
+        elif record.exc_text:
+            fields.append(("error", record.exc_text))
+        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        document = {"ts": _timestamp(record), "level": _level(record), "logger": record.name,
+                    "msg": record.getMessage()}
+        if record.exc_info:
+            document["error"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            document["error"] = record.exc_text
+        return json.dumps(document)
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    when = datetime.datetime.fromtimestamp(record.created, tz=datetime.timezone.utc)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _level(record: logging.LogRecord) -> str:
+    return {"WARNING": "warn", "CRITICAL": "error"}.get(record.levelname, record.levelname.lower())
+
+
+def _logfmt_value(value: str) -> str:
+    if value and all(c.isalnum() or c in "-._:/@+" for c in value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def setup_logging(level: str, fmt: str, redactor: Redactor) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    handler.addFilter(redactor)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel({"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+                   "error": logging.ERROR}[level])
+
+
+def parse_listen_address(text: str) -> tuple[str | None, int]:
+    """`[HOST]:PORT` -> (host or None for every interface, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--web.listen-address {text!r}: expected [HOST]:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return (host or None), int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="htap-exporter",
+        description="Prometheus exporter for the sessions of Huawei Cloud TaurusDB HTAP instances.")
+    parser.add_argument("--config.file", dest="config_file", default="config.yaml", metavar="PATH",
+                        help="configuration file (default: config.yaml)")
+    parser.add_argument("--config.check", dest="config_check", action="store_true",
+                        help="validate the configuration, print a summary with secrets masked, and exit")
+    parser.add_argument("--web.listen-address", dest="listen", action="append", metavar="[HOST]:PORT",
+                        help=f"address to listen on, repeatable (default: {DEFAULT_LISTEN})")
+    parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
+                        help="path under which to expose metrics (default: /metrics)")
+    parser.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
+    parser.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+    parser.add_argument("--demo", action="store_true",
+                        help="start the built-in API simulator on loopback and poll it (no credentials needed)")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    return parser
+
+
+@dataclass
+class Runtime:
+    config_file: str | None  # None in demo mode: nothing to reload from
+    config: Config
+    poller: Poller
+    self_metrics: SelfMetrics
+    redactor: Redactor
+    clock: Clock
+    reload_lock: asyncio.Lock
+
+    async def reload(self) -> str | None:
+        async with self.reload_lock:
+            if self.config_file is None:
+                return "the demo has no configuration file to reload"
+            try:
+                config = load_config(self.config_file)
+            except ConfigError as problem:
+                log.error("reload failed, keeping the previous configuration: %s", problem)
+                self.self_metrics.config_loaded(False, self.clock.time())
+                return str(problem)
+            for secret in config.secrets():
+                self.redactor.add(secret)
+            await self.poller.apply(config)
+            self.config = config
+            self.self_metrics.config_loaded(True, self.clock.time())
+            log.info("configuration reloaded: %d instance(s)", sum(len(p.instances) for p in config.projects))
+            return None
+
+
+async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
+                demo_runner: web.AppRunner | None = None) -> int:
+    clock = Clock()
+    store = Store()
+    self_metrics = SelfMetrics()
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                                    headers={"User-Agent": f"htap-exporter/{__version__}"})
+    poller = Poller(session=session, store=store, clock=clock, redactor=redactor,
+                    observe=self_metrics.observe_request)
+    runtime = Runtime(None if args.demo else args.config_file, config, poller, self_metrics, redactor, clock,
+                      asyncio.Lock())
+    app = make_app(ServerState(store=store, self_metrics=self_metrics, is_ready=poller.ready.is_set,
+                               reload=runtime.reload, telemetry_path=args.telemetry_path))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
+    await runner.setup()
+    try:
+        for address in args.listen or [DEFAULT_LISTEN]:
+            host, port = parse_listen_address(address)
+            site = web.TCPSite(runner, host, port)
+            try:
+                await site.start()
+            except OSError as problem:
+                log.error("cannot listen on %s: %s", address, problem.strerror or problem)
+                return 1
+            server = site._server
+            for sock in (server.sockets if server is not None else []):  # type: ignore[union-attr]
+                bound = sock.getsockname()
+                log.info("listening on %s", f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}")
+
+        await poller.apply(config)
+        self_metrics.config_loaded(True, clock.time())
+        log.info("polling %d instance(s) in %d project(s) every %gs", sum(len(p.instances) for p in config.projects),
+                 len(config.projects), config.poll.interval)
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        pending_reloads: set[asyncio.Task[str | None]] = set()
+
+        def on_hangup() -> None:
+            task = asyncio.create_task(runtime.reload())
+            pending_reloads.add(task)
+            task.add_done_callback(pending_reloads.discard)
+
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
+        await stop.wait()
+        log.info("stopping")
+        for task in pending_reloads:
+            task.cancel()
+        return 0
+    finally:
+        await poller.stop()
+        await runner.cleanup()
+        await session.close()
+        if demo_runner is not None:
+            await demo_runner.cleanup()
+
+
+async def serve_demo(args: argparse.Namespace, redactor: Redactor) -> int:
+    from exporter.simulator import Simulator, sample_config, start
+
+    simulator = Simulator(instances=DEMO_INSTANCES)
+    demo_runner, base_url = await start(simulator)
+    config = parse_config(sample_config(simulator, base_url, interval=DEMO_INTERVAL), file="demo")
+    log.info("demo: simulator with %d instances at %s", DEMO_INSTANCES, base_url)
+    return await serve(args, config, redactor, demo_runner)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.version:
+        print(f"htap-exporter {__version__}")
+        return 0
+    redactor = Redactor()
+    setup_logging(args.log_level, args.log_format, redactor)
+    try:
+        for address in args.listen or []:
+            parse_listen_address(address)
+    except ValueError as problem:
+        print(f"htap-exporter: {problem}", file=sys.stderr)
+        return 1
+    if not args.telemetry_path.startswith("/"):
+        print("htap-exporter: --web.telemetry-path must start with /", file=sys.stderr)
+        return 1
+    config = None
+    if not args.demo or args.config_check:
+        try:
+            config = load_config(Path(args.config_file))
+        except ConfigError as problem:
+            print(f"htap-exporter: {problem}", file=sys.stderr)
+            return 1
+        for secret in config.secrets():
+            redactor.add(secret)
+        if args.config_check:
+            print(config.summary())
+            return 0
+    try:
+        if args.demo:
+            return asyncio.run(serve_demo(args, redactor))
+        assert config is not None
+        return asyncio.run(serve(args, config, redactor))
+    except KeyboardInterrupt:
+        return 0

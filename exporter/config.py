@@ -1,0 +1,569 @@
+"""YAML config -> frozen, validated dataclasses.
+
+Every problem is a ConfigError naming the file, the key path in it (`projects[0].auth.secret_key`)
+and what is wrong; a secret's value never appears in an error. `${VAR}` expands from the
+environment (`$${` is a literal `${`); an unset variable is an error naming it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from exporter.regions import default_endpoint, default_iam_endpoint
+
+PROJECT_ID_RE = re.compile(r"[0-9A-Za-z]{32}")
+# A standard HTAP instance id: 36 letters/digits, the last four being "in17".
+INSTANCE_ID_RE = re.compile(r"[0-9A-Za-z]{32}in17")
+REGION_RE = re.compile(r"[a-z]{2}(-[a-z0-9]+)+")
+ENV_RE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+class ConfigError(Exception):
+    """A config problem: `file: path: message`, printed as one line by the CLI."""
+
+    def __init__(self, file: str, path: str, message: str) -> None:
+        self.file = file
+        self.path = path
+        self.message = message
+        where = f"{file}: {path}: " if path else f"{file}: "
+        super().__init__(where + message)
+
+
+class Secret:
+    """A credential value that never shows itself in a repr, str or f-string."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+
+@dataclass(frozen=True)
+class SecretSource:
+    """A secret given inline or as a file that is re-read when it changes (rotated secrets)."""
+
+    value: Secret | None = None
+    file: Path | None = None
+
+    def read(self) -> str:
+        if self.value is not None:
+            return self.value.reveal()
+        assert self.file is not None
+        return self.file.read_text(encoding="utf-8").strip()
+
+    def describe(self) -> str:
+        return f"file {self.file}" if self.file is not None else "********"
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    token: SecretSource
+    type: str = "token"
+
+
+@dataclass(frozen=True)
+class PasswordAuth:
+    domain: str
+    username: str
+    password: SecretSource
+    type: str = "password"
+
+
+@dataclass(frozen=True)
+class AkSkAuth:
+    access_key: SecretSource
+    secret_key: SecretSource
+    security_token: SecretSource | None = None
+    type: str = "aksk"
+
+
+AuthConfig = TokenAuth | PasswordAuth | AkSkAuth
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    project_id: str
+    region: str
+    endpoint: str
+    iam_endpoint: str
+    auth: AuthConfig
+    instances: tuple[InstanceConfig, ...]
+    api_rate_limit: float = 0.0
+
+
+@dataclass(frozen=True)
+class PollConfig:
+    interval: float = 30.0
+    timeout: float = 10.0
+    concurrency: int = 8
+    # Hostile or broken servers must not exhaust memory or page forever.
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_pages: int = 200
+    backoff_max: float | None = None  # None: 10x interval, at most 5 minutes
+
+    @property
+    def backoff_cap(self) -> float:
+        if self.backoff_max is not None:
+            return self.backoff_max
+        return max(self.interval, min(10 * self.interval, 300.0))
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    max_users: int = 50
+    max_databases: int = 50
+    hosts: bool = False
+    max_hosts: int = 50
+    idle_commands: frozenset[str] = frozenset({"Sleep", "Daemon"})
+    duration_buckets: tuple[float, ...] = (1, 5, 10, 30, 60, 300, 600, 1800, 3600)
+
+
+@dataclass(frozen=True)
+class Config:
+    file: str
+    poll: PollConfig = field(default_factory=PollConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    projects: tuple[ProjectConfig, ...] = ()
+
+    def secrets(self) -> list[str]:
+        """Inline secret values, for the log redactor (defence in depth)."""
+        found: list[str] = []
+        for project in self.projects:
+            for source in _secret_sources(project.auth):
+                if source.value is not None and source.value.reveal():
+                    found.append(source.value.reveal())
+        return found
+
+    def summary(self) -> str:
+        """What --config.check prints: the whole config, every secret masked."""
+        lines = [
+            f"config file: {self.file}",
+            f"poll: interval={_fmt_seconds(self.poll.interval)} timeout={_fmt_seconds(self.poll.timeout)}"
+            f" concurrency={self.poll.concurrency}",
+            f"metrics: max_users={self.metrics.max_users} max_databases={self.metrics.max_databases}"
+            f" hosts={str(self.metrics.hosts).lower()} max_hosts={self.metrics.max_hosts}"
+            f" idle_commands={','.join(sorted(self.metrics.idle_commands))}"
+            f" duration_buckets={','.join(_fmt_number(b) for b in self.metrics.duration_buckets)}",
+        ]
+        for index, project in enumerate(self.projects):
+            auth = project.auth
+            if isinstance(auth, TokenAuth):
+                auth_text = f"token (token={auth.token.describe()})"
+            elif isinstance(auth, PasswordAuth):
+                auth_text = (
+                    f"password (domain={auth.domain} username={auth.username}"
+                    f" password={auth.password.describe()})"
+                )
+            else:
+                auth_text = (
+                    f"aksk (access_key={auth.access_key.describe()} secret_key={auth.secret_key.describe()}"
+                    + (f" security_token={auth.security_token.describe()}" if auth.security_token else "")
+                    + ")"
+                )
+            lines.append(
+                f"projects[{index}]: project_id={project.project_id} region={project.region}"
+                f" endpoint={project.endpoint} iam_endpoint={project.iam_endpoint}"
+                f" api_rate_limit={_fmt_number(project.api_rate_limit)}"
+            )
+            lines.append(f"  auth: {auth_text}")
+            for instance in project.instances:
+                lines.append(f"  instance: {instance.id} name={instance.name}")
+        total = sum(len(p.instances) for p in self.projects)
+        lines.append(f"OK: {len(self.projects)} project(s), {total} instance(s)")
+        return "\n".join(lines)
+
+
+def _secret_sources(auth: AuthConfig) -> list[SecretSource]:
+    if isinstance(auth, TokenAuth):
+        return [auth.token]
+    if isinstance(auth, PasswordAuth):
+        return [auth.password]
+    return [s for s in (auth.access_key, auth.secret_key, auth.security_token) if s is not None]
+
+
+def _fmt_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _fmt_seconds(value: float) -> str:
+    return _fmt_number(value) + "s"
+
+
+def parse_duration(value: Any) -> float:
+    """Go-style duration ("500ms", "15s", "1m30s") or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as 30s, 500ms or 2m")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise ValueError("must be a duration such as 30s, 500ms or 2m")
+        try:
+            seconds = float(text)
+        except ValueError:
+            position = 0
+            seconds = 0.0
+            for match in DURATION_RE.finditer(text):
+                if match.start() != position:
+                    break
+                unit = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
+                seconds += float(match.group(1)) * unit
+                position = match.end()
+            if position != len(text) or position == 0:
+                raise ValueError(f"invalid duration {value!r}: use a number of seconds or units ms, s, m, h")
+    else:
+        raise ValueError("must be a duration such as 30s, 500ms or 2m")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError("must be a positive duration")
+    return seconds
+
+
+def expand_env(text: str, env: Mapping[str, str]) -> str:
+    """Expand ${VAR} in one string value; raises KeyError(name) for an unset variable."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        name = match.group(1)
+        if not ENV_NAME_RE.fullmatch(name):
+            raise ValueError(f"invalid variable name ${{{name}}}")
+        if name not in env:
+            raise KeyError(name)
+        return env[name]
+
+    return ENV_RE.sub(replace, text)
+
+
+class _Reader:
+    """Walks the YAML tree with the current key path, so every error can name it."""
+
+    def __init__(self, file: str, env: Mapping[str, str], base_dir: Path) -> None:
+        self.file = file
+        self.env = env
+        self.base_dir = base_dir
+
+    def error(self, path: str, message: str) -> ConfigError:
+        return ConfigError(self.file, path, message)
+
+    def mapping(self, value: Any, path: str, allowed: set[str]) -> dict[str, Any]:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise self.error(path, f"must be a mapping, got {_type_name(value)}")
+        for key in value:
+            if not isinstance(key, str):
+                raise self.error(path, f"keys must be strings, got {key!r}")
+            if key not in allowed:
+                raise self.error(_join(path, key), f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        return value
+
+    def string(self, value: Any, path: str) -> str:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise self.error(path, f"must be a string, got {_type_name(value)}")
+        text = str(value)
+        try:
+            text = expand_env(text, self.env)
+        except KeyError as unset:
+            raise self.error(path, f"environment variable {unset.args[0]} is not set") from None
+        except ValueError as bad:
+            raise self.error(path, str(bad)) from None
+        text = text.strip()
+        if not text:
+            raise self.error(path, "must not be empty")
+        return text
+
+    def optional_string(self, value: Any, path: str) -> str | None:
+        return None if value is None else self.string(value, path)
+
+    def integer(self, value: Any, path: str, *, minimum: int, maximum: int | None = None) -> int:
+        if isinstance(value, str):
+            value = self.string(value, path)
+            try:
+                value = int(value)
+            except ValueError:
+                raise self.error(path, f"must be an integer, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(path, f"must be an integer, got {_type_name(value)}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise self.error(path, f"must be {bound}, got {value}")
+        return value
+
+    def number(self, value: Any, path: str, *, minimum: float) -> float:
+        if isinstance(value, str):
+            value = self.string(value, path)
+            try:
+                value = float(value)
+            except ValueError:
+                raise self.error(path, f"must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.error(path, f"must be a number, got {_type_name(value)}")
+        if value < minimum:
+            raise self.error(path, f"must be >= {_fmt_number(minimum)}, got {_fmt_number(value)}")
+        return float(value)
+
+    def boolean(self, value: Any, path: str) -> bool:
+        if isinstance(value, str):
+            text = self.string(value, path).lower()
+            if text in ("true", "yes", "on", "1"):
+                return True
+            if text in ("false", "no", "off", "0"):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise self.error(path, f"must be true or false, got {value!r}")
+
+    def duration(self, value: Any, path: str) -> float:
+        if isinstance(value, str):
+            value = self.string(value, path)
+        try:
+            return parse_duration(value)
+        except ValueError as bad:
+            raise self.error(path, str(bad)) from None
+
+    def sequence(self, value: Any, path: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise self.error(path, f"must be a list, got {_type_name(value)}")
+        return value
+
+    def secret(self, section: dict[str, Any], key: str, path: str, *, required: bool = True) -> SecretSource | None:
+        """`key` inline or `key_file`, exactly one of them."""
+        file_key = f"{key}_file"
+        inline, file = section.get(key), section.get(file_key)
+        if inline is not None and file is not None:
+            raise self.error(_join(path, key), f"give either {key} or {file_key}, not both")
+        if inline is not None:
+            return SecretSource(value=Secret(self.string(inline, _join(path, key))))
+        if file is not None:
+            file_path = Path(self.string(file, _join(path, file_key)))
+            if not file_path.is_absolute():
+                file_path = self.base_dir / file_path
+            try:
+                content = file_path.read_text(encoding="utf-8").strip()
+            except OSError as problem:
+                raise self.error(_join(path, file_key), f"cannot read {file_path}: {problem.strerror}") from None
+            except UnicodeDecodeError:
+                raise self.error(_join(path, file_key), f"{file_path} is not UTF-8 text") from None
+            if not content:
+                raise self.error(_join(path, file_key), f"{file_path} is empty")
+            return SecretSource(file=file_path)
+        if required:
+            raise self.error(path, f"missing {key} (or {file_key})")
+        return None
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _read_poll(r: _Reader, raw: Any) -> PollConfig:
+    section = r.mapping(raw, "poll", {"interval", "timeout", "concurrency", "max_body_bytes",
+                                      "max_pages", "backoff_max"})
+    defaults = PollConfig()
+    interval = r.duration(section["interval"], "poll.interval") if "interval" in section else defaults.interval
+    timeout = r.duration(section["timeout"], "poll.timeout") if "timeout" in section else defaults.timeout
+    return PollConfig(
+        interval=interval,
+        timeout=timeout,
+        concurrency=r.integer(section.get("concurrency", defaults.concurrency), "poll.concurrency",
+                              minimum=1, maximum=1000),
+        max_body_bytes=r.integer(section.get("max_body_bytes", defaults.max_body_bytes),
+                                 "poll.max_body_bytes", minimum=1024),
+        max_pages=r.integer(section.get("max_pages", defaults.max_pages), "poll.max_pages",
+                            minimum=1, maximum=100000),
+        backoff_max=(r.duration(section["backoff_max"], "poll.backoff_max")
+                     if section.get("backoff_max") is not None else None),
+    )
+
+
+def _read_metrics(r: _Reader, raw: Any) -> MetricsConfig:
+    section = r.mapping(raw, "metrics", {"max_users", "max_databases", "hosts", "max_hosts",
+                                         "idle_commands", "duration_buckets"})
+    defaults = MetricsConfig()
+    idle = defaults.idle_commands
+    if "idle_commands" in section:
+        items = r.sequence(section["idle_commands"], "metrics.idle_commands")
+        idle = frozenset(r.string(c, f"metrics.idle_commands[{i}]") for i, c in enumerate(items))
+    buckets = defaults.duration_buckets
+    if "duration_buckets" in section:
+        items = r.sequence(section["duration_buckets"], "metrics.duration_buckets")
+        if not items:
+            raise r.error("metrics.duration_buckets", "must list at least one bucket bound")
+        values = [r.number(b, f"metrics.duration_buckets[{i}]", minimum=0) for i, b in enumerate(items)]
+        for i in range(1, len(values)):
+            if values[i] <= values[i - 1]:
+                raise r.error(f"metrics.duration_buckets[{i}]", "bucket bounds must be strictly increasing")
+        buckets = tuple(values)
+    return MetricsConfig(
+        max_users=r.integer(section.get("max_users", defaults.max_users), "metrics.max_users", minimum=1),
+        max_databases=r.integer(section.get("max_databases", defaults.max_databases),
+                                "metrics.max_databases", minimum=1),
+        hosts=r.boolean(section.get("hosts", defaults.hosts), "metrics.hosts"),
+        max_hosts=r.integer(section.get("max_hosts", defaults.max_hosts), "metrics.max_hosts", minimum=1),
+        idle_commands=idle,
+        duration_buckets=buckets,
+    )
+
+
+def _read_auth(r: _Reader, raw: Any, path: str) -> AuthConfig:
+    if not isinstance(raw, dict):
+        raise r.error(path, f"must be a mapping with a type (aksk, password or token), got {_type_name(raw)}")
+    auth_type = r.string(raw.get("type", ""), _join(path, "type")) if raw.get("type") else None
+    if auth_type == "token":
+        section = r.mapping(raw, path, {"type", "token", "token_file"})
+        token = r.secret(section, "token", path)
+        assert token is not None
+        return TokenAuth(token=token)
+    if auth_type == "password":
+        section = r.mapping(raw, path, {"type", "domain", "username", "password", "password_file"})
+        for key in ("domain", "username"):
+            if key not in section:
+                raise r.error(path, f"missing {key}")
+        password = r.secret(section, "password", path)
+        assert password is not None
+        return PasswordAuth(domain=r.string(section["domain"], _join(path, "domain")),
+                            username=r.string(section["username"], _join(path, "username")),
+                            password=password)
+    if auth_type == "aksk":
+        section = r.mapping(raw, path, {"type", "access_key", "access_key_file", "secret_key",
+                                        "secret_key_file", "security_token", "security_token_file"})
+        access_key = r.secret(section, "access_key", path)
+        secret_key = r.secret(section, "secret_key", path)
+        assert access_key is not None and secret_key is not None
+        return AkSkAuth(access_key=access_key, secret_key=secret_key,
+                        security_token=r.secret(section, "security_token", path, required=False))
+    if auth_type is None:
+        raise r.error(_join(path, "type"), "missing: one of aksk, password, token")
+    raise r.error(_join(path, "type"), f"unknown auth type {auth_type!r}: use aksk, password or token")
+
+
+def _read_url(r: _Reader, value: Any, path: str) -> str:
+    url = r.string(value, path).rstrip("/")
+    if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", url):
+        raise r.error(path, f"must be an http(s) URL, got {url!r}")
+    return url
+
+
+def _read_project(r: _Reader, raw: Any, path: str, seen_instances: dict[str, str]) -> ProjectConfig:
+    section = r.mapping(raw, path, {"project_id", "region", "endpoint", "iam_endpoint", "auth",
+                                    "instances", "api_rate_limit"})
+    for key in ("project_id", "region", "auth"):
+        if key not in section:
+            raise r.error(path, f"missing {key}")
+    project_id = r.string(section["project_id"], _join(path, "project_id"))
+    if not PROJECT_ID_RE.fullmatch(project_id):
+        raise r.error(_join(path, "project_id"), f"must be 32 letters or digits, got {project_id!r}")
+    region = r.string(section["region"], _join(path, "region"))
+    if not REGION_RE.fullmatch(region):
+        raise r.error(_join(path, "region"), f"not a region name like cn-north-4, got {region!r}")
+    endpoint = (_read_url(r, section["endpoint"], _join(path, "endpoint"))
+                if section.get("endpoint") is not None else default_endpoint(region))
+    iam_endpoint = (_read_url(r, section["iam_endpoint"], _join(path, "iam_endpoint"))
+                    if section.get("iam_endpoint") is not None else default_iam_endpoint(region))
+    auth = _read_auth(r, section["auth"], _join(path, "auth"))
+    instances: list[InstanceConfig] = []
+    raw_instances = section.get("instances")
+    if raw_instances is None:
+        raise r.error(path, "missing instances (a list of HTAP instances to poll)")
+    for index, item in enumerate(r.sequence(raw_instances, _join(path, "instances"))):
+        item_path = f"{_join(path, 'instances')}[{index}]"
+        if isinstance(item, str):
+            item = {"id": item}
+        entry = r.mapping(item, item_path, {"id", "name"})
+        if "id" not in entry:
+            raise r.error(item_path, "missing id")
+        instance_id = r.string(entry["id"], _join(item_path, "id"))
+        if not INSTANCE_ID_RE.fullmatch(instance_id):
+            raise r.error(_join(item_path, "id"),
+                          f"must be an HTAP instance id (36 letters or digits ending in in17), got {instance_id!r}")
+        if instance_id in seen_instances:
+            raise r.error(_join(item_path, "id"), f"instance {instance_id} is already listed at {seen_instances[instance_id]}")
+        seen_instances[instance_id] = item_path
+        name = r.string(entry["name"], _join(item_path, "name")) if entry.get("name") is not None else instance_id
+        instances.append(InstanceConfig(id=instance_id, name=name))
+    rate = section.get("api_rate_limit")
+    return ProjectConfig(
+        project_id=project_id,
+        region=region,
+        endpoint=endpoint,
+        iam_endpoint=iam_endpoint,
+        auth=auth,
+        instances=tuple(instances),
+        api_rate_limit=r.number(rate, _join(path, "api_rate_limit"), minimum=0) if rate is not None else 0.0,
+    )
+
+
+def parse_config(text: str, *, file: str = "config.yaml", env: Mapping[str, str] | None = None,
+                 base_dir: Path | None = None) -> Config:
+    r = _Reader(file, os.environ if env is None else env, base_dir or Path("."))
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as problem:
+        mark = getattr(problem, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
+        reason = getattr(problem, "problem", None) or "invalid YAML"
+        raise ConfigError(file, "", f"{where}{reason}") from None
+    top = r.mapping(raw, "", {"poll", "metrics", "projects"})
+    if not top.get("projects"):
+        raise r.error("projects", "missing: list at least one project with its instances")
+    seen: dict[str, str] = {}
+    projects = tuple(
+        _read_project(r, item, f"projects[{index}]", seen)
+        for index, item in enumerate(r.sequence(top["projects"], "projects"))
+    )
+    poll = _read_poll(r, top.get("poll"))
+    if poll.timeout > poll.interval:
+        raise r.error("poll.timeout", f"must not exceed poll.interval ({_fmt_seconds(poll.interval)})")
+    return Config(file=file, poll=poll, metrics=_read_metrics(r, top.get("metrics")), projects=projects)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(file, "", "file not found") from None
+    except OSError as problem:
+        raise ConfigError(file, "", f"cannot read: {problem.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(file, "", "not UTF-8 text") from None
+    return parse_config(text, file=file, env=env, base_dir=Path(path).resolve().parent)

@@ -1,0 +1,208 @@
+"""Background polling: one loop per instance, spread over the interval, decoupled from scrapes.
+
+Rules (as in YACE's scraper): a poll never overlaps the previous one of the same instance (a slow
+poll skips ticks, counted); results replace the instance's output whole; a failing instance backs
+off with jitter (doubling from the interval up to the cap, Retry-After honoured) and never delays
+another instance. The global request cap lives in the Transport, shared by all loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from dataclasses import dataclass
+
+import aiohttp
+
+from exporter.api import HtapApi
+from exporter.auth import make_authenticator
+from exporter.clock import Clock, RateLimiter
+from exporter.config import Config, InstanceConfig, MetricsConfig, PollConfig, ProjectConfig
+from exporter.metrics import InstanceIdentity, PollState, render_instance
+from exporter.redact import Redactor
+from exporter.sessions import aggregate
+from exporter.store import Store
+from exporter.transport import ApiError, RequestObserver, Transport
+
+# A server asking us to wait longer than this is more likely broken than right.
+MAX_RETRY_AFTER = 3600.0
+JITTER = 0.1
+
+log = logging.getLogger(__name__)
+
+
+def backoff_delay(failures: int, interval: float, cap: float, rng: random.Random) -> float:
+    """Delay before the next poll after `failures` consecutive failures (>= 1)."""
+    base = min(cap, interval * 2 ** min(failures - 1, 30))
+    return base * rng.uniform(1 - JITTER, 1 + JITTER)
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """Everything a poll loop depends on: when it changes on reload, the loop restarts."""
+
+    project: ProjectConfig
+    instance: InstanceConfig
+    poll: PollConfig
+    metrics: MetricsConfig
+
+
+class _Loop:
+    def __init__(self, spec: InstanceSpec, api: HtapApi, state: PollState, poller: Poller) -> None:
+        self.spec = spec
+        self.api = api
+        self.state = state
+        self.poller = poller
+        self.identity = InstanceIdentity(spec.instance.id, spec.instance.name, spec.project.project_id,
+                                         spec.project.region)
+        self.task: asyncio.Task[None] | None = None
+        self.failures = 0
+        self.last_problem: tuple[str, str | None] | None = None
+
+    async def run(self, start_delay: float) -> None:
+        clock = self.poller.clock
+        interval = self.spec.poll.interval
+        next_due = clock.monotonic() + start_delay
+        while True:
+            await clock.sleep(next_due - clock.monotonic())
+            retry_after = await self.poll_once()
+            now = clock.monotonic()
+            if self.failures == 0:
+                next_due += interval
+                if next_due <= now:
+                    missed = math.floor((now - next_due) / interval) + 1
+                    self.state.skipped_ticks += missed
+                    next_due += missed * interval
+                    log.debug("instance_id=%s poll overran the interval; skipped %d tick(s)",
+                              self.identity.instance_id, missed)
+            else:
+                delay = backoff_delay(self.failures, interval, self.spec.poll.backoff_cap, self.poller.rng)
+                if retry_after is not None:
+                    delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+                next_due = now + delay
+            self.publish()
+            self.poller.first_poll_done(self.identity.instance_id)
+
+    async def poll_once(self) -> float | None:
+        clock = self.poller.clock
+        started = clock.monotonic()
+        retry_after = None
+        try:
+            result = await self.api.list_sessions(self.identity.instance_id)
+            stats = aggregate(result.sessions, self.spec.metrics)
+        except ApiError as problem:
+            self.failed(problem)
+            retry_after = problem.retry_after
+        except Exception:  # a bug of ours must cost one poll, not the instance's loop
+            log.exception("instance_id=%s unexpected error while polling", self.identity.instance_id)
+            self.failed(ApiError("bad_response", "unexpected error while handling the response"))
+        else:
+            if self.last_problem is not None:
+                log.info("instance_id=%s instance_name=%s poll recovered", self.identity.instance_id,
+                         self.identity.instance_name)
+            self.last_problem = None
+            self.failures = 0
+            self.state.up = True
+            self.state.stats = stats
+            self.state.last_success = clock.time()
+        self.state.poll_duration = clock.monotonic() - started
+        return retry_after
+
+    def failed(self, problem: ApiError) -> None:
+        self.failures += 1
+        self.state.up = False
+        self.state.stats = None  # no stale sessions served as current
+        self.state.errors[problem.reason] = self.state.errors.get(problem.reason, 0) + 1
+        key = (problem.reason, problem.error_code)
+        if key != self.last_problem:
+            log.warning("instance_id=%s instance_name=%s poll failed: reason=%s %s",
+                        self.identity.instance_id, self.identity.instance_name, problem.reason,
+                        problem.describe())
+        else:
+            log.debug("instance_id=%s poll failed again: reason=%s %s", self.identity.instance_id,
+                      problem.reason, problem.describe())
+        self.last_problem = key
+
+    def publish(self) -> None:
+        self.poller.store.put(self.identity.instance_id, render_instance(self.identity, self.state))
+
+
+class Poller:
+    def __init__(self, *, session: aiohttp.ClientSession, store: Store, clock: Clock, redactor: Redactor,
+                 observe: RequestObserver, rng: random.Random | None = None) -> None:
+        self.session = session
+        self.store = store
+        self.clock = clock
+        self.redactor = redactor
+        self.observe = observe
+        self.rng = rng or random.Random()
+        self.ready = asyncio.Event()
+        self._loops: dict[str, _Loop] = {}
+        self._apis: dict[ProjectConfig, HtapApi] = {}
+        self._transport: Transport | None = None
+        self._poll: PollConfig | None = None
+        self._awaiting_first_poll: set[str] = set()
+        # Counters of instances whose loop restarts on reload, so they stay monotonic.
+        self._states: dict[str, PollState] = {}
+
+    def first_poll_done(self, instance_id: str) -> None:
+        self._awaiting_first_poll.discard(instance_id)
+        if not self._awaiting_first_poll:
+            self.ready.set()
+
+    def _api_for(self, project: ProjectConfig, transport: Transport) -> HtapApi:
+        auth = make_authenticator(project.auth, project_id=project.project_id, iam_endpoint=project.iam_endpoint,
+                                  transport=transport, clock=self.clock, redactor=self.redactor)
+        limiter = RateLimiter(project.api_rate_limit, self.clock) if project.api_rate_limit > 0 else None
+        assert self._poll is not None
+        return HtapApi(endpoint=project.endpoint, project_id=project.project_id, auth=auth, transport=transport,
+                       max_pages=self._poll.max_pages, limiter=limiter)
+
+    async def apply(self, config: Config) -> None:
+        """Start polling `config`, or switch to it: unchanged instances keep their loop and state,
+        changed ones restart (keeping their counters), removed ones stop and their series vanish."""
+        if self._transport is None or config.poll != self._poll:
+            self._poll = config.poll
+            self._transport = Transport(self.session, asyncio.Semaphore(config.poll.concurrency),
+                                        config.poll.timeout, config.poll.max_body_bytes, self.observe)
+            self._apis = {}
+        apis = {project: self._apis.get(project) or self._api_for(project, self._transport)
+                for project in config.projects}
+        self._apis = apis
+        wanted = {
+            instance.id: InstanceSpec(project, instance, config.poll, config.metrics)
+            for project in config.projects for instance in project.instances
+        }
+        for instance_id, loop in list(self._loops.items()):
+            if wanted.get(instance_id) != loop.spec:
+                await self._stop_loop(instance_id, forget=instance_id not in wanted)
+        new_ids = [instance_id for instance_id in wanted if instance_id not in self._loops]
+        for index, instance_id in enumerate(new_ids):
+            spec = wanted[instance_id]
+            loop = _Loop(spec, apis[spec.project], self._states.pop(instance_id, None) or PollState(), self)
+            self._loops[instance_id] = loop
+            if not self.ready.is_set():
+                self._awaiting_first_poll.add(instance_id)
+            # Spread first polls over the interval: no thundering herd against the API.
+            start_delay = config.poll.interval * index / max(1, len(new_ids))
+            loop.task = asyncio.create_task(loop.run(start_delay), name=f"poll-{instance_id}")
+        if not wanted:
+            self.ready.set()
+
+    async def _stop_loop(self, instance_id: str, *, forget: bool) -> None:
+        loop = self._loops.pop(instance_id)
+        if loop.task is not None:
+            loop.task.cancel()
+            await asyncio.gather(loop.task, return_exceptions=True)
+        self._awaiting_first_poll.discard(instance_id)
+        if forget:
+            self.store.remove(instance_id)
+            self._states.pop(instance_id, None)
+        else:
+            self._states[instance_id] = loop.state
+
+    async def stop(self) -> None:
+        for instance_id in list(self._loops):
+            await self._stop_loop(instance_id, forget=False)

@@ -1,0 +1,167 @@
+"""Session rows -> per-instance statistics. Pure functions: no I/O, no clock, no globals.
+
+`sql_statement` is dropped at parse time: it is customer SQL text and must never reach a label,
+a log line or memory that outlives the poll.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from exporter.config import MetricsConfig
+
+UNKNOWN = "unknown"
+OTHER = "__other__"
+# Always exported (0 when absent) so that dashboards and alerts never see a missing series.
+KNOWN_STATES = ("OK", "EOF", "ERR", "NOOP")
+KNOWN_COMMANDS = ("Sleep", "Query")
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: str
+    user: str
+    host: str
+    state: str
+    database: str
+    command: str
+    duration: float | None  # None when the API gave no usable number
+
+
+@dataclass(frozen=True)
+class InstanceStats:
+    sessions: int
+    by_state: dict[str, int]
+    by_command: dict[str, int]
+    by_user: dict[str, int]
+    by_database: dict[str, int]
+    by_host: dict[str, int] | None
+    max_duration_by_command: dict[str, float]
+    # Cumulative counts per upper bound (the last bound is +Inf), sum and count of active sessions.
+    active_buckets: tuple[tuple[float, int], ...]
+    active_sum: float
+    active_count: int
+    rows_without_duration: int
+
+
+def label_value(value: Any) -> str:
+    """The one place API strings become label values: trimmed, empty or missing -> `unknown`."""
+    if isinstance(value, bool):
+        return UNKNOWN
+    if isinstance(value, str):
+        text = value.strip()
+        return text if text else UNKNOWN
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return str(value)
+    return UNKNOWN
+
+
+def parse_duration_value(value: Any) -> float | None:
+    """The API documents a string, shows an integer and the SDKs use a float: accept all three."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if not math.isfinite(number) or number < 0:
+        return None
+    return number
+
+
+def client_ip(host: str) -> str:
+    """`ip:port` -> `ip`; `[v6]:port` -> `v6`; anything else unchanged."""
+    if host.startswith("["):
+        end = host.find("]")
+        return host[1:end] if end > 1 else host
+    if host.count(":") == 1:
+        ip, _, port = host.partition(":")
+        if port.isdigit() and ip:
+            return ip
+    return host
+
+
+def parse_session(row: Mapping[str, Any]) -> Session:
+    return Session(
+        id=label_value(row.get("id")),
+        user=label_value(row.get("user")),
+        host=label_value(row.get("host")),
+        state=label_value(row.get("state")),
+        database=label_value(row.get("database")),
+        command=label_value(row.get("command")),
+        duration=parse_duration_value(row.get("duration")),
+    )
+
+
+def cap_counts(counts: Mapping[str, int], limit: int) -> dict[str, int]:
+    """Keep the `limit` largest values (ties by name, so the result is stable); fold the rest into
+    `__other__`. Caps the label cardinality that a busy instance can put into Prometheus."""
+    if len(counts) <= limit:
+        return dict(counts)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    kept = dict(ranked[:limit])
+    kept[OTHER] = kept.get(OTHER, 0) + sum(count for _, count in ranked[limit:])
+    return kept
+
+
+def aggregate(sessions: Iterable[Session], config: MetricsConfig) -> InstanceStats:
+    by_state: Counter[str] = Counter({state: 0 for state in KNOWN_STATES})
+    by_command: Counter[str] = Counter({command: 0 for command in KNOWN_COMMANDS})
+    by_user: Counter[str] = Counter()
+    by_database: Counter[str] = Counter()
+    by_host: Counter[str] = Counter()
+    max_duration: dict[str, float] = {command: 0.0 for command in KNOWN_COMMANDS}
+    bounds = tuple(config.duration_buckets) + (math.inf,)
+    bucket_counts = [0] * len(bounds)
+    active_sum = 0.0
+    active_count = 0
+    total = 0
+    without_duration = 0
+    for session in sessions:
+        total += 1
+        by_state[session.state] += 1
+        by_command[session.command] += 1
+        by_user[session.user] += 1
+        by_database[session.database] += 1
+        if config.hosts:
+            by_host[client_ip(session.host)] += 1
+        duration = session.duration
+        if duration is None:
+            without_duration += 1
+            continue
+        if duration > max_duration.get(session.command, -1.0):
+            max_duration[session.command] = duration
+        if session.command in config.idle_commands:
+            continue
+        active_count += 1
+        active_sum += duration
+        for index, bound in enumerate(bounds):
+            if duration <= bound:
+                bucket_counts[index] += 1
+                break
+    cumulative = 0
+    buckets = []
+    for bound, count in zip(bounds, bucket_counts):
+        cumulative += count
+        buckets.append((bound, cumulative))
+    return InstanceStats(
+        sessions=total,
+        by_state=dict(by_state),
+        by_command=dict(by_command),
+        by_user=cap_counts(by_user, config.max_users),
+        by_database=cap_counts(by_database, config.max_databases),
+        by_host=cap_counts(by_host, config.max_hosts) if config.hosts else None,
+        max_duration_by_command=max_duration,
+        active_buckets=tuple(buckets),
+        active_sum=active_sum,
+        active_count=active_count,
+        rows_without_duration=without_duration,
+    )

@@ -1,0 +1,424 @@
+"""A fake of the HTAP session API and of IAM's token API, for the demo, tests and benchmarks.
+
+It follows the spec: the session list at `GET /v3/{project_id}/instances/{instance_id}/htap/process`
+with `limit` (1..100) and `offset` validated, `DBS.200022` for an unknown instance, credentials
+checked (X-Auth-Token or an SDK-HMAC-SHA256 signature), StarRocks-like rows that change over time.
+IAM's `POST /v3/auth/tokens` issues tokens for configured users.
+
+A control API under `/_sim/` sets fixed rows, injects faults (per instance or global, switchable
+while it runs), revokes tokens and reports what it saw (request counts and times, auth failures).
+
+Run alone: `python -m exporter.simulator --listen 127.0.0.1:8081 --instances 5 --write-config sim.yaml`
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import hashlib
+import json
+import random
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from exporter.signing import verify_authorization
+
+SIM_PROJECT_ID = "0123456789abcdef0123456789abcdef"
+SIM_TOKEN = "sim-static-token-0000000000000000"
+SIM_ACCESS_KEY = "SIMACCESSKEY00000001"
+SIM_SECRET_KEY = "simSecretKey0000000000000000000000000001"
+SIM_DOMAIN = "sim-domain"
+SIM_USER = "sim-user"
+SIM_PASSWORD = "sim-password-0001"
+FAULT_KINDS = ("status", "throttle", "delay", "garbage", "html", "wrong_shape", "ignore_offset",
+               "drop", "oversize", "too_many_rows", "endless", "not_list")
+# Control-API access is by path only: the simulator is a test fixture, bound to loopback.
+CONTROL_PREFIX = "/_sim"
+
+USERS = ["root", "etl_loader", "bi_reader", "analyst", "report_svc", "airflow", "dashboard"]
+DATABASES = ["sales", "orders", "dw", "information_schema", "marketing", ""]
+COMMANDS = ["Sleep"] * 12 + ["Query"] * 6 + ["Init DB", "Ping", "COM_STMT_EXECUTE", "Field List"]
+STATES = ["OK"] * 10 + ["EOF"] * 3 + ["ERR", "NOOP"]
+STATEMENTS = [
+    "SELECT customer_email, SUM(amount) FROM orders WHERE customer_email = 'alice@example.com' GROUP BY 1",
+    "INSERT INTO dw.fact_sales SELECT * FROM ods.sales WHERE dt = '2026-11-29'",
+    "SELECT /* dashboard */ count(*) FROM sales.events WHERE ts > now() - interval 1 hour",
+    "",
+]
+
+
+def instance_id_for(index: int) -> str:
+    digest = hashlib.sha256(f"sim-instance-{index}".encode()).hexdigest()
+    return digest[:32] + "in17"
+
+
+@dataclass
+class Fault:
+    kind: str
+    status: int = 500
+    error_code: str = "DBS.05000000"
+    error_msg: str = "Internal server error."
+    retry_after: str | None = None
+    seconds: float = 0.0
+    size: int = 9 * 1024 * 1024
+    remaining: int | None = None  # None: until cleared
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Fault:
+        kind = document.get("kind")
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(FAULT_KINDS)}")
+        fault = cls(kind=kind)
+        for key in ("status", "error_code", "error_msg", "retry_after", "seconds", "size", "remaining"):
+            if key in document:
+                setattr(fault, key, document[key])
+        if kind == "throttle" and "status" not in document:
+            fault.status, fault.error_code = 429, "APIG.0308"
+            fault.error_msg = "The throttling threshold has been reached: policy user over ratelimit,limit:10,time:1 minute"
+        return fault
+
+
+@dataclass
+class SimInstance:
+    id: str
+    name: str
+    sessions: int
+    seed: int
+    fixed_rows: list[Any] | None = None
+
+    def rows(self, now: float) -> list[dict[str, Any]]:
+        if self.fixed_rows is not None:
+            return self.fixed_rows
+        rng = random.Random(self.seed)
+        # The population drifts slowly: a few sessions come and go every minute.
+        count = max(1, self.sessions + int(5 * ((now // 60) % 3)) - 5)
+        rows = []
+        for index in range(count):
+            period = rng.choice([30, 120, 600, 3600, 7200])
+            phase = rng.uniform(0, period)
+            epoch = int((now + phase) // period)
+            local = random.Random(hash((self.seed, index, epoch)))
+            command = local.choice(COMMANDS)
+            rows.append({
+                "id": str(1000 + index + 10000 * (epoch % 7)),
+                "user": rng.choice(USERS),
+                "host": f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}:{local.randrange(30000, 65000)}",
+                "state": local.choice(STATES),
+                "database": rng.choice(DATABASES),
+                "sql_statement": local.choice(STATEMENTS) if command != "Sleep" else "",
+                "duration": int((now + phase) % period),
+                "command": command,
+            })
+        return rows
+
+
+@dataclass
+class Observed:
+    requests: dict[str, int] = field(default_factory=dict)
+    request_times: dict[str, list[float]] = field(default_factory=dict)
+    auth_failures: int = 0
+    auth_failure_times: list[float] = field(default_factory=list)
+    iam_requests: int = 0
+    tokens_issued: int = 0
+
+    def request(self, instance_id: str) -> None:
+        self.requests[instance_id] = self.requests.get(instance_id, 0) + 1
+        times = self.request_times.setdefault(instance_id, [])
+        times.append(time.time())
+        del times[:-500]
+
+    def auth_failed(self) -> None:
+        self.auth_failures += 1
+        self.auth_failure_times.append(time.time())
+        del self.auth_failure_times[:-500]
+
+
+class Simulator:
+    def __init__(self, *, project_id: str = SIM_PROJECT_ID, instances: int = 5, sessions: int = 60,
+                 token_ttl: float = 24 * 3600.0, seed: int = 1) -> None:
+        self.project_id = project_id
+        self.instances: dict[str, SimInstance] = {}
+        for index in range(instances):
+            self.add_instance(instance_id_for(index), f"htap-{index + 1}",
+                              sessions=sessions + 37 * index, seed=seed * 1000 + index)
+        self.static_tokens = {SIM_TOKEN}
+        self.keys = {SIM_ACCESS_KEY: SIM_SECRET_KEY}
+        self.users = {(SIM_DOMAIN, SIM_USER): SIM_PASSWORD}
+        self.token_ttl = token_ttl
+        self.issued_tokens: dict[str, tuple[str, float]] = {}  # token -> (project_id, expires at)
+        self.faults: dict[str, Fault] = {}
+        self.observed = Observed()
+
+    def add_instance(self, instance_id: str, name: str, *, sessions: int = 60, seed: int = 0) -> SimInstance:
+        instance = SimInstance(instance_id, name, sessions, seed)
+        self.instances[instance_id] = instance
+        return instance
+
+    # --- the cloud API ---------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_get("/v3/{project_id}/instances/{instance_id}/htap/process", self.list_sessions)
+        app.router.add_post("/v3/auth/tokens", self.issue_token)
+        app.router.add_get(CONTROL_PREFIX + "/state", self.control_state)
+        app.router.add_put(CONTROL_PREFIX + "/faults/{target}", self.control_set_fault)
+        app.router.add_delete(CONTROL_PREFIX + "/faults/{target}", self.control_clear_fault)
+        app.router.add_delete(CONTROL_PREFIX + "/faults", self.control_clear_faults)
+        app.router.add_put(CONTROL_PREFIX + "/instances/{instance_id}/sessions", self.control_set_rows)
+        app.router.add_post(CONTROL_PREFIX + "/tokens/revoke", self.control_revoke_tokens)
+        app.router.add_put(CONTROL_PREFIX + "/token_ttl", self.control_token_ttl)
+        return app
+
+    def _authenticate(self, request: web.Request, project_id: str) -> str | None:
+        """None if the caller may proceed, else why not."""
+        token = request.headers.get("X-Auth-Token")
+        if token is not None:
+            if token in self.static_tokens:
+                return None
+            issued = self.issued_tokens.get(token)
+            if issued is None:
+                return "decrypt token fail"
+            scope, expires = issued
+            if time.time() >= expires:
+                return "token expires"
+            if scope != project_id:
+                return "token is not scoped to this project"
+            return None
+        if "Authorization" not in request.headers:
+            return "x-auth-token not found"
+        body = b""
+        reason = verify_authorization(method=request.method, path=request.path,
+                                      query_pairs=list(request.query.items()), headers=request.headers,
+                                      body=body, secret_for=self.keys.get)
+        if reason is not None:
+            return f"verify aksk signature fail: {reason}"
+        return None
+
+    async def list_sessions(self, request: web.Request) -> web.StreamResponse:
+        project_id = request.match_info["project_id"]
+        instance_id = request.match_info["instance_id"]
+        problem = self._authenticate(request, project_id)
+        if problem is not None:
+            self.observed.auth_failed()
+            return _error(401, "APIG.0301", f"Incorrect IAM authentication information: {problem}")
+        self.observed.request(instance_id)
+        try:
+            limit = int(request.query.get("limit", "100"))
+            offset = int(request.query.get("offset", "0"))
+        except ValueError:
+            return _error(400, "DBS.200001", "Invalid parameter: limit and offset must be integers.")
+        if not 1 <= limit <= 100 or offset < 0:
+            return _error(400, "DBS.200001", "Invalid parameter: limit must be 1-100, offset >= 0.")
+        instance = self.instances.get(instance_id)
+        if project_id != self.project_id or instance is None:
+            return _error(400, "DBS.200022", "Instance not found.")
+        fault = self._fault_for(instance_id)
+        if fault is not None:
+            answer = await self._faulty_answer(fault, request, instance, limit, offset)
+            if answer is not None:
+                return answer
+        rows = instance.rows(time.time())
+        return web.json_response({"process_list": rows[offset:offset + limit]})
+
+    def _fault_for(self, target: str) -> Fault | None:
+        for key in (target, "*"):
+            fault = self.faults.get(key)
+            if fault is not None:
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        del self.faults[key]
+                return fault
+        return None
+
+    async def _faulty_answer(self, fault: Fault, request: web.Request, instance: SimInstance, limit: int,
+                             offset: int) -> web.StreamResponse | None:
+        kind = fault.kind
+        if kind == "status":
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
+            return _error(fault.status, fault.error_code, fault.error_msg, headers)
+        if kind == "throttle":
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
+            return _error(fault.status, fault.error_code, fault.error_msg, headers)
+        if kind == "delay":
+            await asyncio.sleep(fault.seconds)
+            return None
+        if kind == "garbage":
+            return web.Response(body=b'{"process_list": [{"id": "1", "user": ', content_type="application/json")
+        if kind == "html":
+            return web.Response(status=fault.status if fault.status != 500 else 502,
+                                text="<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
+                                content_type="text/html")
+        if kind == "wrong_shape":
+            return web.json_response({"processes": []})
+        if kind == "not_list":
+            return web.json_response({"process_list": {"id": "1"}})
+        if kind == "ignore_offset":
+            rows = instance.rows(time.time())
+            return web.json_response({"process_list": rows[:limit]})
+        if kind == "too_many_rows":
+            return web.json_response({"process_list": [{"id": str(i), "command": "Sleep", "duration": 1}
+                                                       for i in range(limit + 1)]})
+        if kind == "endless":
+            return web.json_response({"process_list": [{"id": str(offset + i), "command": "Sleep", "duration": 1}
+                                                       for i in range(limit)]})
+        if kind == "oversize":
+            padding = "x" * max(0, fault.size)
+            return web.Response(body=json.dumps({"process_list": [], "padding": padding}).encode(),
+                                content_type="application/json")
+        if kind == "drop":
+            if request.transport is not None:
+                request.transport.close()
+            raise asyncio.CancelledError()
+        return None
+
+    async def issue_token(self, request: web.Request) -> web.Response:
+        self.observed.iam_requests += 1
+        fault = self._fault_for("iam")
+        if fault is not None and fault.kind == "status":
+            return _error(fault.status, fault.error_code, fault.error_msg)
+        try:
+            document = await request.json()
+            identity = document["auth"]["identity"]
+            user = identity["password"]["user"]
+            name, password, domain = user["name"], user["password"], user["domain"]["name"]
+            project_id = document["auth"]["scope"]["project"]["id"]
+        except (ValueError, KeyError, TypeError):
+            return _error(400, "IAM.0007", "Request body is invalid.")
+        if "password" not in identity.get("methods", []):
+            return _error(400, "IAM.0007", "Request body is invalid.")
+        if self.users.get((domain, name)) != password:
+            self.observed.auth_failed()
+            return _error(401, "IAM.0004", "The username or password is wrong.")
+        token = "MIIsim" + secrets.token_urlsafe(48)
+        expires = time.time() + self.token_ttl
+        self.issued_tokens[token] = (project_id, expires)
+        self.observed.tokens_issued += 1
+        expires_at = datetime.datetime.fromtimestamp(expires, tz=datetime.timezone.utc)
+        body = {"token": {"expires_at": expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                          "methods": ["password"], "project": {"id": project_id}}}
+        return web.json_response(body, status=201, headers={"X-Subject-Token": token})
+
+    # --- control API ---------------------------------------------------------------------------
+
+    async def control_state(self, request: web.Request) -> web.Response:
+        observed = self.observed
+        return web.json_response({
+            "requests": observed.requests,
+            "request_times": observed.request_times,
+            "auth_failures": observed.auth_failures,
+            "auth_failure_times": observed.auth_failure_times,
+            "iam_requests": observed.iam_requests,
+            "tokens_issued": observed.tokens_issued,
+            "instances": {i.id: i.name for i in self.instances.values()},
+            "faults": {target: fault.kind for target, fault in self.faults.items()},
+        })
+
+    async def control_set_fault(self, request: web.Request) -> web.Response:
+        try:
+            fault = Fault.from_json(await request.json())
+        except (ValueError, TypeError) as problem:
+            return web.json_response({"error": str(problem)}, status=400)
+        self.faults[request.match_info["target"]] = fault
+        return web.json_response({"ok": True})
+
+    async def control_clear_fault(self, request: web.Request) -> web.Response:
+        self.faults.pop(request.match_info["target"], None)
+        return web.json_response({"ok": True})
+
+    async def control_clear_faults(self, request: web.Request) -> web.Response:
+        self.faults.clear()
+        return web.json_response({"ok": True})
+
+    async def control_set_rows(self, request: web.Request) -> web.Response:
+        instance_id = request.match_info["instance_id"]
+        rows = await request.json()
+        instance = self.instances.get(instance_id) or self.add_instance(instance_id, instance_id)
+        instance.fixed_rows = rows
+        return web.json_response({"ok": True})
+
+    async def control_revoke_tokens(self, request: web.Request) -> web.Response:
+        self.issued_tokens.clear()
+        return web.json_response({"ok": True})
+
+    async def control_token_ttl(self, request: web.Request) -> web.Response:
+        self.token_ttl = float((await request.json())["seconds"])
+        return web.json_response({"ok": True})
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error_code": code, "error_msg": message}, status=status, headers=headers)
+
+
+def sample_config(simulator: Simulator, base_url: str, *, auth: str = "token", interval: str = "15s") -> str:
+    """A config file that polls every instance of `simulator` at `base_url`."""
+    auth_block = {
+        "token": f"      type: token\n      token: {SIM_TOKEN}\n",
+        "aksk": f"      type: aksk\n      access_key: {SIM_ACCESS_KEY}\n      secret_key: {SIM_SECRET_KEY}\n",
+        "password": (f"      type: password\n      domain: {SIM_DOMAIN}\n      username: {SIM_USER}\n"
+                     f"      password: {SIM_PASSWORD}\n"),
+    }[auth]
+    instances = "".join(f"      - id: {i.id}\n        name: {i.name}\n" for i in simulator.instances.values())
+    return (
+        f"# Polls the built-in simulator at {base_url}.\n"
+        f"poll:\n  interval: {interval}\n  timeout: 5s\n"
+        "projects:\n"
+        f"  - project_id: {simulator.project_id}\n"
+        "    region: cn-north-4\n"
+        f"    endpoint: {base_url}\n"
+        f"    iam_endpoint: {base_url}\n"
+        f"    auth:\n{auth_block}"
+        f"    instances:\n{instances}"
+    )
+
+
+async def start(simulator: Simulator, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:
+    """Serve `simulator` on host:port (0: any free port); returns the runner and the base URL."""
+    runner = web.AppRunner(simulator.app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
+    bound_port = sockets[0].getsockname()[1]
+    return runner, f"http://{host}:{bound_port}"
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    simulator = Simulator(instances=args.instances, sessions=args.sessions)
+    host, _, port = args.listen.rpartition(":")
+    runner, base_url = await start(simulator, host or "127.0.0.1", int(port))
+    if args.write_config:
+        with open(args.write_config, "w", encoding="utf-8") as out:
+            out.write(sample_config(simulator, base_url, auth=args.auth))
+    print(f"simulator listening on {base_url} with {len(simulator.instances)} instances", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m exporter.simulator",
+                                     description="Fake HTAP session API and IAM for demos and tests.")
+    parser.add_argument("--listen", default="127.0.0.1:8081", help="host:port (port 0: any free port)")
+    parser.add_argument("--instances", type=int, default=5)
+    parser.add_argument("--sessions", type=int, default=60, help="sessions on the first instance")
+    parser.add_argument("--auth", choices=["token", "aksk", "password"], default="token",
+                        help="auth type written into --write-config")
+    parser.add_argument("--write-config", metavar="PATH", help="write an exporter config for this simulator")
+    args = parser.parse_args(argv)
+    asyncio.run(_serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""One HTTP exchange with the cloud: concurrency cap, timeout, body cap, error mapping.
+
+Every failure leaves here as an ApiError whose `reason` is one of the documented values of
+`htap_poll_errors_total`; nothing else escapes (a server's mistake must never crash us).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import aiohttp
+from yarl import URL
+
+from exporter.clock import RateLimiter
+
+REASONS = ("auth", "throttled", "timeout", "network", "http", "bad_response")
+THROTTLING_CODES = frozenset({"APIG.0308", "APIGW.0308"})
+MAX_ERROR_BODY_BYTES = 64 * 1024
+
+RequestObserver = Callable[[str, str, float], None]  # (api, code, seconds)
+
+
+class ApiError(Exception):
+    """A failed exchange: reason (for the metric), HTTP status and the API's own error fields."""
+
+    def __init__(self, reason: str, message: str, *, status: int | None = None,
+                 error_code: str | None = None, error_msg: str | None = None,
+                 retry_after: float | None = None) -> None:
+        assert reason in REASONS, reason
+        self.reason = reason
+        self.message = message
+        self.status = status
+        self.error_code = error_code
+        self.error_msg = error_msg
+        self.retry_after = retry_after
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        parts = [self.message]
+        if self.status is not None:
+            parts.append(f"status={self.status}")
+        if self.error_code:
+            parts.append(f"error_code={self.error_code}")
+        if self.error_msg:
+            parts.append(f"error_msg={self.error_msg!r}")
+        return " ".join(parts)
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as problem:
+            raise ApiError("bad_response", f"invalid JSON: {str(problem)[:120]}", status=self.status) from None
+
+
+@dataclass
+class Transport:
+    session: aiohttp.ClientSession
+    semaphore: asyncio.Semaphore
+    timeout: float
+    max_body_bytes: int
+    observe: RequestObserver = field(default=lambda api, code, seconds: None)
+
+    async def send(self, api: str, method: str, url: URL, headers: dict[str, str], body: bytes = b"",
+                   limiter: RateLimiter | None = None) -> Response:
+        """Send one request; any non-2xx answer is raised as an ApiError with its reason."""
+        if limiter is not None:
+            await limiter.wait()
+        async with self.semaphore:
+            started = time.monotonic()
+            code = "error"
+            try:
+                async with self.session.request(
+                    method, url, headers=headers, data=body or None, allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=self.timeout),
+                ) as answer:
+                    code = str(answer.status)
+                    ok = 200 <= answer.status < 300
+                    cap = self.max_body_bytes if ok else MAX_ERROR_BODY_BYTES
+                    payload = await _read_capped(answer, cap, truncate=not ok)
+                    response = Response(answer.status, dict(answer.headers), payload)
+            except ApiError:
+                raise
+            except asyncio.TimeoutError:
+                code = "timeout"
+                raise ApiError("timeout", f"no answer within {self.timeout:g}s") from None
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as problem:
+                raise ApiError("network", f"{type(problem).__name__}: {_short(problem)}") from None
+            except aiohttp.ClientError as problem:
+                raise ApiError("network", f"{type(problem).__name__}: {_short(problem)}") from None
+            finally:
+                self.observe(api, code, time.monotonic() - started)
+        if not 200 <= response.status < 300:
+            raise error_from_response(response)
+        return response
+
+
+async def _read_capped(answer: aiohttp.ClientResponse, cap: int, *, truncate: bool) -> bytes:
+    declared = answer.content_length
+    if declared is not None and declared > cap and not truncate:
+        raise ApiError("bad_response", f"body of {declared} bytes exceeds the {cap}-byte cap", status=answer.status)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in answer.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > cap:
+            if truncate:
+                chunks.append(chunk[: cap - (size - len(chunk))])
+                break
+            raise ApiError("bad_response", f"body exceeds the {cap}-byte cap", status=answer.status)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as delta-seconds or an HTTP date -> seconds from now (None if absent/invalid)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def error_from_response(response: Response) -> ApiError:
+    error_code = error_msg = None
+    try:
+        document = json.loads(response.body)
+    except (ValueError, UnicodeDecodeError):
+        document = None
+    if isinstance(document, dict):
+        code, msg = document.get("error_code"), document.get("error_msg")
+        # IAM nests its errors: {"error": {"code": ..., "message": ...}}
+        nested = document.get("error")
+        if code is None and isinstance(nested, dict):
+            code, msg = nested.get("code"), nested.get("message")
+        error_code = str(code)[:64] if isinstance(code, (str, int)) else None
+        error_msg = str(msg)[:300] if isinstance(msg, str) else None
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    status = response.status
+    if status == 429 or error_code in THROTTLING_CODES:
+        return ApiError("throttled", "throttled by the API", status=status, error_code=error_code,
+                        error_msg=error_msg, retry_after=retry_after)
+    if status in (401, 403):
+        return ApiError("auth", "authentication rejected", status=status, error_code=error_code,
+                        error_msg=error_msg, retry_after=retry_after)
+    message = f"HTTP {status}"
+    if document is None and b"<html" in response.body[:2048].lower():
+        message += " (HTML error page, e.g. from a gateway or proxy)"
+    return ApiError("http", message, status=status, error_code=error_code, error_msg=error_msg,
+                    retry_after=retry_after)
+
+
+def _short(problem: BaseException) -> str:
+    return str(problem)[:200] or "no detail"
