@@ -550,10 +550,7 @@ def parse_config(text: str, *, file: str = "config.yaml", env: Mapping[str, str]
         _read_project(r, item, f"projects[{index}]", seen)
         for index, item in enumerate(r.sequence(top["projects"], "projects"))
     )
-    poll = _read_poll(r, top.get("poll"))
-    if poll.timeout > poll.interval:
-        raise r.error("poll.timeout", f"must not exceed poll.interval ({_fmt_seconds(poll.interval)})")
-    return Config(file=file, poll=poll, metrics=_read_metrics(r, top.get("metrics")), projects=projects)
+    return Config(file=file, poll=_read_poll(r, top.get("poll")), metrics=_read_metrics(r, top.get("metrics")), projects=projects)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -14,6 +14,7 @@ from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Pla
                                ProcessCollector, generate_latest)
 from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from prometheus_client.metrics_core import Metric
 
 from exporter import __version__
@@ -126,7 +127,7 @@ def instance_families(identity: InstanceIdentity, state: PollState) -> list[Metr
             "htap_active_session_duration_seconds",
             "Non-idle sessions by the duration of their current command.", labels=list(INSTANCE_LABELS))
         histogram.add_metric(identity.labels,
-                             [(_bound(bound), count) for bound, count in stats.active_buckets],
+                             [(floatToGoString(bound), count) for bound, count in stats.active_buckets],
                              gsum_value=stats.active_sum)
         families.append(histogram)
     if state.poll_duration is not None:
@@ -145,11 +146,6 @@ def instance_families(identity: InstanceIdentity, state: PollState) -> list[Metr
     families.append(skipped)
     return families
 
-
-def _bound(bound: float) -> str:
-    if bound == float("inf"):
-        return "+Inf"
-    return str(int(bound)) if float(bound).is_integer() else repr(float(bound))
 
 
 def render_instance(identity: InstanceIdentity, state: PollState) -> dict[str, Section]:

@@ -194,9 +194,10 @@ class Simulator:
         if "Authorization" not in request.headers:
             return "x-auth-token not found"
         body = b""
-        reason = verify_authorization(method=request.method, path=request.path,
+        reason = verify_authorization(method=request.method, path=request.rel_url.raw_path,
                                       query_pairs=list(request.query.items()), headers=request.headers,
-                                      body=body, secret_for=self.keys.get)
+                                      body=body, secret_for=self.keys.get,
+                                      now=datetime.datetime.now(datetime.timezone.utc))
         if reason is not None:
             return f"verify aksk signature fail: {reason}"
         return None
