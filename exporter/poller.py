@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 
@@ -168,11 +168,13 @@ class Poller:
             self._transport = Transport(self.session, asyncio.Semaphore(config.poll.concurrency),
                                         config.poll.timeout, config.poll.max_body_bytes, self.observe)
             self._apis = {}
-        apis = {project: self._apis.get(project) or self._api_for(project, self._transport)
-                for project in config.projects}
+        # Key the API and the specs by the project without its instance list: adding or renaming one
+        # instance must not restart its siblings' loops nor reset the project's auth gate and token.
+        keys = {project: replace(project, instances=()) for project in config.projects}
+        apis = {key: self._apis.get(key) or self._api_for(key, self._transport) for key in keys.values()}
         self._apis = apis
         wanted = {
-            instance.id: InstanceSpec(project, instance, config.poll, config.metrics)
+            instance.id: InstanceSpec(keys[project], instance, config.poll, config.metrics)
             for project in config.projects for instance in project.instances
         }
         for instance_id, loop in list(self._loops.items()):

@@ -60,7 +60,7 @@ class Response:
     def json(self) -> Any:
         try:
             return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as problem:
+        except (ValueError, UnicodeDecodeError, RecursionError) as problem:
             raise ApiError("bad_response", f"invalid JSON: {str(problem)[:120]}", status=self.status) from None
 
 
@@ -128,7 +128,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True, but float("²") raises
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -143,7 +143,7 @@ def error_from_response(response: Response) -> ApiError:
     error_code = error_msg = None
     try:
         document = json.loads(response.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         document = None
     if isinstance(document, dict):
         code, msg = document.get("error_code"), document.get("error_msg")

@@ -41,7 +41,7 @@ def config_text(sim: RunningSimulator, *, interval: str = "1s", hosts: bool = Tr
     return f"""
 poll:
   interval: {interval}
-  timeout: 2s
+  timeout: 1s
   concurrency: 4
 metrics:
   max_users: 2

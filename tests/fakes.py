@@ -1,0 +1,169 @@
+"""Test doubles: a virtual-time clock, a recording transport, a controllable rng and a fake API.
+
+Nothing here sleeps for real. `FakeClock.sleep` parks the caller on a future that only
+`FakeClock.advance`/`run_until` resolves, in wake-up order, letting the event loop settle
+(run every runnable callback) between wake-ups, so a schedule is replayed deterministically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import inspect
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from yarl import URL
+
+from exporter.api import SessionList
+from exporter.clock import Clock
+from exporter.sessions import Session
+from exporter.transport import Response, Transport
+
+EPOCH = 1_700_000_000.0
+
+
+async def settle(max_rounds: int = 2000) -> None:
+    """Run the event loop until nothing is runnable any more (every task waits on a future).
+
+    Uses the loop's ready queue when it is visible (the default asyncio loop); otherwise falls back
+    to a fixed number of rounds. No real time passes and no timer is involved.
+    """
+    loop = asyncio.get_running_loop()
+    idle = 0
+    for _ in range(max_rounds):
+        await asyncio.sleep(0)
+        ready = getattr(loop, "_ready", None)
+        if ready is None:
+            continue
+        if ready:
+            idle = 0
+        else:
+            idle += 1
+            if idle >= 3:
+                return
+
+
+class FakeClock(Clock):
+    """exporter.clock.Clock in virtual time: monotonic() starts at `start`, time() = EPOCH + monotonic()."""
+
+    def __init__(self, start: float = 1000.0, epoch: float = EPOCH) -> None:
+        self.now = float(start)
+        self.epoch = epoch
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+        self.sleeps: list[float] = []  # every duration asked of sleep(), in order
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.epoch + self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + seconds, next(self._seq), future))
+        await future
+
+    def tick(self, seconds: float) -> None:
+        """Plain time injection, for code that only reads the clock."""
+        self.now += seconds
+
+    @property
+    def pending(self) -> int:
+        return sum(1 for _, _, future in self._sleepers if not future.done())
+
+    async def advance(self, seconds: float) -> None:
+        await self.run_until(self.now + seconds)
+
+    async def run_until(self, target: float) -> None:
+        """Wake every sleeper due up to `target` in order, settling the loop after each one."""
+        await settle()
+        while self._sleepers and self._sleepers[0][0] <= target:
+            wake_at, _, future = heapq.heappop(self._sleepers)
+            if future.done():  # its sleeper was cancelled
+                continue
+            self.now = max(self.now, wake_at)
+            future.set_result(None)
+            await settle()
+        self.now = max(self.now, target)
+        await settle()
+
+
+class MidpointRandom:
+    """An rng whose uniform() returns a chosen point of the range: 0.0 low end, 0.5 middle, 1.0 high end."""
+
+    def __init__(self, point: float = 0.5) -> None:
+        self.point = point
+
+    def uniform(self, a: float, b: float) -> float:
+        return a + (b - a) * self.point
+
+    def random(self) -> float:
+        return self.point
+
+
+@dataclass
+class SentRequest:
+    api: str
+    method: str
+    url: URL
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class RecordingTransport(Transport):
+    """The real Transport, remembering exactly what it was asked to send (URL as sent on the wire)."""
+
+    sent: list[SentRequest] = field(default_factory=list)
+
+    async def send(self, api: str, method: str, url: URL, headers: dict[str, str], body: bytes = b"",
+                   limiter: Any = None) -> Response:
+        self.sent.append(SentRequest(api, method, url, dict(headers), body))
+        return await super().send(api, method, url, headers, body, limiter=limiter)
+
+
+class FakeApi:
+    """Stands in for HtapApi in poller tests: each call runs `behaviour(instance_id, call_number)`.
+
+    The behaviour may return a list of Sessions, raise an ApiError, or be a coroutine function (to
+    take virtual time with clock.sleep). Calls and the number of concurrent calls are recorded.
+    """
+
+    def __init__(self, clock: FakeClock,
+                 behaviour: Callable[[str, int], Any] | None = None) -> None:
+        self.clock = clock
+        self.behaviour = behaviour or (lambda instance_id, n: [])
+        self.calls: list[tuple[str, float]] = []  # (instance_id, clock.monotonic() at start)
+        self.in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}
+
+    def calls_for(self, instance_id: str) -> list[float]:
+        return [when for iid, when in self.calls if iid == instance_id]
+
+    async def list_sessions(self, instance_id: str) -> SessionList:
+        number = len(self.calls_for(instance_id)) + 1
+        self.calls.append((instance_id, self.clock.monotonic()))
+        self.in_flight[instance_id] = self.in_flight.get(instance_id, 0) + 1
+        self.max_in_flight[instance_id] = max(self.max_in_flight.get(instance_id, 0),
+                                              self.in_flight[instance_id])
+        try:
+            result = self.behaviour(instance_id, number)
+            if inspect.isawaitable(result):
+                result = await result
+            sessions = list(result)
+            return SessionList(sessions, 1, 0)
+        finally:
+            self.in_flight[instance_id] -= 1
+
+
+def session(sid: str, *, command: str = "Query", duration: float | None = 1.0, user: str = "app",
+            state: str = "OK", database: str = "db", host: str = "10.0.0.1:5000") -> Session:
+    return Session(id=sid, user=user, host=host, state=state, database=database, command=command,
+                   duration=duration)

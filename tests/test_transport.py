@@ -1,0 +1,367 @@
+"""Transport.send and error_from_response: every failure leaves as an ApiError with its reason."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+
+import aiohttp
+import pytest
+from aioresponses import CallbackResult, aioresponses
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from yarl import URL
+
+from exporter.transport import (
+    MAX_ERROR_BODY_BYTES,
+    REASONS,
+    ApiError,
+    Response,
+    Transport,
+    error_from_response,
+    parse_retry_after,
+)
+
+from tests.fakes import settle
+
+URL_ = URL("https://gaussdb.cn-north-4.myhuaweicloud.com/v3/p/instances/i/htap/process?limit=100&offset=0")
+CAP = 4096
+
+
+@pytest.fixture
+def mock():
+    with aioresponses() as m:
+        yield m
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def observed():
+    return []
+
+
+def make_transport(http, observed, *, concurrency: int = 4, max_body_bytes: int = CAP) -> Transport:
+    return Transport(http, asyncio.Semaphore(concurrency), 10.0, max_body_bytes,
+                     lambda api, code, seconds: observed.append((api, code, seconds)))
+
+
+@pytest.fixture
+def transport(http, observed):
+    return make_transport(http, observed)
+
+
+async def send(transport: Transport) -> Response:
+    return await transport.send("list_sessions", "GET", URL_, {"Content-Type": "application/json"})
+
+
+async def failure(transport: Transport) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        await send(transport)
+    return caught.value
+
+
+# --- classification of answers ----------------------------------------------------------------------
+
+async def test_success_returns_the_response(transport, mock, observed):
+    mock.get(URL_, status=200, body=b'{"process_list": []}', headers={"X-Request-Id": "abc"})
+    response = await send(transport)
+    assert response.status == 200
+    assert response.body == b'{"process_list": []}'
+    assert response.json() == {"process_list": []}
+    assert response.headers["X-Request-Id"] == "abc"
+    assert [(api, code) for api, code, _ in observed] == [("list_sessions", "200")]
+
+
+@pytest.mark.parametrize("status,payload,reason", [
+    (401, {"error_code": "APIG.0301", "error_msg": "Incorrect IAM authentication information"}, "auth"),
+    (401, {"error_code": "APIGW.0301", "error_msg": "verify aksk signature fail"}, "auth"),
+    (403, {"error_code": "APIGW.0302", "error_msg": "not authorized"}, "auth"),
+    (401, None, "auth"),
+    (429, None, "throttled"),
+    (429, {"error_code": "APIG.0308", "error_msg": "The throttling threshold has been reached"}, "throttled"),
+    (400, {"error_code": "APIG.0308", "error_msg": "throttled"}, "throttled"),
+    (503, {"error_code": "APIGW.0308", "error_msg": "throttled"}, "throttled"),
+    (401, {"error_code": "APIGW.0308", "error_msg": "throttled"}, "throttled"),
+    (404, {"error_code": "APIGW.0101", "error_msg": "The API does not exist"}, "http"),
+    (400, {"error_code": "DBS.200022", "error_msg": "Instance not found."}, "http"),
+    (500, {"error_code": "DBS.05000000", "error_msg": "Server error"}, "http"),
+    (502, None, "http"),
+    (301, None, "http"),
+])
+async def test_status_classification(transport, mock, observed, status, payload, reason):
+    body = json.dumps(payload) if payload is not None else ""
+    mock.get(URL_, status=status, body=body, headers={"Location": "https://elsewhere.example/"})
+    problem = await failure(transport)
+    assert problem.reason == reason
+    assert problem.status == status
+    if payload is not None:
+        assert problem.error_code == payload["error_code"]
+        assert problem.error_msg == payload["error_msg"]
+    else:
+        assert problem.error_code is None and problem.error_msg is None
+    assert [(api, code) for api, code, _ in observed] == [("list_sessions", str(status))]
+
+
+@pytest.mark.parametrize("status", [404, 500, 502])
+async def test_html_error_page_is_noted(transport, mock, status):
+    mock.get(URL_, status=status, content_type="text/html",
+             body="<!DOCTYPE html>\n<HTML><head><title>Bad Gateway</title></head><body>nginx</body></HTML>")
+    problem = await failure(transport)
+    assert problem.reason == "http"
+    assert problem.status == status
+    assert problem.message == f"HTTP {status} (HTML error page, e.g. from a gateway or proxy)"
+    assert str(problem) == f"HTTP {status} (HTML error page, e.g. from a gateway or proxy) status={status}"
+
+
+async def test_plain_text_error_is_not_called_html(transport, mock):
+    mock.get(URL_, status=500, body="internal error", content_type="text/plain")
+    problem = await failure(transport)
+    assert problem.message == "HTTP 500"
+
+
+async def test_retry_after_seconds_on_429(transport, mock):
+    mock.get(URL_, status=429, headers={"Retry-After": "17"})
+    problem = await failure(transport)
+    assert (problem.reason, problem.retry_after) == ("throttled", 17.0)
+
+
+# --- exchanges without an answer ---------------------------------------------------------------------
+
+async def test_timeout(transport, mock, observed):
+    mock.get(URL_, exception=asyncio.TimeoutError())
+    problem = await failure(transport)
+    assert problem.reason == "timeout"
+    assert problem.status is None
+    assert problem.message == "no answer within 10s"
+    assert [(api, code) for api, code, _ in observed] == [("list_sessions", "timeout")]
+
+
+async def test_server_timeout_error_is_a_timeout(transport, mock, observed):
+    # aiohttp's own read timeout is both a ClientConnectionError and a TimeoutError
+    mock.get(URL_, exception=aiohttp.ServerTimeoutError("Timeout on reading data from socket"))
+    problem = await failure(transport)
+    assert problem.reason == "timeout"
+    assert observed[0][1] == "timeout"
+
+
+@pytest.mark.parametrize("exception,name", [
+    (aiohttp.ClientConnectionError("Connection refused"), "ClientConnectionError"),
+    (aiohttp.ServerDisconnectedError(), "ServerDisconnectedError"),
+    (ConnectionResetError(104, "Connection reset by peer"), "ConnectionResetError"),
+    (ConnectionRefusedError(111, "Connection refused"), "ConnectionRefusedError"),
+    (aiohttp.ClientPayloadError("Response payload is not completed"), "ClientPayloadError"),
+    (aiohttp.ClientError("something else"), "ClientError"),
+])
+async def test_network_errors(transport, mock, observed, exception, name):
+    mock.get(URL_, exception=exception)
+    problem = await failure(transport)
+    assert problem.reason == "network"
+    assert problem.status is None
+    assert problem.message.startswith(f"{name}: ")
+    assert [(api, code) for api, code, _ in observed] == [("list_sessions", "error")]
+
+
+async def test_unmatched_url_is_connection_refused(transport, mock):
+    problem = await failure(transport)  # aioresponses refuses any unregistered URL
+    assert problem.reason == "network"
+    assert "Connection refused" in problem.message
+
+
+# --- body size cap -------------------------------------------------------------------------------------
+
+async def test_body_at_the_cap_is_accepted(transport, mock):
+    body = b"x" * CAP
+    mock.get(URL_, body=body)
+    assert (await send(transport)).body == body
+
+
+async def test_body_over_cap_without_content_length(transport, mock, observed):
+    mock.get(URL_, body=b"x" * (CAP + 1))
+    problem = await failure(transport)
+    assert problem.reason == "bad_response"
+    assert problem.status == 200
+    assert problem.message == f"body exceeds the {CAP}-byte cap"
+    assert [(api, code) for api, code, _ in observed] == [("list_sessions", "200")]
+
+
+async def test_body_over_cap_by_content_length_is_refused_before_reading(transport, mock):
+    mock.get(URL_, body=b"{}", headers={"Content-Length": str(10 * CAP)})
+    problem = await failure(transport)
+    assert problem.reason == "bad_response"
+    assert problem.message == f"body of {10 * CAP} bytes exceeds the {CAP}-byte cap"
+
+
+async def test_large_multi_chunk_body_over_cap(http, observed, mock):
+    transport = make_transport(http, observed, max_body_bytes=100_000)
+    mock.get(URL_, body=b"y" * 300_000)  # several 64 KiB chunks
+    problem = await failure(transport)
+    assert problem.reason == "bad_response"
+    assert problem.message == "body exceeds the 100000-byte cap"
+
+
+async def test_error_body_is_truncated_not_refused(http, observed, mock):
+    transport = make_transport(http, observed, max_body_bytes=1024)
+    big = json.dumps({"error_code": "DBS.05000000", "error_msg": "e" * 10}).encode() + b" " * (200 * 1024)
+    mock.get(URL_, status=500, body=big, headers={"Content-Length": str(len(big))})
+    problem = await failure(transport)
+    # The error body cap is MAX_ERROR_BODY_BYTES, independent of max_body_bytes; the JSON is cut
+    # off by the truncation (trailing spaces only), so the error fields still parse.
+    assert problem.reason == "http"
+    assert problem.status == 500
+    assert problem.error_code == "DBS.05000000"
+
+
+async def test_truncated_error_body_length(http, observed, mock):
+    transport = make_transport(http, observed)
+    mock.get(URL_, status=200, body=b"z" * (MAX_ERROR_BODY_BYTES + 10))
+    # a 2xx body uses max_body_bytes, so it is refused, not truncated
+    assert (await failure(transport)).reason == "bad_response"
+
+
+# --- error_from_response -----------------------------------------------------------------------------
+
+def test_error_from_response_iam_nested_error():
+    body = json.dumps({"error": {"code": 401, "message": "The username or password is wrong.",
+                                 "title": "Unauthorized"}}).encode()
+    problem = error_from_response(Response(401, {}, body))
+    assert (problem.reason, problem.status, problem.error_code, problem.error_msg) == (
+        "auth", 401, "401", "The username or password is wrong.")
+
+
+def test_error_from_response_odd_fields():
+    body = json.dumps({"error_code": ["x"], "error_msg": 5}).encode()
+    problem = error_from_response(Response(500, {}, body))
+    assert (problem.error_code, problem.error_msg) == (None, None)
+    long = json.dumps({"error_code": "C" * 500, "error_msg": "m" * 1000}).encode()
+    problem = error_from_response(Response(500, {}, long))
+    assert problem.error_code == "C" * 64
+    assert problem.error_msg == "m" * 300
+
+
+def test_error_from_response_retry_after_header_case_insensitive():
+    problem = error_from_response(Response(503, {"retry-after": "5"}, b""))
+    assert (problem.reason, problem.retry_after) == ("http", 5.0)
+    problem = error_from_response(Response(429, {"RETRY-AFTER": "bogus"}, b""))
+    assert (problem.reason, problem.retry_after) == ("throttled", None)
+
+
+def test_error_from_response_non_utf8_body():
+    problem = error_from_response(Response(502, {}, b"\xff\xfe<html>"))
+    assert problem.reason == "http"
+    assert problem.error_code is None
+
+
+def test_api_error_rejects_unknown_reasons():
+    with pytest.raises(AssertionError):
+        ApiError("oops", "x")
+    assert REASONS == ("auth", "throttled", "timeout", "network", "http", "bad_response")
+
+
+def test_api_error_describe():
+    problem = ApiError("http", "HTTP 400", status=400, error_code="DBS.200022", error_msg="Instance not found.")
+    assert str(problem) == "HTTP 400 status=400 error_code=DBS.200022 error_msg='Instance not found.'"
+
+
+# --- parse_retry_after ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value,expected", [
+    ("120", 120.0),
+    (" 7 ", 7.0),
+    ("0", 0.0),
+    (None, None),
+    ("", None),
+    ("garbage", None),
+    ("1.5", None),
+    ("-5", None),
+    ("Mon", None),
+    ("Wed, 99 Oct 2015 07:28:00 GMT", None),
+    ("\u00b2", None),  # a digit to str.isdigit, not to float()
+])
+def test_parse_retry_after_values(value, expected):
+    assert parse_retry_after(value) == expected
+
+
+def test_parse_retry_after_http_date():
+    now = 1_445_412_480.0  # 2015-10-21 07:28:00 UTC
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=now) == 30.0
+    assert parse_retry_after(email.utils.formatdate(now + 90, usegmt=True), now=now) == 90.0
+    # a date in the past means "now"
+    assert parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now=now) == 0.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=40), st.from_regex(r"[A-Za-z]{3}, \d{1,2} [A-Za-z]{3} \d{1,5} \d\d:\d\d:\d\d [A-Z+-]{1,5}\d{0,4}")))
+def test_parse_retry_after_never_raises(value):
+    result = parse_retry_after(value, now=1_445_412_480.0)
+    assert result is None or (isinstance(result, float) and result >= 0)
+
+
+async def test_unicode_digit_retry_after_does_not_escape(transport, mock):
+    mock.get(URL_, status=429, headers={"Retry-After": "\u00b2"})
+    problem = await failure(transport)
+    assert (problem.reason, problem.retry_after) == ("throttled", None)
+
+
+# --- observer and concurrency cap -------------------------------------------------------------------
+
+async def test_observer_sees_every_request(transport, mock, observed):
+    mock.get(URL_, status=200, body=b"{}")
+    mock.get(URL_, status=500, body=b"{}")
+    mock.get(URL_, exception=asyncio.TimeoutError())
+    mock.get(URL_, exception=aiohttp.ServerDisconnectedError())
+    mock.get(URL_, status=200, body=b"x" * (CAP + 1))
+    mock.get(URL_, status=429)
+    for _ in range(6):
+        try:
+            await send(transport)
+        except ApiError:
+            pass
+    assert [(api, code) for api, code, _ in observed] == [
+        ("list_sessions", "200"), ("list_sessions", "500"), ("list_sessions", "timeout"),
+        ("list_sessions", "error"), ("list_sessions", "200"), ("list_sessions", "429")]
+    assert all(isinstance(seconds, float) and 0 <= seconds < 5 for _, _, seconds in observed)
+
+
+async def test_semaphore_caps_requests_in_flight(http, observed, mock):
+    transport = make_transport(http, observed, concurrency=2)
+    release = asyncio.Event()
+    in_flight = 0
+    peak = 0
+    started = 0
+
+    async def slow(url, **kwargs):
+        nonlocal in_flight, peak, started
+        started += 1
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await release.wait()
+        in_flight -= 1
+        return CallbackResult(status=200, body=b"{}")
+
+    mock.get(URL_, callback=slow, repeat=True)
+    tasks = [asyncio.create_task(send(transport)) for _ in range(5)]
+    await settle()
+    assert (started, in_flight) == (2, 2)
+    release.set()
+    results = await asyncio.gather(*tasks)
+    assert [r.status for r in results] == [200] * 5
+    assert started == 5
+    assert peak == 2
+    assert len(observed) == 5
+
+
+async def test_semaphore_released_after_failures(http, observed, mock):
+    transport = make_transport(http, observed, concurrency=1)
+    mock.get(URL_, exception=asyncio.TimeoutError())
+    mock.get(URL_, status=500)
+    mock.get(URL_, status=200, body=b"x" * (CAP + 1))
+    mock.get(URL_, status=200, body=b"{}")
+    for reason in ("timeout", "http", "bad_response"):
+        assert (await failure(transport)).reason == reason
+    assert (await asyncio.wait_for(send(transport), 5)).status == 200
