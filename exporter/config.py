@@ -327,7 +327,8 @@ class _Reader:
             except ValueError:
                 raise self.error(path, f"must be a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.error(path, f"must be a number, got {_type_name(value)}")
+            got = repr(value) if isinstance(value, float) else _type_name(value)  # inf, nan: not "a number"
+            raise self.error(path, f"must be a number, got {got}")
         if value < minimum:
             raise self.error(path, f"must be >= {_fmt_number(minimum)}, got {_fmt_number(value)}")
         return float(value)
@@ -400,7 +401,9 @@ def _read_poll(r: _Reader, raw: Any) -> PollConfig:
                                       "max_pages", "backoff_max"})
     defaults = PollConfig()
     interval = r.duration(section["interval"], "poll.interval") if "interval" in section else defaults.interval
-    timeout = r.duration(section["timeout"], "poll.timeout") if "timeout" in section else defaults.timeout
+    # The default timeout shrinks to a shorter interval; an explicit one must fit in it.
+    timeout = (r.duration(section["timeout"], "poll.timeout") if "timeout" in section
+               else min(defaults.timeout, interval))
     return PollConfig(
         interval=interval,
         timeout=timeout,
@@ -478,7 +481,9 @@ def _read_auth(r: _Reader, raw: Any, path: str) -> AuthConfig:
 
 def _read_url(r: _Reader, value: Any, path: str) -> str:
     url = r.string(value, path).rstrip("/")
-    if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", url):
+    if not re.fullmatch(r"https?://[^/\s?#@]+(/[^\s?#]*)?", url):
+        if "@" in url:  # never echo what may be a password
+            raise r.error(path, "must not hold credentials (user:password@): use auth")
         raise r.error(path, f"must be an http(s) URL, got {url!r}")
     return url
 
@@ -550,7 +555,10 @@ def parse_config(text: str, *, file: str = "config.yaml", env: Mapping[str, str]
         _read_project(r, item, f"projects[{index}]", seen)
         for index, item in enumerate(r.sequence(top["projects"], "projects"))
     )
-    return Config(file=file, poll=_read_poll(r, top.get("poll")), metrics=_read_metrics(r, top.get("metrics")), projects=projects)
+    poll = _read_poll(r, top.get("poll"))
+    if poll.timeout > poll.interval:
+        raise r.error("poll.timeout", f"must not exceed poll.interval ({_fmt_seconds(poll.interval)})")
+    return Config(file=file, poll=poll, metrics=_read_metrics(r, top.get("metrics")), projects=projects)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -60,7 +60,9 @@ def _family_sections(families: Iterable[Metric]) -> dict[str, Section]:
     text = generate_latest(_Families(list(families)))
     sections: dict[str, Section] = {}
     name, header, samples = "", b"", []
-    for line in text.splitlines(keepends=True):
+    # Split on b"\n" only: splitlines() also breaks at a raw \r, which a label value may hold.
+    for line in text[:-1].split(b"\n") if text else []:
+        line += b"\n"
         if line.startswith(b"# HELP "):
             if name:
                 sections[name] = Section(header, b"".join(samples))

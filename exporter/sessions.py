@@ -53,6 +53,8 @@ def label_value(value: Any) -> str:
         return UNKNOWN
     if isinstance(value, str):
         text = value.strip()
+        if not text.isascii():  # JSON can carry lone surrogates (\ud800), which UTF-8 cannot encode
+            text = text.encode("utf-8", "replace").decode("utf-8")
         return text if text else UNKNOWN
     if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
         return str(value)
@@ -64,7 +66,10 @@ def parse_duration_value(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # a JSON integer beyond the float range
+            return None
     elif isinstance(value, str):
         try:
             number = float(value.strip())
