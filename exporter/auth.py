@@ -20,7 +20,7 @@ from yarl import URL
 from exporter.clock import Clock
 from exporter.config import AkSkAuth, AuthConfig, PasswordAuth, SecretSource, TokenAuth
 from exporter.redact import Redactor
-from exporter.signing import canonical_query, host_header, sign_request
+from exporter.signing import canonical_query, sign_request
 from exporter.transport import ApiError, Transport
 
 # Pause after the n-th consecutive rejection: 15 s, 30 s, 60 s, 120 s, 240 s, then 5 minutes

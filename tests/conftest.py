@@ -1,12 +1,15 @@
-"""Shared fixtures: a simulator on loopback, port 0."""
+"""Shared fixtures: a simulator on loopback (port 0), mocked HTTP, a fake clock."""
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator
 
+import aiohttp
 import pytest
+from aioresponses import aioresponses
 
 from exporter.simulator import Simulator, start
+from tests.fakes import FakeClock
 
 
 class RunningSimulator:
@@ -23,3 +26,25 @@ async def simulator() -> AsyncIterator[RunningSimulator]:
         yield RunningSimulator(sim, base_url)
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+def mock() -> Iterator[aioresponses]:
+    with aioresponses() as m:
+        yield m
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def observed() -> list:
+    return []

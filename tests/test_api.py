@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import aiohttp
 import pytest
 from aioresponses import aioresponses
 
@@ -19,7 +18,7 @@ from exporter.redact import Redactor
 from exporter.sessions import UNKNOWN, Session
 from exporter.transport import ApiError
 
-from tests.fakes import FakeClock, RecordingTransport
+from tests.fakes import RecordingTransport
 
 ENDPOINT = "https://gaussdb.cn-north-4.myhuaweicloud.com"
 PROJECT = "054e292c9880d4992f02c0196d3ea468"
@@ -40,28 +39,6 @@ def rows(start: int, count: int, **extra: object) -> list[dict[str, object]]:
 
 def request_count(mock: aioresponses) -> int:
     return sum(len(calls) for calls in mock.requests.values())
-
-
-@pytest.fixture
-def mock():
-    with aioresponses() as m:
-        yield m
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def observed():
-    return []
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import datetime
 import json
 import os
 
-import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
@@ -50,23 +49,6 @@ def count(mock: aioresponses, method: str, url: str) -> int:
 
 def iso(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@pytest.fixture
-def mock():
-    with aioresponses() as m:
-        yield m
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 @pytest.fixture

@@ -429,7 +429,7 @@ def test_load_config_uses_process_environment_by_default(tmp_path, monkeypatch):
     ("", "cfg.yaml: projects: missing: list at least one project with its instances"),
     ("poll: {}\n", "cfg.yaml: projects: missing: list at least one project with its instances"),
     ("projects: []\n", "cfg.yaml: projects: missing: list at least one project with its instances"),
-    (f"projects:\n  - region: cn-north-4\n", "cfg.yaml: projects[0]: missing project_id"),
+    ("projects:\n  - region: cn-north-4\n", "cfg.yaml: projects[0]: missing project_id"),
     (f"projects:\n  - project_id: {PID}\n    auth: {{type: token, token: t}}\n",
      "cfg.yaml: projects[0]: missing region"),
     (f"projects:\n  - project_id: {PID}\n    region: cn-north-4\n", "cfg.yaml: projects[0]: missing auth"),

@@ -232,7 +232,7 @@ def test_failed_poll_drops_session_series_but_keeps_up_errors_and_last_success()
     assert b_samples == sorted([
         ("htap_up", 0.0), ("htap_instance_info", 1.0), ("htap_poll_duration_seconds", 10.0),
         ("htap_last_poll_success_timestamp_seconds", 1699999000.0), ("htap_poll_skipped_ticks_total", 0.0),
-        *((f"htap_poll_errors_total", value) for value in (0.0, 0.0, 0.0, 0.0, 3.0, 1.0)),
+        *(("htap_poll_errors_total", value) for value in (0.0, 0.0, 0.0, 0.0, 3.0, 1.0)),
     ])
 
 

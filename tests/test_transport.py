@@ -8,7 +8,7 @@ import json
 
 import aiohttp
 import pytest
-from aioresponses import CallbackResult, aioresponses
+from aioresponses import CallbackResult
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
@@ -27,23 +27,6 @@ from tests.fakes import settle
 
 URL_ = URL("https://gaussdb.cn-north-4.myhuaweicloud.com/v3/p/instances/i/htap/process?limit=100&offset=0")
 CAP = 4096
-
-
-@pytest.fixture
-def mock():
-    with aioresponses() as m:
-        yield m
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def observed():
-    return []
 
 
 def make_transport(http, observed, *, concurrency: int = 4, max_body_bytes: int = CAP) -> Transport:

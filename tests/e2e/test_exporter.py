@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from exporter.simulator import SIM_TOKEN, Simulator, instance_id_for
+from exporter.simulator import SIM_TOKEN, instance_id_for
 from tests.conftest import RunningSimulator
 from tests.e2e.harness import Exporter, parse_samples, value, wait_until, write_config
 
