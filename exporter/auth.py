@@ -13,7 +13,7 @@ import datetime
 import json
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from yarl import URL
 
@@ -67,8 +67,11 @@ class AuthGate:
     """Lets requests through freely while the credentials are known good; after a rejection (or
     before the first success) one request at a time, and none during the pause."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, credentials_changed: Callable[[], bool] = lambda: False) -> None:
         self._clock = clock
+        # New credentials (a secret file rewritten) deserve a try at once: the pause protects
+        # against repeating the same rejected ones.
+        self._credentials_changed = credentials_changed
         self._lock = asyncio.Lock()
         self.failures = 0
         self.blocked_until = 0.0
@@ -76,7 +79,7 @@ class AuthGate:
 
     def _check(self) -> None:
         wait = self.blocked_until - self._clock.monotonic()
-        if wait > 0:
+        if wait > 0 and not self._credentials_changed():
             raise ApiError("auth", f"credentials were rejected {self.failures} time(s) in a row;"
                                    f" not retried for another {wait:.0f}s")
 
@@ -112,15 +115,28 @@ class FileBackedSecret:
     def __init__(self, source: SecretSource, redactor: Redactor) -> None:
         self._source = source
         self._redactor = redactor
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._value = ""
+
+    def _file_stamp(self) -> tuple[int, int, int]:
+        assert self._source.file is not None
+        stat = self._source.file.stat()
+        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+    def changed(self) -> bool:
+        """True if the file differs from what was last read (False for inline secrets)."""
+        if self._source.file is None or self._stamp is None:
+            return False
+        try:
+            return self._file_stamp() != self._stamp
+        except OSError:
+            return False
 
     def get(self) -> str:
         if self._source.file is None:
             return self._source.read()
         try:
-            stat = self._source.file.stat()
-            stamp = (stat.st_mtime, stat.st_size)
+            stamp = self._file_stamp()
             if stamp != self._stamp:
                 self._value = self._source.read()
                 self._redactor.add(self._value)
@@ -138,7 +154,8 @@ class Authenticator:
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self.gate = AuthGate(clock)
+        self.secrets: list[FileBackedSecret] = []
+        self.gate = AuthGate(clock, lambda: any(secret.changed() for secret in self.secrets))
 
     async def prepare(self, request: OutgoingRequest) -> tuple[URL, dict[str, str]]:
         raise NotImplementedError
@@ -151,6 +168,7 @@ class StaticTokenAuthenticator(Authenticator):
     def __init__(self, config: TokenAuth, clock: Clock, redactor: Redactor) -> None:
         super().__init__(clock)
         self._token = FileBackedSecret(config.token, redactor)
+        self.secrets = [self._token]
 
     async def prepare(self, request: OutgoingRequest) -> tuple[URL, dict[str, str]]:
         headers = dict(request.headers)
@@ -166,6 +184,7 @@ class AkSkAuthenticator(Authenticator):
         self._secret_key = FileBackedSecret(config.secret_key, redactor)
         self._security_token = (FileBackedSecret(config.security_token, redactor)
                                 if config.security_token is not None else None)
+        self.secrets = [s for s in (self._access_key, self._secret_key, self._security_token) if s is not None]
 
     async def prepare(self, request: OutgoingRequest) -> tuple[URL, dict[str, str]]:
         endpoint = request.endpoint
@@ -193,6 +212,7 @@ class PasswordAuthenticator(Authenticator):
         self._transport = transport
         self._redactor = redactor
         self._password = FileBackedSecret(config.password, redactor)
+        self.secrets = [self._password]
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._refresh_at = 0.0

@@ -523,6 +523,23 @@ async def test_static_token_file_rotation_reaches_the_header(tmp_path, transport
     assert "rotated-token" not in str(problem)
 
 
+async def test_rewritten_token_file_is_tried_at_once_despite_the_pause(tmp_path, transport, clock, mock):
+    path = tmp_path / "token"
+    write(path, "rejected-token-one", 1_700_000_000)
+    auth = StaticTokenAuthenticator(TokenAuth(token=SecretSource(file=path)), clock, Redactor())
+    api = HtapApi(endpoint=ENDPOINT, project_id=PROJECT, auth=auth, transport=transport, max_pages=5)
+    mock.get(PAGE, status=401, payload=UNAUTHORIZED)
+    mock.get(PAGE, status=200, payload=EMPTY_PAGE, repeat=True)
+    assert (await outcome(api.list_sessions(INSTANCE))).status == 401
+    clock.tick(1)
+    blocked = await outcome(api.list_sessions(INSTANCE))
+    assert blocked.reason == "auth" and blocked.status is None  # same credentials: still paused
+    write(path, "corrected-token-two", 1_700_000_100)
+    assert await outcome(api.list_sessions(INSTANCE)) is None  # new credentials: tried at once
+    assert session_tokens(transport) == ["rejected-token-one", "corrected-token-two"]
+    assert auth.gate.failures == 0 and auth.gate.verified
+
+
 # --- secrets never in errors or reprs -----------------------------------------------------------------
 
 async def test_secrets_never_in_errors_or_reprs(transport, clock, redactor, mock, tmp_path):
