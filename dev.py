@@ -39,6 +39,16 @@ def ensure_venv(extra: str | None) -> None:
     stamp.write_text(digest)
 
 
+def run(command: list[str]) -> int:
+    """Run `command`; Ctrl-C reaches it too (same process group), so wait for its own clean exit."""
+    child = subprocess.Popen(command, cwd=ROOT)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            continue
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("demo", "test"):
         print(__doc__)
@@ -46,9 +56,9 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "demo":
         ensure_venv(None)
-        return subprocess.call([str(BIN / "htap-exporter"), "--demo", *rest])
+        return run([str(BIN / "htap-exporter"), "--demo", *rest])
     ensure_venv("test")
-    return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT)
+    return run([str(BIN / "python"), "-m", "pytest", *rest])
 
 
 if __name__ == "__main__":
