@@ -16,7 +16,7 @@ from yarl import URL
 from exporter.auth import Authenticator, OutgoingRequest
 from exporter.clock import RateLimiter
 from exporter.sessions import UNKNOWN, Session, parse_session
-from exporter.transport import ApiError, Response, Transport
+from exporter.transport import ApiError, Prepare, Response, Transport
 
 PAGE_LIMIT = 100
 SESSIONS_API = "list_sessions"
@@ -93,14 +93,24 @@ class HtapApi:
 
     async def call(self, request: OutgoingRequest) -> Response:
         """Send with credentials; on a 401 the authenticator may renew them, then one retry."""
+        sent_headers: dict[str, str] = {}
+
+        async def prepare() -> tuple[URL, dict[str, str]]:
+            sent_headers.clear()
+            url, headers = await self._auth.prepare(request)
+            sent_headers.update(headers)
+            return url, headers
+
         async with self._auth.gate.attempt():
-            url, headers = await self._auth.prepare(request)
             try:
-                return await self._transport.send(SESSIONS_API, request.method, url, headers, request.body,
-                                                  limiter=self._limiter)
+                return await self._send(request, prepare)
             except ApiError as problem:
-                if problem.status != 401 or not await self._auth.unauthorized(headers):
+                # Empty sent_headers: the 401 came from IAM while preparing, not from this API.
+                if (problem.status != 401 or not sent_headers
+                        or not await self._auth.unauthorized(dict(sent_headers))):
                     raise
-            url, headers = await self._auth.prepare(request)
-            return await self._transport.send(SESSIONS_API, request.method, url, headers, request.body,
-                                              limiter=self._limiter)
+            return await self._send(request, prepare)
+
+    async def _send(self, request: OutgoingRequest, prepare: Prepare) -> Response:
+        return await self._transport.send_prepared(SESSIONS_API, request.method, prepare, request.body,
+                                                   limiter=self._limiter)

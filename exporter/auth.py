@@ -47,9 +47,8 @@ class OutgoingRequest:
         return self.endpoint.path.rstrip("/") + self.path
 
     def url(self, query: str) -> URL:
-        return URL.build(scheme=self.endpoint.scheme, host=self.endpoint.host or "",
-                         port=self.endpoint.explicit_port, path=self.full_path,
-                         query_string=query, encoded=True)
+        return URL.build(scheme=self.endpoint.scheme, authority=self.endpoint.raw_authority,
+                         path=self.full_path, query_string=query, encoded=True)
 
 
 def token_refresh_delay(life: float) -> float:
@@ -76,6 +75,7 @@ class AuthGate:
         self.failures = 0
         self.blocked_until = 0.0
         self.verified = False
+        self._epoch = 0
 
     def _check(self) -> None:
         wait = self.blocked_until - self._clock.monotonic()
@@ -97,16 +97,24 @@ class AuthGate:
 
     @asynccontextmanager
     async def _outcome(self) -> AsyncIterator[None]:
+        # Outcomes of requests that started before the last change of verdict are stale: eight
+        # concurrent 401s are one rejection, and a success racing a rejection must not unblock it.
+        epoch = self._epoch
         try:
             yield
         except ApiError as problem:
-            if problem.reason == "auth":
+            # Only 401 says the credentials are wrong; a 403 (no permission on one instance) must not
+            # pause the project's other instances.
+            if problem.status == 401 and epoch == self._epoch:
+                self._epoch += 1
                 self.failures += 1
                 self.verified = False
                 self.blocked_until = self._clock.monotonic() + auth_pause(self.failures)
             raise
-        self.failures = 0
-        self.verified = True
+        if epoch == self._epoch:
+            self.failures = 0
+            self.verified = True
+            self.blocked_until = 0.0
 
 
 class FileBackedSecret:
@@ -250,7 +258,7 @@ class PasswordAuthenticator(Authenticator):
         self.token_requests += 1
         response = await self._transport.send(
             "iam_token", "POST", self._iam_url,
-            {"Content-Type": "application/json;charset=utf8"}, body)
+            {"Content-Type": "application/json;charset=utf8"}, body, capped=False)
         token = next((v for k, v in response.headers.items() if k.lower() == "x-subject-token"), "")
         if not token:
             raise ApiError("bad_response", "IAM answered without an X-Subject-Token header",

@@ -166,7 +166,8 @@ class Poller:
         if self._transport is None or config.poll != self._poll:
             self._poll = config.poll
             self._transport = Transport(self.session, asyncio.Semaphore(config.poll.concurrency),
-                                        config.poll.timeout, config.poll.max_body_bytes, self.observe)
+                                        config.poll.timeout, config.poll.max_body_bytes, self.observe,
+                                        self.redactor.redact)
             self._apis = {}
         # Key the API and the specs by the project without its instance list: adding or renaming one
         # instance must not restart its siblings' loops nor reset the project's auth gate and token.

@@ -7,11 +7,12 @@ Every failure leaves here as an ApiError whose `reason` is one of the documented
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 from yarl import URL
@@ -23,6 +24,7 @@ THROTTLING_CODES = frozenset({"APIG.0308", "APIGW.0308"})
 MAX_ERROR_BODY_BYTES = 64 * 1024
 
 RequestObserver = Callable[[str, str, float], None]  # (api, code, seconds)
+Prepare = Callable[[], Awaitable[tuple[URL, dict[str, str]]]]
 
 
 class ApiError(Exception):
@@ -72,12 +74,29 @@ class Transport:
     max_body_bytes: int
     observe: RequestObserver = field(default=lambda api, code, seconds: None)
 
+    # Secrets a server might echo back (e.g. a token in error_msg) are masked before any text is cut
+    # short, so that no fragment of one survives into an error or a log line.
+    redact: Callable[[str], str] = field(default=lambda text: text)
+
     async def send(self, api: str, method: str, url: URL, headers: dict[str, str], body: bytes = b"",
-                   limiter: RateLimiter | None = None) -> Response:
+                   limiter: RateLimiter | None = None, *, capped: bool = True) -> Response:
         """Send one request; any non-2xx answer is raised as an ApiError with its reason."""
+
+        async def prepared() -> tuple[URL, dict[str, str]]:
+            return url, headers
+
+        return await self.send_prepared(api, method, prepared, body, limiter, capped=capped)
+
+    async def send_prepared(self, api: str, method: str, prepare: Prepare, body: bytes = b"",
+                            limiter: RateLimiter | None = None, *, capped: bool = True) -> Response:
+        """Like send, but the URL and headers come from `prepare`, called once a request slot is
+        held: an AK/SK signature (X-Sdk-Date) must not age in the queue, as the gateway refuses
+        signatures older than 15 minutes. Uncapped requests (IAM tokens, one per project per
+        renewal) bypass the slots, so a poll holding a slot can never wait for one behind itself."""
         if limiter is not None:
             await limiter.wait()
-        async with self.semaphore:
+        async with self.semaphore if capped else contextlib.nullcontext():
+            url, headers = await prepare()
             started = time.monotonic()
             code = "error"
             try:
@@ -95,14 +114,12 @@ class Transport:
             except asyncio.TimeoutError:
                 code = "timeout"
                 raise ApiError("timeout", f"no answer within {self.timeout:g}s") from None
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as problem:
-                raise ApiError("network", f"{type(problem).__name__}: {_short(problem)}") from None
-            except aiohttp.ClientError as problem:
-                raise ApiError("network", f"{type(problem).__name__}: {_short(problem)}") from None
+            except (aiohttp.ClientError, OSError) as problem:
+                raise ApiError("network", f"{type(problem).__name__}: {_short(self.redact(str(problem)))}") from None
             finally:
                 self.observe(api, code, time.monotonic() - started)
         if not 200 <= response.status < 300:
-            raise error_from_response(response)
+            raise error_from_response(response, self.redact)
         return response
 
 
@@ -139,7 +156,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def error_from_response(response: Response) -> ApiError:
+def error_from_response(response: Response, redact: Callable[[str], str] = lambda text: text) -> ApiError:
     error_code = error_msg = None
     try:
         document = json.loads(response.body)
@@ -151,8 +168,8 @@ def error_from_response(response: Response) -> ApiError:
         nested = document.get("error")
         if code is None and isinstance(nested, dict):
             code, msg = nested.get("code"), nested.get("message")
-        error_code = str(code)[:64] if isinstance(code, (str, int)) else None
-        error_msg = str(msg)[:300] if isinstance(msg, str) else None
+        error_code = redact(str(code))[:64] if isinstance(code, (str, int)) else None
+        error_msg = redact(msg)[:300] if isinstance(msg, str) else None
     headers = {k.lower(): v for k, v in response.headers.items()}
     retry_after = parse_retry_after(headers.get("retry-after"))
     status = response.status
@@ -169,5 +186,5 @@ def error_from_response(response: Response) -> ApiError:
                     retry_after=retry_after)
 
 
-def _short(problem: BaseException) -> str:
-    return str(problem)[:200] or "no detail"
+def _short(text: str) -> str:
+    return text[:200] or "no detail"

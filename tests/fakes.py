@@ -19,7 +19,7 @@ from yarl import URL
 from exporter.api import SessionList
 from exporter.clock import Clock
 from exporter.sessions import Session
-from exporter.transport import Response, Transport
+from exporter.transport import Prepare, Response, Transport
 
 EPOCH = 1_700_000_000.0
 
@@ -123,10 +123,14 @@ class RecordingTransport(Transport):
 
     sent: list[SentRequest] = field(default_factory=list)
 
-    async def send(self, api: str, method: str, url: URL, headers: dict[str, str], body: bytes = b"",
-                   limiter: Any = None) -> Response:
-        self.sent.append(SentRequest(api, method, url, dict(headers), body))
-        return await super().send(api, method, url, headers, body, limiter=limiter)
+    async def send_prepared(self, api: str, method: str, prepare: Prepare, body: bytes = b"",
+                            limiter: Any = None, *, capped: bool = True) -> Response:
+        async def recorded() -> tuple[URL, dict[str, str]]:
+            url, headers = await prepare()
+            self.sent.append(SentRequest(api, method, url, dict(headers), body))
+            return url, headers
+
+        return await super().send_prepared(api, method, recorded, body, limiter, capped=capped)
 
 
 class FakeApi:

@@ -308,3 +308,13 @@ async def test_rate_limiter_spaces_pages(transport, clock, mock):
     # the first request goes at once, the next two 0.5 s apart
     assert clock.sleeps == [0.5, 0.5]
     assert clock.monotonic() - start == 10
+
+
+@pytest.mark.parametrize("endpoint, expected", [
+    ("http://[::1]:18081", "http://[::1]:18081/v3/p/x?limit=1"),
+    ("https://gaussdb.cn-north-4.myhuaweicloud.com", "https://gaussdb.cn-north-4.myhuaweicloud.com/v3/p/x?limit=1"),
+    ("http://127.0.0.1:8080/prefix/", "http://127.0.0.1:8080/prefix/v3/p/x?limit=1"),
+])
+def test_request_url_keeps_the_endpoint_authority_and_prefix(endpoint, expected):
+    from exporter.auth import OutgoingRequest
+    assert str(OutgoingRequest("GET", URL(endpoint), "/v3/p/x").url("limit=1")) == expected

@@ -239,6 +239,57 @@ async def test_gate_directly_with_cancellation():
     assert gate.verified is True
 
 
+async def test_forbidden_instance_does_not_pause_the_project(transport, clock, mock):
+    api = static_api(transport, clock)
+    mock.get(PAGE, status=403, payload={"error_code": "DBS.200019", "error_msg": "No permission."})
+    mock.get(PAGE, status=200, payload=EMPTY_PAGE)
+    problem = await outcome(api.list_sessions(INSTANCE))
+    assert (problem.reason, problem.status) == ("auth", 403)
+    assert api._auth.gate.blocked_until == 0.0 and api._auth.gate.failures == 0
+    assert await outcome(api.list_sessions(INSTANCE)) is None  # the next poll goes out at once
+
+
+async def _verdicts(gate: AuthGate, outcomes: list) -> list:
+    """Runs one attempt per outcome concurrently (all started before any ends), in that finishing order."""
+    release = [asyncio.Event() for _ in outcomes]
+    started = asyncio.Event()
+    running = 0
+
+    async def attempt(index: int, result) -> None:
+        nonlocal running
+        async with gate.attempt():
+            running += 1
+            if running == len(outcomes):
+                started.set()
+            await release[index].wait()
+            if result is not None:
+                raise result
+
+    tasks = [asyncio.create_task(attempt(i, r)) for i, r in enumerate(outcomes)]
+    await started.wait()
+    for event in release:
+        event.set()
+        await asyncio.sleep(0)
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_concurrent_rejections_count_once():
+    clock = FakeClock()
+    gate = AuthGate(clock)
+    gate.verified = True  # known-good credentials: requests run in parallel
+    await _verdicts(gate, [ApiError("auth", "rejected", status=401) for _ in range(8)])
+    assert gate.failures == 1
+    assert gate.blocked_until == clock.now + 15
+
+
+async def test_success_racing_a_rejection_does_not_unblock():
+    clock = FakeClock()
+    gate = AuthGate(clock)
+    gate.verified = True
+    await _verdicts(gate, [ApiError("auth", "rejected", status=401), None])
+    assert (gate.failures, gate.verified, gate.blocked_until) == (1, False, clock.now + 15)
+
+
 # --- PasswordAuthenticator ----------------------------------------------------------------------------
 
 class Iam:

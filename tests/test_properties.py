@@ -139,7 +139,8 @@ class FakeTransport:
         self.body = body
         self.calls = 0
 
-    async def send(self, api, method, url, headers, body=b"", limiter=None) -> Response:
+    async def send_prepared(self, api, method, prepare, body=b"", limiter=None, *, capped=True) -> Response:
+        await prepare()
         self.calls += 1
         return Response(200, {}, self.body)
 

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
+from exporter.redact import Redactor
 from exporter.transport import (
     MAX_ERROR_BODY_BYTES,
     REASONS,
@@ -348,3 +349,15 @@ async def test_semaphore_released_after_failures(http, observed, mock):
     for reason in ("timeout", "http", "bad_response"):
         assert (await failure(transport)).reason == reason
     assert (await asyncio.wait_for(send(transport), 5)).status == 200
+
+
+async def test_echoed_secret_is_masked_before_the_message_is_cut(http, mock):
+    token = "MIIechoed" + "x" * 400  # longer than the kept part of error_msg
+    redactor = Redactor()
+    redactor.add(token)
+    transport = Transport(http, asyncio.Semaphore(1), 5.0, CAP, redact=redactor.redact)
+    mock.get(URL_, status=401, payload={"error_code": "APIG.0301", "error_msg": f"bad token {token}"})
+    with pytest.raises(ApiError) as caught:
+        await transport.send("list_sessions", "GET", URL_, {})
+    assert caught.value.error_msg == "bad token ********"
+    assert "MIIechoed" not in str(caught.value)
