@@ -63,8 +63,6 @@ class HtapApi:
                     new_ids += 1
                 sessions.append(session)
             if len(rows) < PAGE_LIMIT or (new_ids == 0 and seen_ids):
-                if skipped:
-                    log.debug("instance_id=%s skipped %d session rows that were not objects", instance_id, skipped)
                 return SessionList(sessions, page, skipped)
             offset += len(rows)
         raise ApiError("bad_response", f"pagination did not end after {self._max_pages} pages of {PAGE_LIMIT}")

@@ -142,19 +142,28 @@ class FileBackedSecret:
 
     def get(self) -> str:
         if self._source.file is None:
-            return self._source.read()
+            return self._value or self._read()
         try:
             stamp = self._file_stamp()
-            if stamp != self._stamp:
-                self._value = self._source.read()
-                self._redactor.add(self._value)
-                self._stamp = stamp
-        except (OSError, UnicodeDecodeError) as problem:
-            raise ApiError("auth", f"cannot read secret file {self._source.file}:"
-                                   f" {getattr(problem, 'strerror', None) or type(problem).__name__}") from None
-        if not self._value:
-            raise ApiError("auth", f"secret file {self._source.file} is empty")
+        except OSError as problem:
+            raise ApiError("auth", f"cannot read secret file {self._source.file}: {problem.strerror}") from None
+        if stamp != self._stamp:
+            self._value = self._read()
+            self._stamp = stamp
         return self._value
+
+    def _read(self) -> str:
+        where = f"secret file {self._source.file}" if self._source.file is not None else "secret"
+        try:
+            value = self._source.read()
+        except OSError as problem:
+            raise ApiError("auth", f"cannot read {where}: {problem.strerror}") from None
+        except UnicodeDecodeError:
+            raise ApiError("auth", f"{where} is not UTF-8 text") from None
+        except ValueError as problem:
+            raise ApiError("auth", f"{where} {problem}") from None
+        self._redactor.add(value)
+        return value
 
 
 class Authenticator:

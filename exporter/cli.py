@@ -7,6 +7,7 @@ import asyncio
 import datetime
 import json
 import logging
+import re
 import signal
 import sys
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from exporter.store import Store
 DEFAULT_LISTEN = ":9978"
 # In-flight scrapes get this long to finish on SIGTERM; polls are cancelled at once.
 SHUTDOWN_GRACE = 3.0
+TELEMETRY_PATH_RE = re.compile(r"/[A-Za-z0-9._~/-]*")
+RESERVED_PATHS = frozenset({"/", "/-/healthy", "/-/ready", "/-/reload"})
 DEMO_INSTANCES = 5
 DEMO_INTERVAL = "5s"
 
@@ -71,7 +74,9 @@ def _level(record: logging.LogRecord) -> str:
 def _logfmt_value(value: str) -> str:
     if value and all(c.isalnum() or c in "-._:/@+" for c in value):
         return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    # JSON string quoting escapes quotes, backslashes and every control character (a server's
+    # error text must not be able to forge a log line or a terminal escape).
+    return json.dumps(value, ensure_ascii=False)
 
 
 def setup_logging(level: str, fmt: str, redactor: Redactor) -> None:
@@ -134,6 +139,10 @@ class Runtime:
                 log.error("reload failed, keeping the previous configuration: %s", problem)
                 self.self_metrics.config_loaded(False, self.clock.time())
                 return str(problem)
+            except Exception:  # a bug of ours must not take the running configuration down
+                log.exception("reload failed, keeping the previous configuration")
+                self.self_metrics.config_loaded(False, self.clock.time())
+                return "internal error while loading the configuration (see the log)"
             for secret in config.secrets():
                 self.redactor.add(secret)
             await self.poller.apply(config)
@@ -195,7 +204,8 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
             task.cancel()
         return 0
     finally:
-        await poller.stop()
+        async with runtime.reload_lock:  # a reload in progress must not start loops after the stop
+            await poller.stop()
         await runner.cleanup()
         await session.close()
         if demo_runner is not None:
@@ -225,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as problem:
         print(f"htap-exporter: {problem}", file=sys.stderr)
         return 1
-    if not args.telemetry_path.startswith("/"):
-        print("htap-exporter: --web.telemetry-path must start with /", file=sys.stderr)
+    if not TELEMETRY_PATH_RE.fullmatch(args.telemetry_path) or args.telemetry_path in RESERVED_PATHS:
+        print(f"htap-exporter: --web.telemetry-path {args.telemetry_path!r}: must be a plain path starting"
+              f" with / other than {', '.join(sorted(RESERVED_PATHS))}", file=sys.stderr)
         return 1
     config = None
     if not args.demo or args.config_check:

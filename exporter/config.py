@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+from yarl import URL
 
 from exporter.regions import default_endpoint, default_iam_endpoint
 
@@ -61,18 +62,44 @@ class Secret:
         return hash(("Secret", self._value))
 
 
+def secret_format_problem(kind: str, value: str) -> str | None:
+    """Why `value` cannot be a `kind` secret, without quoting it; None if it can.
+
+    Tokens and keys travel in HTTP headers (or a signature), where a space or control character
+    would fail every request; a password travels in a JSON body and may hold spaces."""
+    if not value:
+        return "is empty"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "must not contain control characters (a line break?)"
+    if kind == "password":
+        return None
+    if any(c.isspace() for c in value):
+        return "must not contain spaces"
+    if kind == "access_key" and ("," in value or "=" in value):  # they delimit the Authorization header
+        return "must not contain ',' or '='"
+    return None
+
+
 @dataclass(frozen=True)
 class SecretSource:
     """A secret given inline or as a file that is re-read when it changes (rotated secrets)."""
 
     value: Secret | None = None
     file: Path | None = None
+    kind: str = field(default="token", compare=False)  # token, password, access_key, secret_key, security_token
 
     def read(self) -> str:
+        """The secret; OSError or UnicodeDecodeError for an unreadable file, ValueError (naming
+        the problem, never the value) for content that cannot be used."""
         if self.value is not None:
-            return self.value.reveal()
-        assert self.file is not None
-        return self.file.read_text(encoding="utf-8").strip()
+            text = self.value.reveal()
+        else:
+            assert self.file is not None
+            text = self.file.read_text(encoding="utf-8").strip()
+        problem = secret_format_problem(self.kind, text)
+        if problem is not None:
+            raise ValueError(problem)
+        return text
 
     def describe(self) -> str:
         return f"file {self.file}" if self.file is not None else "********"
@@ -364,20 +391,26 @@ class _Reader:
         if inline is not None and file is not None:
             raise self.error(_join(path, key), f"give either {key} or {file_key}, not both")
         if inline is not None:
-            return SecretSource(value=Secret(self.string(inline, _join(path, key))))
+            source = SecretSource(value=Secret(self.string(inline, _join(path, key))), kind=key)
+            try:
+                source.read()
+            except ValueError as problem:
+                raise self.error(_join(path, key), str(problem)) from None
+            return source
         if file is not None:
             file_path = Path(self.string(file, _join(path, file_key)))
             if not file_path.is_absolute():
                 file_path = self.base_dir / file_path
+            source = SecretSource(file=file_path, kind=key)
             try:
-                content = file_path.read_text(encoding="utf-8").strip()
+                source.read()
             except OSError as problem:
                 raise self.error(_join(path, file_key), f"cannot read {file_path}: {problem.strerror}") from None
             except UnicodeDecodeError:
                 raise self.error(_join(path, file_key), f"{file_path} is not UTF-8 text") from None
-            if not content:
-                raise self.error(_join(path, file_key), f"{file_path} is empty")
-            return SecretSource(file=file_path)
+            except ValueError as problem:
+                raise self.error(_join(path, file_key), f"{file_path} {problem}") from None
+            return source
         if required:
             raise self.error(path, f"missing {key} (or {file_key})")
         return None
@@ -485,6 +518,10 @@ def _read_url(r: _Reader, value: Any, path: str) -> str:
         if "@" in url:  # never echo what may be a password
             raise r.error(path, "must not hold credentials (user:password@): use auth")
         raise r.error(path, f"must be an http(s) URL, got {url!r}")
+    try:
+        URL(url).port  # noqa: B018  (parsing the port is the check)
+    except ValueError:
+        raise r.error(path, f"must be an http(s) URL with a valid port, got {url!r}") from None
     return url
 
 
@@ -537,16 +574,37 @@ def _read_project(r: _Reader, raw: Any, path: str, seen_instances: dict[str, str
     )
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping: YAML would keep the last one
+    silently, so a second `instances:` would drop the first list without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # an unhashable key: construct_mapping itself reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-untyped-call]
+
+
 def parse_config(text: str, *, file: str = "config.yaml", env: Mapping[str, str] | None = None,
                  base_dir: Path | None = None) -> Config:
     r = _Reader(file, os.environ if env is None else env, base_dir or Path("."))
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as problem:
         mark = getattr(problem, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
         reason = getattr(problem, "problem", None) or "invalid YAML"
         raise ConfigError(file, "", f"{where}{reason}") from None
+    except (ValueError, RecursionError) as problem:  # e.g. an integer of 5000 digits, nesting too deep
+        raise ConfigError(file, "", f"unreadable YAML: {type(problem).__name__}") from None
     top = r.mapping(raw, "", {"poll", "metrics", "projects"})
     if not top.get("projects"):
         raise r.error("projects", "missing: list at least one project with its instances")
@@ -558,6 +616,9 @@ def parse_config(text: str, *, file: str = "config.yaml", env: Mapping[str, str]
     poll = _read_poll(r, top.get("poll"))
     if poll.timeout > poll.interval:
         raise r.error("poll.timeout", f"must not exceed poll.interval ({_fmt_seconds(poll.interval)})")
+    if poll.backoff_max is not None and poll.backoff_max < poll.interval:
+        # A shorter cap would poll a failing instance faster than a healthy one.
+        raise r.error("poll.backoff_max", f"must not be shorter than poll.interval ({_fmt_seconds(poll.interval)})")
     return Config(file=file, poll=poll, metrics=_read_metrics(r, top.get("metrics")), projects=projects)
 
 

@@ -92,6 +92,11 @@ class _Loop:
         try:
             result = await self.api.list_sessions(self.identity.instance_id)
             stats = aggregate(result.sessions, self.spec.metrics)
+            if result.skipped_rows or stats.rows_without_duration:
+                log.debug("instance_id=%s %d session(s) in %d page(s): %d row(s) not objects (skipped),"
+                          " %d without a numeric duration (left out of duration figures)",
+                          self.identity.instance_id, stats.sessions, result.pages, result.skipped_rows,
+                          stats.rows_without_duration)
         except ApiError as problem:
             self.failed(problem)
             retry_after = problem.retry_after

@@ -59,8 +59,7 @@ def make_app(state: ServerState) -> web.Application:
         return web.Response(status=500, text=f"Reload failed, the previous configuration stays: {problem}\n")
 
     app.router.add_get(state.telemetry_path, metrics)
-    if state.telemetry_path != "/":
-        app.router.add_get("/", landing)
+    app.router.add_get("/", landing)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)

@@ -18,6 +18,9 @@ OTHER = "__other__"
 # Always exported (0 when absent) so that dashboards and alerts never see a missing series.
 KNOWN_STATES = ("OK", "EOF", "ERR", "NOOP")
 KNOWN_COMMANDS = ("Sleep", "Query")
+# `state` and `command` are StarRocks enums with a dozen values; this cap only guards Prometheus
+# against a broken or hostile server inventing thousands of them.
+MAX_ENUM_VALUES = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +109,26 @@ def parse_session(row: Mapping[str, Any]) -> Session:
     )
 
 
-def cap_counts(counts: Mapping[str, int], limit: int) -> dict[str, int]:
-    """Keep the `limit` largest values (ties by name, so the result is stable); fold the rest into
-    `__other__`. Caps the label cardinality that a busy instance can put into Prometheus."""
+def cap_counts(counts: Mapping[str, int], limit: int, always: Iterable[str] = ()) -> dict[str, int]:
+    """Keep the `limit` largest values (ties by name, so the result is stable; `always` ones first);
+    fold the rest into `__other__`. Caps the label cardinality an instance can put into Prometheus."""
     if len(counts) <= limit:
         return dict(counts)
-    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    kept = dict(ranked[:limit])
-    kept[OTHER] = kept.get(OTHER, 0) + sum(count for _, count in ranked[limit:])
+    kept = {value: counts[value] for value in always if value in counts}
+    ranked = sorted((item for item in counts.items() if item[0] not in kept), key=lambda item: (-item[1], item[0]))
+    room = max(0, limit - len(kept))
+    kept.update(ranked[:room])
+    kept[OTHER] = kept.get(OTHER, 0) + sum(count for _, count in ranked[room:])
     return kept
+
+
+def cap_maxima(maxima: Mapping[str, float], kept: Mapping[str, int]) -> dict[str, float]:
+    """Per-command maxima over the commands that `cap_counts` kept; the folded ones as `__other__`."""
+    capped: dict[str, float] = {}
+    for command, value in maxima.items():
+        key = command if command in kept else OTHER
+        capped[key] = max(value, capped.get(key, value))
+    return capped
 
 
 def aggregate(sessions: Iterable[Session], config: MetricsConfig) -> InstanceStats:
@@ -157,14 +171,15 @@ def aggregate(sessions: Iterable[Session], config: MetricsConfig) -> InstanceSta
     for bound, count in zip(bounds, bucket_counts):
         cumulative += count
         buckets.append((bound, cumulative))
+    commands = cap_counts(by_command, MAX_ENUM_VALUES, KNOWN_COMMANDS)
     return InstanceStats(
         sessions=total,
-        by_state=dict(by_state),
-        by_command=dict(by_command),
+        by_state=cap_counts(by_state, MAX_ENUM_VALUES, KNOWN_STATES),
+        by_command=commands,
         by_user=cap_counts(by_user, config.max_users),
         by_database=cap_counts(by_database, config.max_databases),
         by_host=cap_counts(by_host, config.max_hosts) if config.hosts else None,
-        max_duration_by_command=max_duration,
+        max_duration_by_command=cap_maxima(max_duration, commands),
         active_buckets=tuple(buckets),
         active_sum=active_sum,
         active_count=active_count,

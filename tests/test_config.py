@@ -822,3 +822,45 @@ projects:
         parse_config(text, file="c.yaml", env={})
     assert str(caught.value) == "c.yaml: projects[0].endpoint: must not hold credentials (user:password@): use auth"
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize("auth, message", [
+    ("auth: {type: token, token: 'two words'}", "projects[0].auth.token: must not contain spaces"),
+    ("auth: {type: aksk, access_key: 'AK,X', secret_key: s}", "projects[0].auth.access_key: must not contain ',' or '='"),
+    ("auth: {type: aksk, access_key: AK, secret_key: \"s\\x01k\"}",
+     "projects[0].auth.secret_key: must not contain control characters (a line break?)"),
+])
+def test_secrets_that_could_never_be_sent_are_refused(auth: str, message: str) -> None:
+    assert error_of(project(auth=auth)) == f"cfg.yaml: {message}"
+
+
+def test_password_may_hold_spaces() -> None:
+    config = parse(project(auth="auth: {type: password, domain: d, username: u, password: 'correct horse'}"))
+    assert config.projects[0].auth.password.read() == "correct horse"
+
+
+def test_token_file_with_two_lines_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "token.txt").write_text("first-line-token\nsecond-line\n")
+    assert error_of(project(auth="auth: {type: token, token_file: token.txt}"), base_dir=tmp_path) == \
+        f"cfg.yaml: projects[0].auth.token_file: {tmp_path / 'token.txt'} must not contain control characters (a line break?)"
+
+
+def test_duplicate_key_is_an_error_not_a_silent_override() -> None:
+    text = project() + "    instances: []\n"
+    assert error_of(text) == "cfg.yaml: line 6 column 5: duplicate key 'instances'"
+
+
+def test_endpoint_with_an_impossible_port() -> None:
+    text = project(extra="    endpoint: http://127.0.0.1:99999\n")
+    assert error_of(text) == \
+        "cfg.yaml: projects[0].endpoint: must be an http(s) URL with a valid port, got 'http://127.0.0.1:99999'"
+
+
+@pytest.mark.parametrize("yaml_text", ["poll: {concurrency: " + "9" * 5000 + "}\n", "[" * 100000])
+def test_pathological_yaml_is_a_config_error(yaml_text: str) -> None:
+    assert error_of(yaml_text).startswith("cfg.yaml: ")
+
+
+def test_backoff_cap_below_the_interval_is_refused() -> None:
+    assert error_of(project(extra="poll: {interval: 30s, backoff_max: 1s}\n")) == \
+        "cfg.yaml: poll.backoff_max: must not be shorter than poll.interval (30s)"

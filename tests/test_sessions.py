@@ -311,3 +311,17 @@ def test_host_counts_strip_ports():
             row(id="3", host="[::1]:3306"), row(id="4", host="[::1]:3307"), row(id="5", host="::1"),
             row(id="6", host=" 10.0.0.2:1 "), row(id="7", host=""), row(id="8", host=MISSING)]
     assert stats_of(rows, hosts=True).by_host == {"10.0.0.1": 2, "::1": 3, "10.0.0.2": 1, UNKNOWN: 2}
+
+
+def test_a_server_inventing_commands_and_states_cannot_explode_cardinality() -> None:
+    from exporter.sessions import MAX_ENUM_VALUES
+    sessions = [Session(id=str(n), user="u", host="h", state=f"S{n}", database="d", command=f"C{n}",
+                        duration=float(n)) for n in range(1000)]
+    sessions.append(Session(id="q", user="u", host="h", state="OK", database="d", command="Query", duration=5.0))
+    stats = aggregate(sessions, MetricsConfig())
+    assert len(stats.by_command) == MAX_ENUM_VALUES + 1 and len(stats.by_state) == MAX_ENUM_VALUES + 1
+    assert stats.by_command["Query"] == 1 and stats.by_command["Sleep"] == 0
+    assert stats.by_state["OK"] == 1 and stats.by_state["NOOP"] == 0
+    assert sum(stats.by_command.values()) == sum(stats.by_state.values()) == 1001
+    assert set(stats.max_duration_by_command) <= set(stats.by_command)
+    assert stats.max_duration_by_command[OTHER] == 999.0 and stats.max_duration_by_command["Query"] == 5.0
