@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Awaitable, TypeVar
+
+T = TypeVar("T")
 
 
 class Clock:
@@ -33,3 +36,19 @@ class RateLimiter:
         self._next_free = start + self._interval
         if start > now:
             await self._clock.sleep(start - now)
+
+
+async def run_within(clock: Clock, seconds: float, work: Awaitable[T]) -> T:
+    """The result of `work`, or TimeoutError once `seconds` of `clock` time have passed (`work` is
+    then cancelled). Unlike asyncio.timeout, it follows the injected clock, so tests drive it."""
+    task = asyncio.ensure_future(work)
+    timer = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        raise TimeoutError
+    finally:
+        task.cancel()
+        timer.cancel()
+        await asyncio.gather(task, timer, return_exceptions=True)

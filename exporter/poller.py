@@ -18,7 +18,7 @@ import aiohttp
 
 from exporter.api import HtapApi
 from exporter.auth import make_authenticator
-from exporter.clock import Clock, RateLimiter
+from exporter.clock import Clock, RateLimiter, run_within
 from exporter.config import Config, InstanceConfig, MetricsConfig, PollConfig, ProjectConfig
 from exporter.metrics import InstanceIdentity, PollState, render_instance
 from exporter.redact import Redactor
@@ -28,6 +28,9 @@ from exporter.transport import ApiError, RequestObserver, Transport
 
 # A server asking us to wait longer than this is more likely broken than right.
 MAX_RETRY_AFTER = 3600.0
+# A poll (all its pages) that outlasts this many intervals is abandoned as a timeout: a server
+# paging slowly must not keep an instance's old sessions on show as current for half an hour.
+POLL_DEADLINE_INTERVALS = 3
 JITTER = 0.1
 
 log = logging.getLogger(__name__)
@@ -90,7 +93,12 @@ class _Loop:
         started = clock.monotonic()
         retry_after = None
         try:
-            result = await self.api.list_sessions(self.identity.instance_id)
+            deadline = POLL_DEADLINE_INTERVALS * self.spec.poll.interval
+            try:
+                result = await run_within(clock, deadline, self.api.list_sessions(self.identity.instance_id))
+            except TimeoutError:
+                raise ApiError("timeout", f"poll did not end within {deadline:g}s"
+                                          f" ({POLL_DEADLINE_INTERVALS} intervals)") from None
             stats = aggregate(result.sessions, self.spec.metrics)
             if result.skipped_rows or stats.rows_without_duration:
                 log.debug("instance_id=%s %d session(s) in %d page(s): %d row(s) not objects (skipped),"

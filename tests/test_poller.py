@@ -220,6 +220,21 @@ async def test_slow_poll_skips_ticks_and_never_overlaps(env):
     assert env.poller._loops[B].state.skipped_ticks == 0
 
 
+async def test_a_poll_that_never_ends_is_abandoned_as_a_timeout(env):
+    async def endless_paging(instance_id, n):
+        await env.clock.sleep(1000 if n == 1 else 1)
+        return [session("1")]
+
+    env.api.behaviour = endless_paging
+    await env.poller.apply(config(project(P1, (A, "a")), interval=10.0))
+    await env.run_until(31)
+    state = env.poller._loops[A].state
+    assert (state.up, state.errors["timeout"], state.poll_duration) == (False, 1, 30)  # 3 intervals
+    await env.run_until(45)  # back-off after one failure: one interval, then the poll succeeds
+    assert env.poller._loops[A].state.up is True
+    assert env.api.max_in_flight[A] == 1
+
+
 async def test_unexpected_exception_costs_one_poll(env):
     def behaviour(instance_id, n):
         if n == 1:
