@@ -108,6 +108,12 @@ def value(samples: list[Sample], name: str, **labels: str) -> float | None:
     return found[0].value if found else None
 
 
+def by_label(samples: list[Sample], name: str, label: str, **labels: str) -> dict[str, float]:
+    """{value of `label`: sample value} over the samples of `name` that carry `labels`."""
+    return {s.labels[label]: s.value for s in samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())}
+
+
 async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 20.0, what: str = "condition") -> None:
     """Polls `condition` until true; the exporter runs in another process, so there is no event to await."""
     deadline = asyncio.get_running_loop().time() + timeout

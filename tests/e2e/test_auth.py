@@ -24,7 +24,7 @@ from aiohttp import web
 
 from exporter.simulator import (SIM_ACCESS_KEY, SIM_DOMAIN, SIM_PASSWORD, SIM_SECRET_KEY, SIM_TOKEN, Simulator,
                                 instance_id_for, start)
-from tests.e2e.harness import Exporter, parse_samples, value, wait_until, write_config
+from tests.e2e.harness import Exporter, by_label, parse_samples, value, wait_until, write_config
 
 REASONS = ("auth", "throttled", "timeout", "network", "http", "bad_response")
 
@@ -177,8 +177,7 @@ async def all_up(exporter: Exporter, instance_ids: Iterable[str], up: float = 1)
 
 
 def errors_of(samples: list, instance_id: str) -> dict[str, float]:
-    return {s.labels["reason"]: s.value for s in samples
-            if s.name == "htap_poll_errors_total" and s.labels["instance_id"] == instance_id}
+    return by_label(samples, "htap_poll_errors_total", "reason", instance_id=instance_id)
 
 
 def assert_polled_right(samples: list, sim: RecordingSimulator) -> None:

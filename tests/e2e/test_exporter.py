@@ -14,7 +14,7 @@ import pytest
 
 from exporter.simulator import SIM_TOKEN, instance_id_for
 from tests.conftest import RunningSimulator
-from tests.e2e.harness import Exporter, parse_samples, value, wait_until, write_config
+from tests.e2e.harness import Exporter, by_label, parse_samples, value, wait_until, write_config
 
 SECRET_SQL = "SELECT card_number FROM payments WHERE owner = 'top-secret-customer'"
 ROWS_A = [
@@ -89,27 +89,20 @@ async def test_every_documented_metric_with_exact_values(config_file, simulator:
     A = {"instance_id": a, "instance_name": "orders-htap"}
     assert value(samples, "htap_up", **A) == 1
     assert value(samples, "htap_sessions", **A) == 5
-    assert {s.labels["state"]: s.value for s in samples
-            if s.name == "htap_sessions_by_state" and s.labels["instance_id"] == a} == \
+    assert by_label(samples, "htap_sessions_by_state", "state", instance_id=a) == \
         {"OK": 3, "ERR": 1, "EOF": 1, "NOOP": 0}
-    assert {s.labels["command"]: s.value for s in samples
-            if s.name == "htap_sessions_by_command" and s.labels["instance_id"] == a} == \
+    assert by_label(samples, "htap_sessions_by_command", "command", instance_id=a) == \
         {"Query": 2, "Sleep": 1, "Init DB": 1, "Daemon": 1}
     # max_users 2: etl (2), then bi wins the tie at 1 by name; root and the empty user fold.
-    assert {s.labels["user"]: s.value for s in samples
-            if s.name == "htap_sessions_by_user" and s.labels["instance_id"] == a} == \
+    assert by_label(samples, "htap_sessions_by_user", "user", instance_id=a) == \
         {"etl": 2, "bi": 1, "__other__": 2}
-    assert {s.labels["database"]: s.value for s in samples
-            if s.name == "htap_sessions_by_database" and s.labels["instance_id"] == a} == \
+    assert by_label(samples, "htap_sessions_by_database", "database", instance_id=a) == \
         {"sales": 2, "dw": 2, "unknown": 1}
-    assert {s.labels["host"]: s.value for s in samples
-            if s.name == "htap_sessions_by_host" and s.labels["instance_id"] == a} == \
+    assert by_label(samples, "htap_sessions_by_host", "host", instance_id=a) == \
         {"10.0.0.1": 2, "10.0.0.2": 1, "::1": 1, "10.0.0.3": 1}
-    assert {s.labels["command"]: s.value for s in samples
-            if s.name == "htap_session_max_duration_seconds" and s.labels["instance_id"] == a} == \
+    assert by_label(samples, "htap_session_max_duration_seconds", "command", instance_id=a) == \
         {"Query": 75.5, "Sleep": 400, "Daemon": 2}
-    buckets = {s.labels["le"]: s.value for s in samples
-               if s.name == "htap_active_session_duration_seconds_bucket" and s.labels["instance_id"] == a}
+    buckets = by_label(samples, "htap_active_session_duration_seconds_bucket", "le", instance_id=a)
     assert buckets == {"1.0": 0, "5.0": 0, "10.0": 1, "30.0": 1, "60.0": 1, "300.0": 2, "+Inf": 2}
     assert value(samples, "htap_active_session_duration_seconds_gcount", **A) == 2
     assert value(samples, "htap_active_session_duration_seconds_gsum", **A) == 85.5

@@ -21,7 +21,7 @@ from aiohttp import web
 from exporter import __version__
 from exporter.simulator import SIM_TOKEN, Fault, Simulator, instance_id_for
 from tests.conftest import RunningSimulator
-from tests.e2e.harness import Exporter, value, wait_until, write_config
+from tests.e2e.harness import Exporter, by_label, value, wait_until, write_config
 
 INTERVAL = 0.5  # seconds; poll.interval of every test below but the graceful-stop one
 HEALTHY = instance_id_for(0)
@@ -103,8 +103,7 @@ class View:
         return value(self.samples, "htap_sessions", instance_id=instance_id)
 
     def errors(self, instance_id: str) -> dict[str, float]:
-        return {s.labels["reason"]: s.value for s in self.samples
-                if s.name == "htap_poll_errors_total" and s.labels.get("instance_id") == instance_id}
+        return by_label(self.samples, "htap_poll_errors_total", "reason", instance_id=instance_id)
 
     def session_series(self, instance_id: str) -> list[str]:
         return [s.name for s in self.samples if s.labels.get("instance_id") == instance_id
