@@ -25,6 +25,9 @@ class Store:
     def remove(self, key: str) -> None:
         self._blocks.pop(key, None)
 
+    def keys(self) -> set[str]:
+        return set(self._blocks)
+
     def render(self) -> bytes:
         blocks = list(self._blocks.values())
         parts: list[bytes] = []
