@@ -18,7 +18,7 @@ from typing import AsyncIterator, Callable
 from yarl import URL
 
 from exporter.clock import Clock
-from exporter.config import AkSkAuth, AuthConfig, PasswordAuth, SecretSource, TokenAuth
+from exporter.config import AkSkAuth, AuthConfig, PasswordAuth, SecretError, SecretSource, TokenAuth
 from exporter.redact import Redactor
 from exporter.signing import canonical_query, sign_request
 from exporter.transport import ApiError, Transport
@@ -142,26 +142,23 @@ class FileBackedSecret:
 
     def get(self) -> str:
         if self._source.file is None:
-            return self._value or self._read()
+            if not self._value:
+                self._value = self._read()
+            return self._value
         try:
             stamp = self._file_stamp()
         except OSError as problem:
-            raise ApiError("auth", f"cannot read secret file {self._source.file}: {problem.strerror}") from None
+            raise ApiError("auth", f"{self._source.kind}: cannot read {self._source.file}: {problem.strerror}") from None
         if stamp != self._stamp:
             self._value = self._read()
             self._stamp = stamp
         return self._value
 
     def _read(self) -> str:
-        where = f"secret file {self._source.file}" if self._source.file is not None else "secret"
         try:
             value = self._source.read()
-        except OSError as problem:
-            raise ApiError("auth", f"cannot read {where}: {problem.strerror}") from None
-        except UnicodeDecodeError:
-            raise ApiError("auth", f"{where} is not UTF-8 text") from None
-        except ValueError as problem:
-            raise ApiError("auth", f"{where} {problem}") from None
+        except SecretError as problem:
+            raise ApiError("auth", f"{self._source.kind}: {problem}") from None
         self._redactor.add(value)
         return value
 

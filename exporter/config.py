@@ -62,6 +62,10 @@ class Secret:
         return hash(("Secret", self._value))
 
 
+class SecretError(ValueError):
+    """A secret that cannot be read or used; the message never holds the value."""
+
+
 def secret_format_problem(kind: str, value: str) -> str | None:
     """Why `value` cannot be a `kind` secret, without quoting it; None if it can.
 
@@ -89,16 +93,22 @@ class SecretSource:
     kind: str = field(default="token", compare=False)  # token, password, access_key, secret_key, security_token
 
     def read(self) -> str:
-        """The secret; OSError or UnicodeDecodeError for an unreadable file, ValueError (naming
-        the problem, never the value) for content that cannot be used."""
+        """The secret, or SecretError naming the problem (never the value)."""
         if self.value is not None:
             text = self.value.reveal()
+            where = ""
         else:
             assert self.file is not None
-            text = self.file.read_text(encoding="utf-8").strip()
+            where = f"{self.file} "
+            try:
+                text = self.file.read_text(encoding="utf-8").strip()
+            except OSError as problem:
+                raise SecretError(f"cannot read {self.file}: {problem.strerror}") from None
+            except UnicodeDecodeError:
+                raise SecretError(f"{self.file} is not UTF-8 text") from None
         problem = secret_format_problem(self.kind, text)
         if problem is not None:
-            raise ValueError(problem)
+            raise SecretError(where + problem)
         return text
 
     def describe(self) -> str:
@@ -392,28 +402,22 @@ class _Reader:
             raise self.error(_join(path, key), f"give either {key} or {file_key}, not both")
         if inline is not None:
             source = SecretSource(value=Secret(self.string(inline, _join(path, key))), kind=key)
-            try:
-                source.read()
-            except ValueError as problem:
-                raise self.error(_join(path, key), str(problem)) from None
-            return source
-        if file is not None:
+            source_path = _join(path, key)
+        elif file is not None:
             file_path = Path(self.string(file, _join(path, file_key)))
             if not file_path.is_absolute():
                 file_path = self.base_dir / file_path
             source = SecretSource(file=file_path, kind=key)
-            try:
-                source.read()
-            except OSError as problem:
-                raise self.error(_join(path, file_key), f"cannot read {file_path}: {problem.strerror}") from None
-            except UnicodeDecodeError:
-                raise self.error(_join(path, file_key), f"{file_path} is not UTF-8 text") from None
-            except ValueError as problem:
-                raise self.error(_join(path, file_key), f"{file_path} {problem}") from None
-            return source
-        if required:
+            source_path = _join(path, file_key)
+        elif required:
             raise self.error(path, f"missing {key} (or {file_key})")
-        return None
+        else:
+            return None
+        try:
+            source.read()
+        except SecretError as problem:
+            raise self.error(source_path, str(problem)) from None
+        return source
 
 
 def _join(path: str, key: str | int) -> str:
