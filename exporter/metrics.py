@@ -1,27 +1,31 @@
-"""Per-instance stats -> exposition sections, rendered once per poll; exporter self-metrics.
+"""Per-instance stats -> exposition bytes, written once per poll; exporter self-metrics.
 
-A scrape must never wait for the cloud nor re-render what has not changed, so each poll renders its
-instance's metric families once (with prometheus_client's own exposition code) and keeps them
-split by family; the store joins those bytes per family across instances at scrape time.
+A scrape must never wait for the cloud nor re-render what has not changed, so each poll writes its
+instance's samples once, in both the Prometheus text format (0.0.4) and OpenMetrics 1.0, split by
+family; the store joins those bytes per family across instances. The samples are written directly
+from the counts (precomputed HELP/TYPE lines, the formats' own escaping, prometheus_client's float
+formatting): prometheus_client's families and `generate_latest` stay the oracle in the tests, which
+require both to parse to identical samples.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterator, Mapping
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector,
                                ProcessCollector, generate_latest)
-from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
-from prometheus_client.metrics_core import Metric
 
 from exporter import __version__
 from exporter.sessions import InstanceStats
 from exporter.transport import REASONS
 
 INSTANCE_LABELS = ("instance_id", "instance_name")
+OPENMETRICS_EOF = b"# EOF\n"
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,21 @@ class PollState:
     last_success: float | None = None
     errors: dict[str, int] = field(default_factory=lambda: {reason: 0 for reason in REASONS})
     skipped_ticks: int = 0
+    last_error_reason: str | None = None  # None after a success, or before the first poll
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    """One instance as the landing page shows it; stored with every rendered block."""
+
+    instance_id: str
+    instance_name: str
+    project_id: str
+    region: str
+    up: bool
+    last_error_reason: str | None
+    last_success: float | None  # unix time
+    sessions: int | None
 
 
 @dataclass(frozen=True)
@@ -54,104 +73,192 @@ class Section:
     samples: bytes
 
 
-def _family_sections(families: Iterable[Metric]) -> dict[str, Section]:
-    """Render with the library, then split the text into families at each `# HELP` line (label
-    values cannot hold a raw newline, so a line that starts with `# HELP ` is always a header)."""
-    text = generate_latest(_Families(list(families)))
-    sections: dict[str, Section] = {}
-    name, header, samples = "", b"", []
-    # Split on b"\n" only: splitlines() also breaks at a raw \r, which a label value may hold.
-    for line in text[:-1].split(b"\n") if text else []:
-        line += b"\n"
-        if line.startswith(b"# HELP "):
-            if name:
-                sections[name] = Section(header, b"".join(samples))
-            name, header, samples = line[7:].split(b" ", 1)[0].decode(), line, []
-        elif line.startswith(b"# TYPE "):
-            header += line
+@dataclass(frozen=True)
+class InstanceBlock:
+    """One instance's output: samples per family in both formats, and its status."""
+
+    text: dict[str, Section]
+    openmetrics: dict[str, Section]
+    status: InstanceStatus
+
+
+# --- the families: name, type, help ----------------------------------------------------------------
+
+GAUGE, COUNTER, GAUGE_HISTOGRAM = "gauge", "counter", "gaugehistogram"
+ACTIVE_HISTOGRAM = "htap_active_session_duration_seconds"
+
+FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("htap_up", GAUGE, "1 if the last poll of this instance succeeded, else 0."),
+    ("htap_instance_info", GAUGE, "Static facts about a polled HTAP instance (always 1)."),
+    ("htap_sessions", GAUGE, "Sessions in the last successful poll."),
+    ("htap_sessions_by_state", GAUGE, "Sessions by query state."),
+    ("htap_sessions_by_command", GAUGE, "Sessions by command."),
+    ("htap_sessions_by_user", GAUGE, "Sessions by user (top metrics.max_users, the rest as __other__)."),
+    ("htap_sessions_by_database", GAUGE,
+     "Sessions by database (top metrics.max_databases, the rest as __other__)."),
+    ("htap_sessions_by_host", GAUGE,
+     "Sessions by client host, port stripped (top metrics.max_hosts, the rest as __other__)."),
+    ("htap_session_max_duration_seconds", GAUGE, "Longest duration of a session's current command, per command."),
+    (ACTIVE_HISTOGRAM, GAUGE_HISTOGRAM, "Non-idle sessions by the duration of their current command."),
+    ("htap_poll_duration_seconds", GAUGE, "Wall time of the last poll, all pages."),
+    ("htap_last_poll_success_timestamp_seconds", GAUGE, "Unix time of the last successful poll."),
+    ("htap_poll_errors", COUNTER, "Failed polls by reason."),
+    ("htap_poll_skipped_ticks", COUNTER,
+     "Poll ticks skipped because the previous poll of the instance was still running."),
+)
+DOCUMENTATION = {name: documentation for name, _, documentation in FAMILIES}
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", r"\\").replace("\n", r"\n")
+
+
+def _text_headers() -> dict[str, bytes]:
+    """HELP/TYPE lines as generate_latest writes them: counters under `_total`, a gauge histogram as
+    a histogram whose `_gcount` and `_gsum` are separate gauge families."""
+    headers = {}
+    for name, kind, documentation in FAMILIES:
+        help_text = _escape_help(documentation)
+        if kind == COUNTER:
+            headers[name] = f"# HELP {name}_total {help_text}\n# TYPE {name}_total counter\n".encode()
+        elif kind == GAUGE_HISTOGRAM:
+            headers[name] = f"# HELP {name} {help_text}\n# TYPE {name} histogram\n".encode()
+            for suffix in ("_gcount", "_gsum"):
+                headers[name + suffix] = f"# HELP {name}{suffix} {help_text}\n# TYPE {name}{suffix} gauge\n".encode()
         else:
-            samples.append(line)
-    if name:
-        sections[name] = Section(header, b"".join(samples))
-    return sections
+            headers[name] = f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n".encode()
+    return headers
 
 
-class _Families(Collector):
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self._families)
+def _openmetrics_headers() -> dict[str, bytes]:
+    """OpenMetrics: every family under its own name (no `_total`), the gauge histogram as one."""
+    return {name: f"# HELP {name} {_escape_help(documentation)}\n# TYPE {name} {kind}\n".encode()
+            for name, kind, documentation in FAMILIES}
 
 
-def _gauge_by(name: str, documentation: str, label: str, values: dict[str, int] | dict[str, float],
-              identity: InstanceIdentity) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, documentation, labels=[*INSTANCE_LABELS, label])
-    for value_label, value in sorted(values.items()):
-        family.add_metric([*identity.labels, value_label], value)
-    return family
+TEXT_HEADERS = _text_headers()
+OPENMETRICS_HEADERS = _openmetrics_headers()
+# Small whole numbers (session counts) are most values: their text once, not per sample.
+_SMALL_NUMBERS = tuple(floatToGoString(number) for number in range(4096))
 
 
-def _single(name: str, documentation: str, value: float, identity: InstanceIdentity) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, documentation, labels=list(INSTANCE_LABELS))
-    family.add_metric(identity.labels, value)
-    return family
+def number_text(value: float) -> str:
+    """prometheus_client's float formatting (Go's), so values read back bit-identical."""
+    if type(value) is int and 0 <= value < 4096:
+        return _SMALL_NUMBERS[value]
+    return floatToGoString(value)
 
 
-def instance_families(identity: InstanceIdentity, state: PollState) -> list[Metric]:
-    families: list[Metric] = [
-        _single("htap_up", "1 if the last poll of this instance succeeded, else 0.", 1 if state.up else 0, identity),
-    ]
-    info = GaugeMetricFamily("htap_instance_info", "Static facts about a polled HTAP instance (always 1).",
-                             labels=[*INSTANCE_LABELS, "project_id", "region"])
-    info.add_metric([*identity.labels, identity.project_id, identity.region], 1)
-    families.append(info)
+def escape_label_value(value: str) -> str:
+    """The text formats' escaping of a label value: backslash, double quote and line feed."""
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
+
+
+class _InstanceWriter:
+    """Writes one instance's sample lines; label names are sorted, as prometheus_client writes them."""
+
+    def __init__(self, identity: InstanceIdentity) -> None:
+        self.ids = (f'instance_id="{escape_label_value(identity.instance_id)}",'
+                    f'instance_name="{escape_label_value(identity.instance_name)}"')
+        self.identity = identity
+
+    def single(self, name: str, value: float) -> bytes:
+        return f"{name}{{{self.ids}}} {number_text(value)}\n".encode()
+
+    def by_label(self, name: str, label: str, values: Mapping[str, float], order: tuple[str, ...] = ()) -> bytes:
+        """One sample per label value, sorted by value unless `order` gives the order."""
+        ids = self.ids
+        keys = order or sorted(values)
+        # "command", "database", "host" sort before "instance_id"; "state", "user", "reason" after.
+        if label < "instance_id":
+            lines = [f'{name}{{{label}="{escape_label_value(key)}",{ids}}} {number_text(values[key])}\n'
+                     for key in keys]
+        else:
+            lines = [f'{name}{{{ids},{label}="{escape_label_value(key)}"}} {number_text(values[key])}\n'
+                     for key in keys]
+        return "".join(lines).encode()
+
+    def info(self) -> bytes:
+        identity = self.identity
+        return (f'htap_instance_info{{{self.ids},project_id="{escape_label_value(identity.project_id)}",'
+                f'region="{escape_label_value(identity.region)}"}} 1.0\n').encode()
+
+    def histogram(self, stats: InstanceStats) -> tuple[bytes, bytes, bytes]:
+        ids = self.ids
+        buckets = "".join(f'{ACTIVE_HISTOGRAM}_bucket{{{ids},le="{number_text(float(bound))}"}} {number_text(count)}\n'
+                          for bound, count in stats.active_buckets)
+        gcount = f"{ACTIVE_HISTOGRAM}_gcount{{{ids}}} {number_text(stats.active_count)}\n"
+        gsum = f"{ACTIVE_HISTOGRAM}_gsum{{{ids}}} {number_text(stats.active_sum)}\n"
+        return buckets.encode(), gcount.encode(), gsum.encode()
+
+
+def instance_samples(identity: InstanceIdentity, state: PollState) -> dict[str, bytes]:
+    """Family name -> sample lines of one instance (the gauge histogram as three entries)."""
+    writer = _InstanceWriter(identity)
+    samples = {"htap_up": writer.single("htap_up", 1 if state.up else 0), "htap_instance_info": writer.info()}
     stats = state.stats if state.up else None
     if stats is not None:
-        families += [
-            _single("htap_sessions", "Sessions in the last successful poll.", stats.sessions, identity),
-            _gauge_by("htap_sessions_by_state", "Sessions by query state.", "state", stats.by_state, identity),
-            _gauge_by("htap_sessions_by_command", "Sessions by command.", "command", stats.by_command, identity),
-            _gauge_by("htap_sessions_by_user", "Sessions by user (top metrics.max_users, the rest as __other__).",
-                      "user", stats.by_user, identity),
-            _gauge_by("htap_sessions_by_database",
-                      "Sessions by database (top metrics.max_databases, the rest as __other__).",
-                      "database", stats.by_database, identity),
-        ]
+        samples["htap_sessions"] = writer.single("htap_sessions", stats.sessions)
+        samples["htap_sessions_by_state"] = writer.by_label("htap_sessions_by_state", "state", stats.by_state)
+        samples["htap_sessions_by_command"] = writer.by_label("htap_sessions_by_command", "command", stats.by_command)
+        samples["htap_sessions_by_user"] = writer.by_label("htap_sessions_by_user", "user", stats.by_user)
+        samples["htap_sessions_by_database"] = writer.by_label("htap_sessions_by_database", "database",
+                                                               stats.by_database)
         if stats.by_host is not None:
-            families.append(_gauge_by(
-                "htap_sessions_by_host", "Sessions by client host, port stripped (top metrics.max_hosts,"
-                " the rest as __other__).", "host", stats.by_host, identity))
-        families.append(_gauge_by("htap_session_max_duration_seconds",
-                                  "Longest duration of a session's current command, per command.",
-                                  "command", stats.max_duration_by_command, identity))
-        histogram = GaugeHistogramMetricFamily(
-            "htap_active_session_duration_seconds",
-            "Non-idle sessions by the duration of their current command.", labels=list(INSTANCE_LABELS))
-        histogram.add_metric(identity.labels,
-                             [(floatToGoString(bound), count) for bound, count in stats.active_buckets],
-                             gsum_value=stats.active_sum)
-        families.append(histogram)
+            samples["htap_sessions_by_host"] = writer.by_label("htap_sessions_by_host", "host", stats.by_host)
+        samples["htap_session_max_duration_seconds"] = writer.by_label(
+            "htap_session_max_duration_seconds", "command", stats.max_duration_by_command)
+        buckets, gcount, gsum = writer.histogram(stats)
+        samples[ACTIVE_HISTOGRAM] = buckets
+        samples[ACTIVE_HISTOGRAM + "_gcount"] = gcount
+        samples[ACTIVE_HISTOGRAM + "_gsum"] = gsum
     if state.poll_duration is not None:
-        families.append(_single("htap_poll_duration_seconds", "Wall time of the last poll, all pages.",
-                                state.poll_duration, identity))
+        samples["htap_poll_duration_seconds"] = writer.single("htap_poll_duration_seconds", state.poll_duration)
     if state.last_success is not None:
-        families.append(_single("htap_last_poll_success_timestamp_seconds",
-                                "Unix time of the last successful poll.", state.last_success, identity))
-    errors = CounterMetricFamily("htap_poll_errors", "Failed polls by reason.", labels=[*INSTANCE_LABELS, "reason"])
-    for reason in REASONS:
-        errors.add_metric([*identity.labels, reason], state.errors.get(reason, 0))
-    families.append(errors)
-    skipped = CounterMetricFamily("htap_poll_skipped_ticks", "Poll ticks skipped because the previous poll"
-                                  " of the instance was still running.", labels=list(INSTANCE_LABELS))
-    skipped.add_metric(identity.labels, state.skipped_ticks)
-    families.append(skipped)
-    return families
+        samples["htap_last_poll_success_timestamp_seconds"] = writer.single(
+            "htap_last_poll_success_timestamp_seconds", state.last_success)
+    samples["htap_poll_errors"] = writer.by_label("htap_poll_errors_total", "reason",
+                                                  {reason: state.errors.get(reason, 0) for reason in REASONS}, REASONS)
+    samples["htap_poll_skipped_ticks"] = writer.single("htap_poll_skipped_ticks_total", state.skipped_ticks)
+    return samples
 
 
+def instance_status(identity: InstanceIdentity, state: PollState) -> InstanceStatus:
+    stats = state.stats if state.up else None
+    return InstanceStatus(identity.instance_id, identity.instance_name, identity.project_id, identity.region,
+                          state.up, None if state.up else state.last_error_reason, state.last_success,
+                          stats.sessions if stats is not None else None)
 
-def render_instance(identity: InstanceIdentity, state: PollState) -> dict[str, Section]:
-    return _family_sections(instance_families(identity, state))
+
+def render_instance(identity: InstanceIdentity, state: PollState) -> InstanceBlock:
+    samples = instance_samples(identity, state)
+    text = {name: Section(TEXT_HEADERS[name], lines) for name, lines in samples.items()}
+    openmetrics = {}
+    for name, lines in samples.items():
+        if name.startswith(ACTIVE_HISTOGRAM + "_g"):
+            continue
+        if name == ACTIVE_HISTOGRAM:  # one family in OpenMetrics, each label set's samples together
+            lines = lines + samples[name + "_gcount"] + samples[name + "_gsum"]
+        openmetrics[name] = Section(OPENMETRICS_HEADERS[name], lines)
+    return InstanceBlock(text, openmetrics, instance_status(identity, state))
+
+
+# --- self-metrics ----------------------------------------------------------------------------------
+
+
+class _WithoutCreated(Collector):
+    """A registry's families minus the `_created` samples prometheus_client adds to counters and
+    histograms: they are not part of this exporter's documented metrics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():
+            family.samples = [sample for sample in family.samples if not sample.name.endswith("_created")]
+            yield family
 
 
 class SelfMetrics:
@@ -175,6 +282,7 @@ class SelfMetrics:
         self.api_duration = Histogram("htap_api_request_duration_seconds", "Duration of HTTP requests to"
                                       " the cloud API.", ["api"], registry=self.registry,
                                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self._exposed = _WithoutCreated(self.registry)
 
     def observe_request(self, api: str, code: str, seconds: float) -> None:
         self.api_requests.labels(api, code).inc()
@@ -185,5 +293,10 @@ class SelfMetrics:
         if success:
             self.reload_timestamp.set(when)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, openmetrics: bool = False) -> bytes:
+        """The self-metrics in the text format or OpenMetrics (without `# EOF`, which the caller
+        appends after joining them with the store's output)."""
+        if not openmetrics:
+            return generate_latest(self._exposed)
+        body = generate_openmetrics(self._exposed)
+        return body[:-len(OPENMETRICS_EOF)] if body.endswith(OPENMETRICS_EOF) else body

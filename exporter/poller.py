@@ -118,6 +118,7 @@ class _Loop:
             self.last_problem = None
             self.failures = 0
             self.state.up = True
+            self.state.last_error_reason = None
             self.state.stats = stats
             self.state.last_success = clock.time()
         self.state.poll_duration = clock.monotonic() - started
@@ -127,6 +128,7 @@ class _Loop:
         self.failures += 1
         self.state.up = False
         self.state.stats = None  # no stale sessions served as current
+        self.state.last_error_reason = problem.reason
         self.state.errors[problem.reason] = self.state.errors.get(problem.reason, 0) + 1
         key = (problem.reason, problem.error_code)
         if key != self.last_problem:
@@ -199,6 +201,8 @@ class Poller:
             spec = wanted[instance_id]
             loop = _Loop(spec, apis[spec.project], self._states.pop(instance_id, None) or PollState(), self)
             self._loops[instance_id] = loop
+            # Listed (htap_instance_info) and on the landing page from the start, before any poll.
+            loop.publish()
             if not self.ready.is_set():
                 self._awaiting_first_poll.add(instance_id)
             # Spread first polls over the interval: no thundering herd against the API.

@@ -1,39 +1,59 @@
-"""The latest rendered sections of every instance, swapped in whole after each poll.
+"""The latest rendered block of every instance, swapped in whole after each poll.
 
-Asyncio runs one task at a time, so replacing an instance's dict of sections is atomic: a scrape
-sees either the previous poll's output of an instance or the new one, never half of each.
+Asyncio runs one task at a time, so replacing an instance's block is atomic: a scrape sees either
+the previous poll's output of an instance or the new one, never half of each. The joined body is
+cached per format until the next change (`generation`), so scrapes between two polls (and any
+number of concurrent scrapes) share one join.
 """
 
 from __future__ import annotations
 
-from exporter.metrics import Section
+from exporter.metrics import InstanceBlock, InstanceStatus, Section
 
 
 class Store:
     def __init__(self) -> None:
-        self._blocks: dict[str, dict[str, Section]] = {}
-        # Family name -> HELP/TYPE header, in the order families were first seen, so the output
-        # groups all samples of a family under one header, as the text format requires.
-        self._headers: dict[str, bytes] = {}
+        self._blocks: dict[str, InstanceBlock] = {}
+        # Family name -> HELP/TYPE header per format, in the order families were first seen, so the
+        # output groups all samples of a family under one header, as both formats require.
+        self._headers: tuple[dict[str, bytes], dict[str, bytes]] = ({}, {})
+        self._cache: dict[bool, tuple[int, bytes]] = {}
+        self.generation = 0  # grows on every put and remove
 
-    def put(self, key: str, sections: dict[str, Section]) -> None:
-        for name, section in sections.items():
-            if name not in self._headers:
-                self._headers[name] = section.header
-        self._blocks[key] = sections
+    def put(self, key: str, block: InstanceBlock) -> None:
+        for headers, sections in zip(self._headers, (block.text, block.openmetrics)):
+            for name, section in sections.items():
+                if name not in headers:
+                    headers[name] = section.header
+        self._blocks[key] = block
+        self.generation += 1
 
     def remove(self, key: str) -> None:
-        self._blocks.pop(key, None)
+        if self._blocks.pop(key, None) is not None:
+            self.generation += 1
 
     def keys(self) -> set[str]:
         return set(self._blocks)
 
-    def render(self) -> bytes:
-        blocks = list(self._blocks.values())
+    def statuses(self) -> list[InstanceStatus]:
+        """Every instance's status, by project, name and id."""
+        return sorted((block.status for block in self._blocks.values()),
+                      key=lambda status: (status.project_id, status.instance_name, status.instance_id))
+
+    def render(self, openmetrics: bool = False) -> bytes:
+        """Every instance's families, text format 0.0.4 or OpenMetrics (without `# EOF`)."""
+        cached = self._cache.get(openmetrics)
+        if cached is not None and cached[0] == self.generation:
+            return cached[1]
+        headers = self._headers[1 if openmetrics else 0]
+        sections: list[dict[str, Section]] = [block.openmetrics if openmetrics else block.text
+                                              for block in self._blocks.values()]
         parts: list[bytes] = []
-        for name, header in self._headers.items():
-            samples = [block[name].samples for block in blocks if name in block]
+        for name, header in headers.items():
+            samples = [family[name].samples for family in sections if name in family]
             if samples:
                 parts.append(header)
                 parts.extend(samples)
-        return b"".join(parts)
+        body = b"".join(parts)
+        self._cache[openmetrics] = (self.generation, body)
+        return body
