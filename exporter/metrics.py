@@ -51,6 +51,10 @@ class PollState:
     errors: dict[str, int] = field(default_factory=lambda: {reason: 0 for reason in REASONS})
     skipped_ticks: int = 0
     last_error_reason: str | None = None  # None after a success, or before the first poll
+    # True from the moment the loop starts until its first poll ends: the instance is listed
+    # (htap_instance_info, counters at 0) but has no htap_up yet, as a target has no `up` before
+    # its first scrape; dashboards list it, `htap_up == 0` alerts do not fire for it.
+    pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,7 +201,8 @@ class _InstanceWriter:
 def instance_samples(identity: InstanceIdentity, state: PollState) -> dict[str, bytes]:
     """Family name -> sample lines of one instance (the gauge histogram as three entries)."""
     writer = _InstanceWriter(identity)
-    samples = {"htap_up": writer.single("htap_up", 1 if state.up else 0), "htap_instance_info": writer.info()}
+    samples = {} if state.pending else {"htap_up": writer.single("htap_up", 1 if state.up else 0)}
+    samples["htap_instance_info"] = writer.info()
     stats = state.stats if state.up else None
     if stats is not None:
         samples["htap_sessions"] = writer.single("htap_sessions", stats.sessions)

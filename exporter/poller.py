@@ -85,6 +85,7 @@ class _Loop:
                 if retry_after is not None:
                     delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
                 next_due = now + delay
+            self.state.pending = False
             self.publish()
             self.poller.first_poll_done(self.identity.instance_id)
 
@@ -199,7 +200,8 @@ class Poller:
         new_ids = [instance_id for instance_id in wanted if instance_id not in self._loops]
         for index, instance_id in enumerate(new_ids):
             spec = wanted[instance_id]
-            loop = _Loop(spec, apis[spec.project], self._states.pop(instance_id, None) or PollState(), self)
+            loop = _Loop(spec, apis[spec.project], self._states.pop(instance_id, None) or PollState(pending=True),
+                         self)
             self._loops[instance_id] = loop
             # Listed (htap_instance_info) and on the landing page from the start, before any poll.
             loop.publish()

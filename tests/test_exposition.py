@@ -45,7 +45,7 @@ def oracle_families(identity: InstanceIdentity, state: PollState) -> list[Metric
             family.add_metric([*ids, key], value)
         return family
 
-    families: list[Metric] = [single("htap_up", 1 if state.up else 0)]
+    families: list[Metric] = [] if state.pending else [single("htap_up", 1 if state.up else 0)]
     info = GaugeMetricFamily("htap_instance_info", DOCUMENTATION["htap_instance_info"],
                              labels=[*INSTANCE_LABELS, "project_id", "region"])
     info.add_metric([*ids, identity.project_id, identity.region], 1)
@@ -151,7 +151,7 @@ def instance_states(draw) -> list[tuple[InstanceIdentity, PollState]]:
             stats=aggregate([parse_session(r) for r in rows], draw(config)) if up or draw(st.booleans()) else None,
             poll_duration=draw(st.none() | numbers), last_success=draw(st.none() | numbers),
             errors={reason: draw(st.integers(0, 10**6)) for reason in REASONS},
-            skipped_ticks=draw(st.integers(0, 10**9)))
+            skipped_ticks=draw(st.integers(0, 10**9)), pending=draw(st.booleans()))
         items.append((identity, state))
     return items
 

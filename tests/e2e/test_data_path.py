@@ -35,6 +35,8 @@ async def test_instance_info_is_exported_from_start_before_any_poll_ends(sim: Ru
                      project_id=simulator.sim.project_id, region="cn-north-4") == 1
         assert value(samples, "htap_poll_duration_seconds", instance_id=silent) is None  # no poll ended yet
         assert value(samples, "htap_sessions", instance_id=silent) is None
+        assert value(samples, "htap_up", instance_id=silent) is None  # no `up` before the first poll ends
+        assert value(samples, "htap_poll_errors_total", instance_id=silent, reason="timeout") == 0
         assert simulator.sim.observed.requests.get(silent, 0) <= 1
 
 

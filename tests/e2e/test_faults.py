@@ -493,10 +493,11 @@ async def test_sigterm_exits_promptly_while_requests_hang(sim: RunningSimulator,
     exporter = await Exporter(["--config.file", str(config)]).start()
     try:
         await wait_until(sync(lambda: count_of(sim, FAULTY) >= 1), what="a request hanging on the API")
-        # Still serving while the poll hangs; the instance has no result yet.
+        # Still serving while the poll hangs; the instance is listed but has no result yet.
         current = await view(exporter)
         assert current.get("htap_exporter_build_info", version=__version__) == 1
-        assert not current.has_instance(FAULTY)
+        assert current.up(FAULTY) is None and current.session_series(FAULTY) == []
+        assert current.get("htap_poll_duration_seconds", instance_id=FAULTY) is None
         assert exporter.process is not None and exporter.process.returncode is None
     finally:
         stopping = time.monotonic()
