@@ -7,6 +7,7 @@ import asyncio
 import datetime
 import json
 import logging
+import math
 import re
 import signal
 import sys
@@ -36,30 +37,51 @@ DEMO_INTERVAL = "5s"
 log = logging.getLogger("exporter")
 
 
+# Attributes every LogRecord has; anything else on a record came in through `extra=` and is a field.
+_RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_RESERVED_KEYS = ("ts", "level", "logger", "msg")
+
+
+def log_fields(record: logging.LogRecord) -> list[tuple[str, object]]:
+    """ts, level, logger, msg, then every `extra=` field as its own key, then the traceback."""
+    fields: list[tuple[str, object]] = [
+        ("ts", _timestamp(record)),
+        ("level", _level(record)),
+        ("logger", record.name),
+        ("msg", record.getMessage()),
+    ]
+    for key, value in record.__dict__.items():
+        if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
+            fields.append((f"field_{key}" if key in _RESERVED_KEYS else key, value))
+    traceback = record.exc_text
+    if record.exc_info:
+        traceback = logging.Formatter().formatException(record.exc_info)
+    if traceback:
+        # "error" is the usual key of a failure's text; a traceback next to one gets its own key.
+        fields.append(("traceback" if any(key == "error" for key, _ in fields) else "error", traceback))
+    return fields
+
+
 class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        fields = [
-            ("ts", _timestamp(record)),
-            ("level", _level(record)),
-            ("logger", record.name),
-            ("msg", record.getMessage()),
-        ]
-        if record.exc_info:
-            fields.append(("error", self.formatException(record.exc_info)))
-        elif record.exc_text:
-            fields.append(("error", record.exc_text))
-        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields)
+        return " ".join(f"{key}={_logfmt_value(_text(value))}" for key, value in log_fields(record))
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        document = {"ts": _timestamp(record), "level": _level(record), "logger": record.name,
-                    "msg": record.getMessage()}
-        if record.exc_info:
-            document["error"] = self.formatException(record.exc_info)
-        elif record.exc_text:
-            document["error"] = record.exc_text
+        document = {key: value if _json_plain(value) else _text(value) for key, value in log_fields(record)}
         return json.dumps(document)
+
+
+def _json_plain(value: object) -> bool:
+    """Numbers, booleans and null stay JSON values; everything else becomes a string."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, (int, bool, type(None)))
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else str(value)
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -119,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def warn_cleartext(config: Config) -> None:
+    """Every start (and reload) repeats it: `allow_http` is an exception that must stay visible."""
+    for project in config.projects:
+        for key, url in project.cleartext_endpoints():
+            log.warning("allow_http: credentials and sessions travel unencrypted to a non-loopback host",
+                        extra={"project_id": project.project_id, "key": key, "url": url})
+
+
 @dataclass
 class Runtime:
     config_file: str | None  # None in demo mode: nothing to reload from
@@ -136,7 +166,8 @@ class Runtime:
             try:
                 config = load_config(self.config_file)
             except ConfigError as problem:
-                log.error("reload failed, keeping the previous configuration: %s", problem)
+                log.error("reload failed, keeping the previous configuration",
+                          extra={"file": problem.file, "path": problem.path, "error": problem.message})
                 self.self_metrics.config_loaded(False, self.clock.time())
                 return str(problem)
             except Exception:  # a bug of ours must not take the running configuration down
@@ -145,10 +176,12 @@ class Runtime:
                 return "internal error while loading the configuration (see the log)"
             for secret in config.secrets():
                 self.redactor.add(secret)
+            warn_cleartext(config)
             await self.poller.apply(config)
             self.config = config
             self.self_metrics.config_loaded(True, self.clock.time())
-            log.info("configuration reloaded: %d instance(s)", sum(len(p.instances) for p in config.projects))
+            log.info("configuration reloaded", extra={"instances": sum(len(p.instances) for p in config.projects),
+                                                      "projects": len(config.projects)})
             return None
 
 
@@ -157,8 +190,9 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
     clock = Clock()
     store = Store()
     self_metrics = SelfMetrics()
+    # trust_env: HTTPS_PROXY/HTTP_PROXY/NO_PROXY from the environment, as curl and Go programs do.
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-                                    headers={"User-Agent": f"htap-exporter/{__version__}"})
+                                    headers={"User-Agent": f"htap-exporter/{__version__}"}, trust_env=True)
     poller = Poller(session=session, store=store, clock=clock, redactor=redactor,
                     observe=self_metrics.observe_request)
     runtime = Runtime(None if args.demo else args.config_file, config, poller, self_metrics, redactor, clock,
@@ -174,17 +208,19 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
             try:
                 await site.start()
             except OSError as problem:
-                log.error("cannot listen on %s: %s", address, problem.strerror or problem)
+                log.error("cannot listen", extra={"address": address, "error": problem.strerror or str(problem)})
                 return 1
             server = site._server
             for sock in (server.sockets if server is not None else []):  # type: ignore[union-attr]
                 bound = sock.getsockname()
-                log.info("listening on %s", f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}")
+                where = f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}"
+                log.info("listening on %s", where, extra={"address": where})  # the message stays greppable
 
+        warn_cleartext(config)
         await poller.apply(config)
         self_metrics.config_loaded(True, clock.time())
-        log.info("polling %d instance(s) in %d project(s) every %gs", sum(len(p.instances) for p in config.projects),
-                 len(config.projects), config.poll.interval)
+        log.info("polling", extra={"instances": sum(len(p.instances) for p in config.projects),
+                                   "projects": len(config.projects), "interval_seconds": config.poll.interval})
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -218,7 +254,7 @@ async def serve_demo(args: argparse.Namespace, redactor: Redactor) -> int:
     simulator = Simulator(instances=DEMO_INSTANCES)
     demo_runner, base_url = await start(simulator)
     config = parse_config(sample_config(simulator, base_url, interval=DEMO_INTERVAL), file="demo")
-    log.info("demo: simulator with %d instances at %s", DEMO_INSTANCES, base_url)
+    log.info("demo: simulator started", extra={"instances": DEMO_INSTANCES, "url": base_url})
     return await serve(args, config, redactor, demo_runner)
 
 
@@ -250,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             redactor.add(secret)
         if args.config_check:
             print(config.summary())
+            warn_cleartext(config)
             return 0
     try:
         if args.demo:

@@ -7,6 +7,7 @@ environment (`$${` is a literal `${`); an unset variable is an error naming it.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -17,7 +18,10 @@ from typing import Any, Mapping
 import yaml
 from yarl import URL
 
-from exporter.regions import default_endpoint, default_iam_endpoint
+from exporter.regions import KNOWN_REGIONS, default_endpoint, default_iam_endpoint, nearest_region
+from exporter.secrets import FileReadError, Secret, SecretError, SecretSource, ca_context, read_small_file
+
+__all__ = ["Secret", "SecretError", "SecretSource"]  # re-exported: config types hold them
 
 PROJECT_ID_RE = re.compile(r"[0-9A-Za-z]{32}")
 # A standard HTAP instance id: 36 letters/digits, the last four being "in17".
@@ -25,6 +29,11 @@ INSTANCE_ID_RE = re.compile(r"[0-9A-Za-z]{32}in17")
 REGION_RE = re.compile(r"[a-z]{2}(-[a-z0-9]+)+")
 ENV_RE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# `access_key: $HW_ACCESS_KEY` (no braces) is not expanded: the literal text would be sent as the key.
+UNEXPANDED_RE = re.compile(r"\s*\$([A-Za-z_][A-Za-z0-9_]*)\s*")
+CONVENTIONAL_ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]*")
+LOOPBACK_HOSTS = frozenset({"localhost", "localhost.", "::1", "[::1]"})
+MAX_CONFIG_FILE_BYTES = 16 * 1024 * 1024
 DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 
 
@@ -37,82 +46,6 @@ class ConfigError(Exception):
         self.message = message
         where = f"{file}: {path}: " if path else f"{file}: "
         super().__init__(where + message)
-
-
-class Secret:
-    """A credential value that never shows itself in a repr, str or f-string."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(("Secret", self._value))
-
-
-class SecretError(ValueError):
-    """A secret that cannot be read or used; the message never holds the value."""
-
-
-def secret_format_problem(kind: str, value: str) -> str | None:
-    """Why `value` cannot be a `kind` secret, without quoting it; None if it can.
-
-    Tokens and keys travel in HTTP headers (or a signature), where a space or control character
-    would fail every request; a password travels in a JSON body and may hold spaces."""
-    if not value:
-        return "is empty"
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        return "must not contain control characters (a line break?)"
-    if kind == "password":
-        return None
-    if any(c.isspace() for c in value):
-        return "must not contain spaces"
-    if kind == "access_key" and ("," in value or "=" in value):  # they delimit the Authorization header
-        return "must not contain ',' or '='"
-    return None
-
-
-@dataclass(frozen=True)
-class SecretSource:
-    """A secret given inline or as a file that is re-read when it changes (rotated secrets)."""
-
-    value: Secret | None = None
-    file: Path | None = None
-    kind: str = field(default="token", compare=False)  # token, password, access_key, secret_key, security_token
-
-    def read(self) -> str:
-        """The secret, or SecretError naming the problem (never the value)."""
-        if self.value is not None:
-            text = self.value.reveal()
-            where = ""
-        else:
-            assert self.file is not None
-            where = f"{self.file} "
-            try:
-                text = self.file.read_text(encoding="utf-8").strip()
-            except OSError as problem:
-                raise SecretError(f"cannot read {self.file}: {problem.strerror}") from None
-            except UnicodeDecodeError:
-                raise SecretError(f"{self.file} is not UTF-8 text") from None
-        problem = secret_format_problem(self.kind, text)
-        if problem is not None:
-            raise SecretError(where + problem)
-        return text
-
-    def describe(self) -> str:
-        return f"file {self.file}" if self.file is not None else "********"
 
 
 @dataclass(frozen=True)
@@ -155,6 +88,14 @@ class ProjectConfig:
     auth: AuthConfig
     instances: tuple[InstanceConfig, ...]
     api_rate_limit: float = 0.0
+    # Opt-in for http:// endpoints to a non-loopback host (credentials would travel in clear text).
+    allow_http: bool = False
+    ca_file: Path | None = None  # PEM bundle trusted instead of the system CAs for this project
+
+    def cleartext_endpoints(self) -> list[tuple[str, str]]:
+        """(key, url) of every endpoint this project reaches over plain http to a non-loopback host."""
+        return [(key, url) for key, url in (("endpoint", self.endpoint), ("iam_endpoint", self.iam_endpoint))
+                if is_cleartext_remote(url)]
 
 
 @dataclass(frozen=True)
@@ -230,6 +171,8 @@ class Config:
                 f"projects[{index}]: project_id={project.project_id} region={project.region}"
                 f" endpoint={project.endpoint} iam_endpoint={project.iam_endpoint}"
                 f" api_rate_limit={_fmt_number(project.api_rate_limit)}"
+                + (" allow_http=true" if project.allow_http else "")
+                + (f" ca_file={project.ca_file}" if project.ca_file is not None else "")
             )
             lines.append(f"  auth: {auth_text}")
             for instance in project.instances:
@@ -245,6 +188,20 @@ def _secret_sources(auth: AuthConfig) -> list[SecretSource]:
     if isinstance(auth, PasswordAuth):
         return [auth.password]
     return [s for s in (auth.access_key, auth.secret_key, auth.security_token) if s is not None]
+
+
+def is_cleartext_remote(url: str) -> bool:
+    """True for an http:// URL whose host is not a loopback address."""
+    parsed = URL(url)
+    if parsed.scheme != "http":
+        return False
+    host = (parsed.host or "").lower()
+    if host in LOOPBACK_HOSTS or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return True  # a host name: it could resolve anywhere
 
 
 def _fmt_number(value: float) -> str:
@@ -389,6 +346,11 @@ class _Reader:
         except ValueError as bad:
             raise self.error(path, str(bad)) from None
 
+    def path(self, value: Any, path: str) -> Path:
+        """A file name; relative ones are relative to the config file's directory."""
+        file_path = Path(self.string(value, path))
+        return file_path if file_path.is_absolute() else self.base_dir / file_path
+
     def sequence(self, value: Any, path: str) -> list[Any]:
         if not isinstance(value, list):
             raise self.error(path, f"must be a list, got {_type_name(value)}")
@@ -401,13 +363,19 @@ class _Reader:
         if inline is not None and file is not None:
             raise self.error(_join(path, key), f"give either {key} or {file_key}, not both")
         if inline is not None:
+            unexpanded = UNEXPANDED_RE.fullmatch(inline) if isinstance(inline, str) else None
+            if unexpanded is not None:
+                name = unexpanded.group(1)
+                # Name the variable only when it looks like one: a real password such as "$ecret"
+                # must not be echoed.
+                hint = f"${{{name}}}" if CONVENTIONAL_ENV_NAME_RE.fullmatch(name) else "${NAME}"
+                raise self.error(_join(path, key),
+                                 f"looks like an unexpanded environment variable: write {hint} to read it from"
+                                 f" the environment (a literal value starting with $ can go in {file_key})")
             source = SecretSource(value=Secret(self.string(inline, _join(path, key))), kind=key)
             source_path = _join(path, key)
         elif file is not None:
-            file_path = Path(self.string(file, _join(path, file_key)))
-            if not file_path.is_absolute():
-                file_path = self.base_dir / file_path
-            source = SecretSource(file=file_path, kind=key)
+            source = SecretSource(file=self.path(file, _join(path, file_key)), kind=key)
             source_path = _join(path, file_key)
         elif required:
             raise self.error(path, f"missing {key} (or {file_key})")
@@ -531,7 +499,7 @@ def _read_url(r: _Reader, value: Any, path: str) -> str:
 
 def _read_project(r: _Reader, raw: Any, path: str, seen_instances: dict[str, str]) -> ProjectConfig:
     section = r.mapping(raw, path, {"project_id", "region", "endpoint", "iam_endpoint", "auth",
-                                    "instances", "api_rate_limit"})
+                                    "instances", "api_rate_limit", "allow_http", "ca_file"})
     for key in ("project_id", "region", "auth"):
         if key not in section:
             raise r.error(path, f"missing {key}")
@@ -541,11 +509,37 @@ def _read_project(r: _Reader, raw: Any, path: str, seen_instances: dict[str, str
     region = r.string(section["region"], _join(path, "region"))
     if not REGION_RE.fullmatch(region):
         raise r.error(_join(path, "region"), f"not a region name like cn-north-4, got {region!r}")
+    auth = _read_auth(r, section["auth"], _join(path, "auth"))
+    if region not in KNOWN_REGIONS:
+        # A typo would otherwise fail every poll later with a DNS error.
+        missing = [key for key in ("endpoint", "iam_endpoint")
+                   if section.get(key) is None and (key == "endpoint" or isinstance(auth, PasswordAuth))]
+        if missing:
+            guess = nearest_region(region)
+            raise r.error(_join(path, "region"),
+                          f"unknown region {region!r}" + (f" (did you mean {guess}?)" if guess else "")
+                          + f"; known: {', '.join(sorted(KNOWN_REGIONS))}; for another region set "
+                          + " and ".join(missing))
     endpoint = (_read_url(r, section["endpoint"], _join(path, "endpoint"))
                 if section.get("endpoint") is not None else default_endpoint(region))
     iam_endpoint = (_read_url(r, section["iam_endpoint"], _join(path, "iam_endpoint"))
                     if section.get("iam_endpoint") is not None else default_iam_endpoint(region))
-    auth = _read_auth(r, section["auth"], _join(path, "auth"))
+    allow_http = (r.boolean(section["allow_http"], _join(path, "allow_http"))
+                  if section.get("allow_http") is not None else False)
+    if not allow_http:
+        # IAM is only contacted with password auth; an unused http iam_endpoint sends nothing.
+        for key, url in (("endpoint", endpoint), ("iam_endpoint", iam_endpoint)):
+            if is_cleartext_remote(url) and (key == "endpoint" or isinstance(auth, PasswordAuth)):
+                raise r.error(_join(path, key),
+                              f"http:// to a non-loopback host sends credentials in clear text: use https,"
+                              f" or set {_join(path, 'allow_http')}: true")
+    ca_file = None
+    if section.get("ca_file") is not None:
+        ca_file = r.path(section["ca_file"], _join(path, "ca_file"))
+        try:
+            ca_context(ca_file)
+        except SecretError as problem:
+            raise r.error(_join(path, "ca_file"), str(problem)) from None
     instances: list[InstanceConfig] = []
     raw_instances = section.get("instances")
     if raw_instances is None:
@@ -575,6 +569,8 @@ def _read_project(r: _Reader, raw: Any, path: str, seen_instances: dict[str, str
         auth=auth,
         instances=tuple(instances),
         api_rate_limit=r.number(rate, _join(path, "api_rate_limit"), minimum=0) if rate is not None else 0.0,
+        allow_http=allow_http,
+        ca_file=ca_file,
     )
 
 
@@ -628,12 +624,13 @@ def parse_config(text: str, *, file: str = "config.yaml", env: Mapping[str, str]
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     file = str(path)
+    if not Path(path).exists():
+        raise ConfigError(file, "", "file not found")
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(file, "", "file not found") from None
-    except OSError as problem:
-        raise ConfigError(file, "", f"cannot read: {problem.strerror}") from None
+        # The same care as for secret files: a reload must never block on a FIFO or read /dev/zero.
+        text = read_small_file(Path(path), MAX_CONFIG_FILE_BYTES).decode("utf-8")
+    except FileReadError as problem:
+        raise ConfigError(file, "", problem.reason.removeprefix("is ")) from None
     except UnicodeDecodeError:
         raise ConfigError(file, "", "not UTF-8 text") from None
     return parse_config(text, file=file, env=env, base_dir=Path(path).resolve().parent)

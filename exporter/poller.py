@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 import random
+import ssl
 from dataclasses import dataclass, replace
 
 import aiohttp
@@ -22,6 +23,7 @@ from exporter.clock import Clock, RateLimiter, run_within
 from exporter.config import Config, InstanceConfig, MetricsConfig, PollConfig, ProjectConfig
 from exporter.metrics import InstanceIdentity, PollState, render_instance
 from exporter.redact import Redactor
+from exporter.secrets import SecretError, ca_context
 from exporter.sessions import aggregate
 from exporter.store import Store
 from exporter.transport import ApiError, RequestObserver, Transport
@@ -169,12 +171,23 @@ class Poller:
             self.ready.set()
 
     def _api_for(self, project: ProjectConfig, transport: Transport) -> HtapApi:
+        if project.ca_file is not None:
+            transport = replace(transport, ssl_context=self._ca_context(project))
         auth = make_authenticator(project.auth, project_id=project.project_id, iam_endpoint=project.iam_endpoint,
                                   transport=transport, clock=self.clock, redactor=self.redactor)
         limiter = RateLimiter(project.api_rate_limit, self.clock) if project.api_rate_limit > 0 else None
         assert self._poll is not None
         return HtapApi(endpoint=project.endpoint, project_id=project.project_id, auth=auth, transport=transport,
                        max_pages=self._poll.max_pages, limiter=limiter)
+
+    @staticmethod
+    def _ca_context(project: ProjectConfig) -> ssl.SSLContext:
+        try:
+            return ca_context(project.ca_file)  # type: ignore[arg-type]
+        except SecretError as problem:  # validated at load; it changed since
+            log.error("cannot use the project's ca_file: every request will fail certificate checks",
+                      extra={"project_id": project.project_id, "error": str(problem)})
+            return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # trusts nothing: never falls back to no checks
 
     async def apply(self, config: Config) -> None:
         """Start polling `config`, or switch to it: unchanged instances keep their loop and state,

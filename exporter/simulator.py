@@ -21,6 +21,7 @@ import json
 import random
 import secrets
 import signal
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -380,15 +381,17 @@ def sample_config(simulator: Simulator, base_url: str, *, auth: str = "token", i
     )
 
 
-async def start(simulator: Simulator, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:
-    """Serve `simulator` on host:port (0: any free port); returns the runner and the base URL."""
+async def start(simulator: Simulator, host: str = "127.0.0.1", port: int = 0,
+                ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, str]:
+    """Serve `simulator` on host:port (0: any free port), over TLS with `ssl_context`; returns the
+    runner and the base URL."""
     runner = web.AppRunner(simulator.app(), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
     bound_port = sockets[0].getsockname()[1]
-    return runner, f"http://{host}:{bound_port}"
+    return runner, f"{'https' if ssl_context is not None else 'http'}://{host}:{bound_port}"
 
 
 async def _serve(args: argparse.Namespace) -> None:

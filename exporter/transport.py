@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import email.utils
 import json
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -77,6 +78,8 @@ class Transport:
     # Secrets a server might echo back (e.g. a token in error_msg) are masked before any text is cut
     # short, so that no fragment of one survives into an error or a log line.
     redact: Callable[[str], str] = field(default=lambda text: text)
+    # A project's own CA bundle (`ca_file`); None: the system's CAs. Verification is never off.
+    ssl_context: ssl.SSLContext | None = None
 
     async def send(self, api: str, method: str, url: URL, headers: dict[str, str], body: bytes = b"",
                    limiter: RateLimiter | None = None, *, capped: bool = True) -> Response:
@@ -103,6 +106,7 @@ class Transport:
                 async with self.session.request(
                     method, url, headers=headers, data=body or None, allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=self.timeout),
+                    ssl=self.ssl_context if self.ssl_context is not None else True,
                 ) as answer:
                     code = str(answer.status)
                     ok = 200 <= answer.status < 300

@@ -95,6 +95,7 @@ projects:
       - id: {IID3}
   - project_id: {PID2}
     region: eu-west-101
+    endpoint: https://gaussdb.eu-west-101.myhuaweicloud.com
     auth:
       type: token
       token_file: token.txt
@@ -152,7 +153,7 @@ def test_design_example_parses_into_dataclasses():
 def test_design_example_with_discovery_is_rejected_as_unknown_key():
     text = DESIGN_CONFIG + "    discovery:\n      enabled: false\n      refresh_interval: 5m\n"
     assert error_of(text, env={"HW_ACCESS_KEY": "AK123456", "HW_SECRET_KEY": "SK123456"}) == (
-        "cfg.yaml: projects[0].discovery: unknown key (allowed: api_rate_limit, auth, endpoint,"
+        "cfg.yaml: projects[0].discovery: unknown key (allowed: allow_http, api_rate_limit, auth, ca_file, endpoint,"
         " iam_endpoint, instances, project_id, region)")
 
 
@@ -410,10 +411,10 @@ def test_load_config_uses_process_environment_by_default(tmp_path, monkeypatch):
      "cfg.yaml: metrics.max_user: unknown key (allowed: duration_buckets, hosts, idle_commands, max_databases,"
      " max_hosts, max_users)"),
     (project(extra="    regoin: x\n"),
-     "cfg.yaml: projects[0].regoin: unknown key (allowed: api_rate_limit, auth, endpoint, iam_endpoint,"
+     "cfg.yaml: projects[0].regoin: unknown key (allowed: allow_http, api_rate_limit, auth, ca_file, endpoint, iam_endpoint,"
      " instances, project_id, region)"),
     (project(extra="    discovery: {enabled: true}\n"),
-     "cfg.yaml: projects[0].discovery: unknown key (allowed: api_rate_limit, auth, endpoint, iam_endpoint,"
+     "cfg.yaml: projects[0].discovery: unknown key (allowed: allow_http, api_rate_limit, auth, ca_file, endpoint, iam_endpoint,"
      " instances, project_id, region)"),
     (project(auth="auth: {type: aksk, access_key: a, secret: b}"),
      "cfg.yaml: projects[0].auth.secret: unknown key (allowed: access_key, access_key_file, secret_key,"
@@ -564,7 +565,7 @@ def test_missing_secret_file(tmp_path):
 def test_secret_file_is_a_directory(tmp_path):
     (tmp_path / "dir").mkdir()
     assert error_of(project(auth=f"auth: {{type: token, token_file: {tmp_path / 'dir'}}}")) == (
-        f"cfg.yaml: projects[0].auth.token_file: cannot read {tmp_path / 'dir'}: Is a directory")
+        f"cfg.yaml: projects[0].auth.token_file: {tmp_path / 'dir'} is not a regular file (a directory)")
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
@@ -605,7 +606,7 @@ def test_missing_config_file(tmp_path):
 def test_config_file_is_a_directory(tmp_path):
     with pytest.raises(ConfigError) as raised:
         load_config(tmp_path, env={})
-    assert str(raised.value) == f"{tmp_path}: cannot read: Is a directory"
+    assert str(raised.value) == f"{tmp_path}: not a regular file (a directory)"
 
 
 def test_config_file_not_utf8(tmp_path):
@@ -864,3 +865,86 @@ def test_pathological_yaml_is_a_config_error(yaml_text: str) -> None:
 def test_backoff_cap_below_the_interval_is_refused() -> None:
     assert error_of(project(extra="poll: {interval: 30s, backoff_max: 1s}\n")) == \
         "cfg.yaml: poll.backoff_max: must not be shorter than poll.interval (30s)"
+
+
+# --- hardening: regions, unexpanded variables, clear text, CA bundles --------------------------------
+
+PASSWORD_AUTH = "auth: {type: password, domain: d, username: u, password: pw-1234567}"
+
+
+@pytest.mark.parametrize("text, expected", [
+    (project().replace("cn-north-4", "cn-noth-4"), "unknown region 'cn-noth-4' (did you mean cn-north-4?); known: "),
+    (project().replace("cn-north-4", "xx-base-1"), "unknown region 'xx-base-1'; known: af-south-1, "),
+    (project(PASSWORD_AUTH, extra="    endpoint: https://gaussdb.example.com\n").replace("cn-north-4", "xx-new-1"),
+     "for another region set iam_endpoint"),
+])
+def test_unknown_region_without_endpoint(text, expected):
+    message = error_of(text)
+    assert message.startswith("cfg.yaml: projects[0].region: ") and expected in message, message
+
+
+def test_unknown_region_with_explicit_endpoints():
+    text = project(PASSWORD_AUTH, extra="    endpoint: https://g.example.com\n    iam_endpoint: https://i.example.com\n")
+    (only,) = parse(text.replace("cn-north-4", "xx-new-1")).projects
+    assert (only.endpoint, only.iam_endpoint) == ("https://g.example.com", "https://i.example.com")
+
+
+@pytest.mark.parametrize("value, hint", [
+    ("$HW_TOKEN", "write ${HW_TOKEN} to read it"),
+    (" $HW_TOKEN ", "write ${HW_TOKEN} to read it"),
+    ("$ecret_pw", "write ${NAME} to read it"),  # not echoed: it may be a real password
+])
+def test_secret_like_an_unexpanded_variable(value, hint):
+    message = error_of(project(f"auth: {{type: token, token: '{value}'}}"))
+    assert message.startswith("cfg.yaml: projects[0].auth.token: looks like an unexpanded environment variable: ")
+    assert hint in message and (value.strip() not in message or value.strip() == "$HW_TOKEN"), message
+
+
+def test_dollar_inside_a_secret_is_fine():
+    (only,) = parse(project("auth: {type: token, token: 'ab$cd$ef'}")).projects
+    assert only.auth.token.read() == "ab$cd$ef"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080", "http://127.8.9.10", "http://[::1]:9000",
+                                 "http://localhost:80", "http://sim.localhost"])
+def test_http_to_loopback_is_fine(url):
+    (only,) = parse(project(extra=f"    endpoint: {url}\n")).projects
+    assert only.endpoint == url and only.cleartext_endpoints() == []
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.5", "http://gaussdb.example.com", "http://[2001:db8::1]:80",
+                                 "http://127.0.0.1.example.com"])
+def test_http_to_a_remote_host_needs_allow_http(url):
+    assert error_of(project(extra=f"    endpoint: {url}\n")) == (
+        "cfg.yaml: projects[0].endpoint: http:// to a non-loopback host sends credentials in clear text: use https,"
+        " or set projects[0].allow_http: true")
+    (only,) = parse(project(extra=f"    endpoint: {url}\n    allow_http: true\n")).projects
+    assert only.allow_http and only.cleartext_endpoints() == [("endpoint", url)]
+
+
+def test_http_iam_endpoint_matters_only_with_password_auth():
+    extra = "    iam_endpoint: http://iam.example.com\n"
+    parse(project(extra=extra))  # token auth never calls IAM
+    assert error_of(project(PASSWORD_AUTH, extra=extra)).startswith(
+        "cfg.yaml: projects[0].iam_endpoint: http:// to a non-loopback host")
+
+
+def test_ca_file(tmp_path):
+    trustme = pytest.importorskip("trustme")
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    (only,) = parse(project(extra="    ca_file: ca.pem\n"), base_dir=tmp_path).projects
+    assert only.ca_file == tmp_path / "ca.pem"
+    assert f"ca_file={tmp_path / 'ca.pem'}" in Config(file="cfg.yaml", projects=(only,)).summary()
+    assert error_of(project(extra="    ca_file: nope.pem\n"), base_dir=tmp_path) == (
+        f"cfg.yaml: projects[0].ca_file: cannot read {tmp_path / 'nope.pem'}: No such file or directory")
+    (tmp_path / "junk.pem").write_bytes(b"\xff\xfe junk")
+    assert error_of(project(extra="    ca_file: junk.pem\n"), base_dir=tmp_path) == (
+        f"cfg.yaml: projects[0].ca_file: {tmp_path / 'junk.pem'} is not a PEM file")
+
+
+def test_config_file_must_be_a_regular_file(tmp_path):
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError) as raised:
+        load_config(fifo, env={})
+    assert str(raised.value) == f"{fifo}: not a regular file (a FIFO)"

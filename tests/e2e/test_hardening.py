@@ -1,0 +1,215 @@
+"""Hardening, through the real CLI: the operator's mistakes that used to fail only later (or hang),
+hostile servers echoing secrets, hostile clients holding connections, signals during start."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+import trustme
+from aiohttp import web
+
+from exporter.simulator import SIM_TOKEN, Simulator, instance_id_for, start
+from tests.conftest import RunningSimulator
+from tests.e2e.harness import Exporter, value, wait_until, write_config
+
+# A command that hangs (a FIFO, /dev/zero) must fail the test, not the suite.
+CLI_TIMEOUT = 20.0
+
+
+async def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """`python -m exporter ARGS` to completion: (exit code, stdout, stderr); killed if it hangs."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", *args, cwd=cwd, env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), CLI_TIMEOUT)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"htap-exporter {' '.join(args)} did not finish within {CLI_TIMEOUT:g}s") from None
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def project_text(*, region: str = "cn-north-4", endpoint: str | None = None, auth: str = "",
+                 extra: str = "", instance: str = instance_id_for(0)) -> str:
+    auth = auth or f"      type: token\n      token: {SIM_TOKEN}\n"
+    return (
+        "poll:\n  interval: 1s\n  timeout: 1s\n"
+        "projects:\n"
+        "  - project_id: 0123456789abcdef0123456789abcdef\n"
+        f"    region: {region}\n"
+        + (f"    endpoint: {endpoint}\n" if endpoint else "")
+        + extra
+        + f"    auth:\n{auth}"
+        f"    instances:\n      - id: {instance}\n"
+    )
+
+
+# --- 6: mistakes --config.check used to accept -------------------------------------------------
+
+async def test_region_typo_is_refused_listing_the_known_regions(tmp_path) -> None:
+    config = write_config(tmp_path / "config.yaml", project_text(region="cn-noth-4"))
+    code, out, err = await run_cli("--config.file", str(config), "--config.check")
+    assert (code, out) == (1, ""), err
+    assert err.count("\n") == 1 and err.startswith(f"htap-exporter: {config}: projects[0].region: unknown region"), err
+    assert "did you mean cn-north-4?" in err and "cn-north-4, cn-north-9" in err and "set endpoint" in err
+
+    # An unknown region is fine with an explicit endpoint (a new region, a private deployment).
+    config = write_config(tmp_path / "config.yaml",
+                          project_text(region="xx-new-1", endpoint="https://gaussdb.xx-new-1.example.com"))
+    code, out, err = await run_cli("--config.file", str(config), "--config.check")
+    assert code == 0, err
+
+
+async def test_secret_that_looks_like_an_unexpanded_variable_is_refused(tmp_path) -> None:
+    auth = "      type: aksk\n      access_key: $HW_ACCESS_KEY\n      secret_key: ${HW_SECRET_KEY}\n"
+    config = write_config(tmp_path / "config.yaml", project_text(auth=auth))
+    code, out, err = await run_cli("--config.file", str(config), "--config.check",
+                                   env={"HW_ACCESS_KEY": "AKVALUE123456", "HW_SECRET_KEY": "SKVALUE123456"})
+    assert (code, out) == (1, "")
+    assert err == (f"htap-exporter: {config}: projects[0].auth.access_key: looks like an unexpanded environment"
+                   " variable: write ${HW_ACCESS_KEY} to read it from the environment (a literal value starting"
+                   " with $ can go in access_key_file)\n")
+
+
+# --- 7: secret files that hang or fill memory ---------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["dev_zero", "fifo", "huge", "directory"])
+async def test_secret_file_must_be_a_small_regular_file(tmp_path, kind) -> None:
+    if kind == "dev_zero":
+        path, problem = Path("/dev/zero"), "is not a regular file (a device)"
+    elif kind == "fifo":
+        path, problem = tmp_path / "token.fifo", "is not a regular file (a FIFO)"
+        os.mkfifo(path)
+    elif kind == "huge":
+        path, problem = tmp_path / "token.txt", "is larger than 64 KiB"
+        path.write_text("t" * (64 * 1024 + 1))
+    else:
+        path, problem = tmp_path, "is not a regular file (a directory)"
+    config = write_config(tmp_path / "config.yaml",
+                          project_text(auth=f"      type: token\n      token_file: {path}\n"))
+    code, out, err = await run_cli("--config.file", str(config), "--config.check")
+    assert (code, out, err) == (1, "", f"htap-exporter: {config}: projects[0].auth.token_file: {path} {problem}\n")
+
+
+async def test_reload_onto_a_fifo_secret_fails_at_once_and_the_server_keeps_answering(
+        tmp_path, simulator: RunningSimulator) -> None:
+    (tmp_path / "token.txt").write_text(SIM_TOKEN)
+    good = project_text(endpoint=simulator.base_url, auth="      type: token\n      token_file: token.txt\n")
+    config = write_config(tmp_path / "config.yaml", good)
+    fifo = tmp_path / "token.fifo"
+    os.mkfifo(fifo)
+    async with Exporter(["--config.file", str(config)]) as exporter:
+        write_config(config, good.replace("token_file: token.txt", f"token_file: {fifo}"))
+        status, body = await asyncio.wait_for(exporter.post("/-/reload"), 10)
+        assert status == 500 and f"{fifo} is not a regular file (a FIFO)" in body, body
+        assert await asyncio.wait_for(exporter.get("/-/healthy"), 5) == (200, "Healthy.\n")
+        samples = await exporter.samples()
+        assert value(samples, "htap_config_last_reload_successful") == 0
+
+
+# --- 8: clear-text endpoints, own CA bundles, proxies ---------------------------------------------
+
+async def test_http_to_a_remote_host_needs_allow_http_and_then_warns_at_every_start(tmp_path) -> None:
+    remote = "http://gaussdb.cn-north-4.example.invalid"
+    config = write_config(tmp_path / "config.yaml", project_text(endpoint=remote))
+    code, out, err = await run_cli("--config.file", str(config), "--config.check")
+    assert (code, out, err) == (
+        1, "", f"htap-exporter: {config}: projects[0].endpoint: http:// to a non-loopback host sends credentials"
+               " in clear text: use https, or set projects[0].allow_http: true\n")
+
+    # IAM carries the password: an http iam_endpoint is refused the same way with password auth.
+    password = "      type: password\n      domain: d\n      username: u\n      password: pw-12345678\n"
+    config = write_config(tmp_path / "config.yaml", project_text(
+        endpoint="https://gaussdb.example.com", extra="    iam_endpoint: http://iam.example.com\n", auth=password))
+    code, out, err = await run_cli("--config.file", str(config), "--config.check")
+    assert code == 1 and "projects[0].iam_endpoint: http:// to a non-loopback host" in err, err
+
+    config = write_config(tmp_path / "config.yaml", project_text(endpoint=remote, extra="    allow_http: true\n"))
+    code, out, err = await run_cli("--config.file", str(config), "--config.check")
+    assert code == 0 and "allow_http=true" in out, err
+    assert "allow_http: credentials and sessions travel unencrypted" in err
+    for _ in range(2):  # every start says it again
+        async with Exporter(["--config.file", str(config), "--log.format", "json"]) as exporter:
+            await wait_until(lambda: _async(any("allow_http" in line for line in exporter.log_lines)),
+                             what="the allow_http warning")
+        (line,) = [json.loads(line) for line in exporter.log_lines if "allow_http" in line]
+        assert line["level"] == "warn" and line["url"] == remote and line["key"] == "endpoint"
+        assert line["project_id"] == "0123456789abcdef0123456789abcdef"
+
+
+async def _async(result: bool) -> bool:
+    return result
+
+
+async def test_ca_file_trusts_a_private_ca_for_that_project(tmp_path) -> None:
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    sim = Simulator(instances=1)
+    runner, base_url = await start(sim, ssl_context=server_context)
+    try:
+        assert base_url.startswith("https://127.0.0.1:")
+        trusted = write_config(tmp_path / "trusted.yaml",
+                               project_text(endpoint=base_url, extra="    ca_file: ca.pem\n"))
+        untrusted = write_config(tmp_path / "untrusted.yaml", project_text(endpoint=base_url))
+        async with Exporter(["--config.file", str(trusted)]) as exporter:
+            await wait_until(lambda: _up(exporter, 1), what="htap_up 1 through the private CA")
+        async with Exporter(["--config.file", str(untrusted)]) as exporter:
+            await wait_until(lambda: _up(exporter, 0), what="htap_up 0 without the CA")
+            assert any("certificate" in line.lower() for line in exporter.log_lines), exporter.logs()
+        (tmp_path / "bad.pem").write_text("not a certificate\n")
+        config = write_config(tmp_path / "bad.yaml", project_text(endpoint=base_url, extra="    ca_file: bad.pem\n"))
+        code, out, err = await run_cli("--config.file", str(config), "--config.check")
+        assert (code, err) == (1, f"htap-exporter: {config}: projects[0].ca_file: {tmp_path / 'bad.pem'} holds"
+                                  " no usable PEM CA certificate\n")
+    finally:
+        await runner.cleanup()
+
+
+async def _up(exporter: Exporter, expected: int) -> bool:
+    return value(await exporter.samples(), "htap_up", instance_id=instance_id_for(0)) == expected
+
+
+async def test_http_proxy_from_the_environment_and_no_proxy(tmp_path, simulator: RunningSimulator) -> None:
+    """A forward proxy on loopback sees the exporter's API requests when HTTP_PROXY names it, and none
+    when NO_PROXY exempts the host (HTTPS_PROXY works the same way, through CONNECT)."""
+    forwarded: list[str] = []
+
+    async def forward(request: web.Request) -> web.Response:
+        forwarded.append(str(request.url))
+        async with aiohttp.ClientSession() as session:
+            async with session.request(request.method, str(request.url), headers=request.headers) as answer:
+                return web.Response(status=answer.status, body=await answer.read(),
+                                    content_type=answer.content_type)
+
+    proxy_app = web.Application()
+    proxy_app.router.add_route("*", "/{tail:.*}", forward)
+    proxy_runner = web.AppRunner(proxy_app, access_log=None)
+    await proxy_runner.setup()
+    site = web.TCPSite(proxy_runner, "127.0.0.1", 0)
+    await site.start()
+    proxy_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        config = write_config(tmp_path / "config.yaml", project_text(endpoint=simulator.base_url))
+        proxy = {"HTTP_PROXY": f"http://127.0.0.1:{proxy_port}", "NO_PROXY": ""}
+        async with Exporter(["--config.file", str(config)], env=proxy) as exporter:
+            await wait_until(lambda: _up(exporter, 1), what="htap_up 1 through the proxy")
+        assert forwarded and all("/htap/process" in url for url in forwarded), forwarded
+        forwarded.clear()
+        async with Exporter(["--config.file", str(config)], env={**proxy, "NO_PROXY": "127.0.0.1"}) as exporter:
+            await wait_until(lambda: _up(exporter, 1), what="htap_up 1 directly")
+        assert forwarded == []
+    finally:
+        await proxy_runner.cleanup()
