@@ -1,0 +1,84 @@
+"""The deploy/ checks' shared pieces: where the files are, the external tools, PromQL names."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+RULES = DEPLOY / "prometheus" / "htap-exporter.rules.yml"
+RULES_TEST = DEPLOY / "prometheus" / "htap-exporter.rules.test.yml"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "htap-exporter.json"
+COMPOSE = DEPLOY / "docker-compose.yml"
+KUBERNETES = DEPLOY / "kubernetes"
+# Series that Prometheus makes itself; every other name must be in the exporter's output.
+PROMETHEUS_SERIES = frozenset({"up"})
+
+
+def require(tool: str) -> str:
+    """The tool's path: from this interpreter's environment (the test extra) or PATH (Debian).
+
+    Missing, it skips a developer's run but fails CI (HTAP_REQUIRE_PROMTOOL=1), so no check is lost there.
+    """
+    beside = Path(sys.executable).parent / tool
+    path = str(beside) if beside.exists() else shutil.which(tool)
+    if path is None:
+        where = "the test extra" if tool in ("hadolint", "check-jsonschema", "kubernetes-validate") else \
+            "Debian package " + ("prometheus-alertmanager" if tool == "amtool" else "prometheus")
+        if os.environ.get("HTAP_REQUIRE_PROMTOOL") == "1":
+            pytest.fail(f"{tool} is required here ({where})")
+        pytest.skip(f"{tool} not installed ({where})")
+    return path
+
+
+def run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def load_all_yaml(path: Path) -> list[Any]:
+    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
+
+
+def rules() -> list[dict[str, Any]]:
+    return [rule for group in load_yaml(RULES)["groups"] for rule in group["rules"]]
+
+
+KEYWORDS = frozenset({"and", "or", "unless", "by", "without", "on", "ignoring", "group_left",
+                      "group_right", "offset", "bool", "inf", "nan", "atan2"})
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_TOKEN = re.compile(r"[0-9][0-9A-Za-z_.]*|[A-Za-z_:][A-Za-z0-9_:]*(\s*\()?")
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (not its functions, keywords or label names)."""
+    text = _STRING.sub('""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)    # label matchers (their strings are gone already)
+    text = re.sub(r"\[[^\]]*\]", " ", text)   # ranges and subqueries
+    text = _GROUPING.sub(" ", text)           # by (...), on (...), group_left (...)
+    names = set()
+    for match in _TOKEN.finditer(text):
+        token = match.group(0)
+        if token[0].isdigit() or match.group(1) or token.lower() in KEYWORDS:
+            continue   # a number or duration, a function call, a keyword
+        names.add(token)
+    return names
+
+
+def exported_names(exposition: str) -> set[str]:
+    """Sample names in a text exposition (`_bucket`, `_gcount`, `_total`... as written)."""
+    return {re.split(r"[{ ]", line, maxsplit=1)[0] for line in exposition.splitlines()
+            if line and not line.startswith("#")}
