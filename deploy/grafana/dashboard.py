@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""Writes dashboards/htap-exporter.json, the Grafana dashboard for htap-exporter.
+
+    python3 deploy/grafana/dashboard.py           # rewrite the JSON
+    python3 deploy/grafana/dashboard.py --check   # exit 1 if the committed JSON is not what this makes
+
+Plain dictionaries, no dependency: the panels read top to bottom as the dashboard does, and a
+test keeps the committed JSON equal to this script's output (edit here, then regenerate).
+Every query selects `job=~"$job"` and, for per-instance series, `instance_name=~"$instance"`;
+the instance variable lists the instances of the chosen projects from `htap_instance_info`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+OUTPUT = Path(__file__).resolve().parent / "dashboards" / "htap-exporter.json"
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+# Per-instance series, and the exporter's own series (no instance labels).
+INSTANCE = 'job=~"$job", instance_name=~"$instance"'
+EXPORTER = 'job=~"$job"'
+# The exporter's default idle_commands: sessions running any other command are "active".
+ACTIVE = 'command!~"Sleep|Daemon"'
+WIDTH = 24
+
+Panel = dict[str, Any]
+
+
+class Layout:
+    """Places panels left to right, wrapping at Grafana's 24 columns."""
+
+    def __init__(self) -> None:
+        self.x = 0
+        self.y = 0
+        self.row_height = 0
+        self.next_id = 1
+
+    def place(self, panel: Panel, width: int, height: int) -> Panel:
+        if self.x + width > WIDTH:
+            self.newline()
+        panel["gridPos"] = {"h": height, "w": width, "x": self.x, "y": self.y}
+        panel["id"] = self.next_id
+        self.next_id += 1
+        self.x += width
+        self.row_height = max(self.row_height, height)
+        return panel
+
+    def newline(self) -> None:
+        self.y += self.row_height
+        self.x = 0
+        self.row_height = 0
+
+    def row(self, title: str) -> Panel:
+        self.newline()
+        panel = self.place({"type": "row", "title": title, "collapsed": False, "panels": []}, WIDTH, 1)
+        self.newline()
+        return panel
+
+
+def target(expr: str, legend: str = "", ref: str = "A", **extra: Any) -> dict[str, Any]:
+    return {"datasource": DATASOURCE, "expr": expr, "legendFormat": legend or "__auto", "refId": ref,
+            "range": True, **extra}
+
+
+def thresholds(*steps: tuple[float | None, str]) -> dict[str, Any]:
+    return {"mode": "absolute", "steps": [{"color": color, "value": value} for value, color in steps]}
+
+
+def stat(title: str, description: str, expr: str, unit: str, steps: dict[str, Any],
+         mappings: list[dict[str, Any]] | None = None) -> Panel:
+    return {
+        "type": "stat", "title": title, "description": description, "datasource": DATASOURCE,
+        "targets": [target(expr, instant=True, range=False)],
+        "fieldConfig": {"defaults": {"unit": unit, "thresholds": steps, "mappings": mappings or [],
+                                     "color": {"mode": "thresholds"}}, "overrides": []},
+        "options": {"colorMode": "background", "graphMode": "none", "reduceOptions":
+                    {"calcs": ["lastNotNull"], "fields": "", "values": False}, "textMode": "value"},
+    }
+
+
+def timeseries(title: str, description: str, targets: list[dict[str, Any]], unit: str, *,
+               stack: bool = False, steps: dict[str, Any] | None = None, minimum: float | None = 0,
+               maximum: float | None = None, draw: str = "line") -> Panel:
+    custom: dict[str, Any] = {"drawStyle": draw, "lineWidth": 1, "fillOpacity": 30 if stack else 10,
+                              "showPoints": "never", "spanNulls": False,
+                              "stacking": {"mode": "normal" if stack else "none", "group": "A"}}
+    if steps is not None:
+        custom["thresholdsStyle"] = {"mode": "line+area"}
+    defaults: dict[str, Any] = {"unit": unit, "custom": custom, "color": {"mode": "palette-classic"},
+                                "thresholds": steps or thresholds((None, "green"))}
+    if minimum is not None:
+        defaults["min"] = minimum
+    if maximum is not None:
+        defaults["max"] = maximum
+    return {
+        "type": "timeseries", "title": title, "description": description, "datasource": DATASOURCE,
+        "targets": targets,
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": {"legend": {"displayMode": "table", "placement": "right", "showLegend": True,
+                               "calcs": ["lastNotNull", "max"]},
+                    "tooltip": {"mode": "multi", "sort": "desc"}},
+    }
+
+
+def bargauge(title: str, description: str, expr: str, legend: str) -> Panel:
+    return {
+        "type": "bargauge", "title": title, "description": description, "datasource": DATASOURCE,
+        "targets": [target(expr, legend, instant=True, range=False, format="time_series")],
+        "fieldConfig": {"defaults": {"unit": "short", "min": 0, "color": {"mode": "continuous-BlYlRd"},
+                                     "thresholds": thresholds((None, "green"))}, "overrides": []},
+        "options": {"displayMode": "gradient", "orientation": "horizontal", "showUnfilled": True,
+                    "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
+    }
+
+
+def heatmap(title: str, description: str, expr: str) -> Panel:
+    return {
+        "type": "heatmap", "title": title, "description": description, "datasource": DATASOURCE,
+        "targets": [target(expr, "{{le}}", format="heatmap")],
+        "fieldConfig": {"defaults": {"custom": {"scaleDistribution": {"type": "linear"}}}, "overrides": []},
+        "options": {
+            # The buckets are already counts at each moment (a gauge histogram): no rate, no calculation.
+            "calculate": False,
+            "cellGap": 1,
+            "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64, "exponent": 0.5,
+                      "fill": "dark-orange", "scale": "exponential", "reverse": False},
+            "yAxis": {"axisPlacement": "left", "unit": "s", "reverse": False},
+            "rowsFrame": {"layout": "le"},
+            "tooltip": {"mode": "single", "yHistogram": True, "showColorScale": False},
+            "legend": {"show": True},
+            "filterValues": {"le": 1e-9},
+        },
+    }
+
+
+def variables() -> list[dict[str, Any]]:
+    def query(name: str, label: str, expr: str, *, multi: bool, include_all: bool) -> dict[str, Any]:
+        return {
+            "type": "query", "name": name, "label": label, "datasource": DATASOURCE,
+            "definition": expr, "query": {"query": expr, "refId": f"{name}-variable"},
+            "refresh": 2, "sort": 1, "multi": multi, "includeAll": include_all,
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]} if include_all else {},
+            "options": [], "hide": 0,
+        }
+
+    return [
+        {"type": "datasource", "name": "datasource", "label": "Data source", "query": "prometheus",
+         "current": {}, "hide": 0, "refresh": 1, "options": []},
+        query("job", "Job", "label_values(htap_exporter_build_info, job)", multi=True, include_all=True),
+        query("project", "Project", 'label_values(htap_instance_info{job=~"$job"}, project_id)',
+              multi=True, include_all=True),
+        # "All" expands to the instances listed here (the chosen projects'), not to ".*".
+        query("instance", "Instance",
+              'label_values(htap_instance_info{job=~"$job", project_id=~"$project"}, instance_name)',
+              multi=True, include_all=True),
+    ]
+
+
+def panels() -> list[Panel]:
+    layout = Layout()
+    out: list[Panel] = []
+
+    def add(panel: Panel, width: int, height: int) -> None:
+        out.append(layout.place(panel, width, height))
+
+    out.append(layout.row("Overview"))
+    add(stat("Instances polled", "Instances whose last poll succeeded (htap_up = 1).",
+             f"sum(htap_up{{{INSTANCE}}})", "short", thresholds((None, "blue"))), 4, 4)
+    add(stat("Instances failing", "Instances whose last poll failed; see Poll errors by reason.",
+             f"count(htap_up{{{INSTANCE}}} == 0) or vector(0)", "short",
+             thresholds((None, "green"), (1, "red"))), 4, 4)
+    add(stat("Sessions", "Sessions in the last successful poll of the selected instances.",
+             f"sum(htap_sessions{{{INSTANCE}}})", "short", thresholds((None, "blue"))), 4, 4)
+    add(stat("Sessions in ERR", "Sessions whose state is ERR (the last statement failed).",
+             f'sum(htap_sessions_by_state{{{INSTANCE}, state="ERR"}})', "short",
+             thresholds((None, "green"), (1, "yellow"), (10, "red"))), 4, 4)
+    add(stat("Longest active session", "The longest-running session whose command is not idle "
+             "(Sleep, Daemon); the HtapLongRunningQuery alert fires over 30 minutes.",
+             f"max(htap_session_max_duration_seconds{{{INSTANCE}, {ACTIVE}}})", "s",
+             thresholds((None, "green"), (600, "yellow"), (1800, "red"))), 4, 4)
+    add(stat("Config reload", "Whether the exporter's last configuration load succeeded.",
+             f"min(htap_config_last_reload_successful{{{EXPORTER}}})", "none",
+             thresholds((None, "red"), (1, "green")),
+             [{"type": "value", "options": {"0": {"text": "failed", "index": 0},
+                                            "1": {"text": "OK", "index": 1}}}]), 4, 4)
+
+    out.append(layout.row("Polling"))
+    add(timeseries("Up by instance", "1 when the last poll of the instance succeeded, 0 when it failed.",
+                   [target(f"htap_up{{{INSTANCE}}}", "{{instance_name}}")], "none",
+                   minimum=0, maximum=1, draw="line"), 8, 8)
+    add(timeseries("Poll errors by reason", "Failed polls per second: auth, throttled, timeout, "
+                   "network, http, bad_response.",
+                   [target(f"sum by (reason) (rate(htap_poll_errors_total{{{INSTANCE}}}[$__rate_interval]))",
+                           "{{reason}}")], "ops", stack=True), 8, 8)
+    add(timeseries("Time since last successful poll", "Age of each instance's data; a few poll "
+                   "intervals at most when healthy.",
+                   [target(f"time() - htap_last_poll_success_timestamp_seconds{{{INSTANCE}}}",
+                           "{{instance_name}}")], "s",
+                   steps=thresholds((None, "green"), (300, "red"))), 8, 8)
+
+    out.append(layout.row("Sessions"))
+    add(timeseries("Sessions by instance", "Sessions per instance (solid) and each instance's "
+                   "average over the last hour (dashed), the baseline of the HtapSessionSurge alert.",
+                   [target(f"htap_sessions{{{INSTANCE}}}", "{{instance_name}}"),
+                    target(f"avg_over_time(htap_sessions{{{INSTANCE}}}[1h])", "{{instance_name}} (1h avg)", "B")],
+                   "short") | {"fieldConfig": {"defaults": {"unit": "short", "min": 0,
+                                                            "color": {"mode": "palette-classic"},
+                                                            "custom": {"lineWidth": 1, "fillOpacity": 0,
+                                                                       "showPoints": "never"}},
+                                               "overrides": [{"matcher": {"id": "byFrameRefID", "options": "B"},
+                                                              "properties": [{"id": "custom.lineStyle",
+                                                                              "value": {"fill": "dash", "dash": [10, 10]}}]}]}},
+        12, 8)
+    add(timeseries("Sessions by state", "OK, EOF, ERR and NOOP (StarRocks' state of the last statement).",
+                   [target(f"sum by (state) (htap_sessions_by_state{{{INSTANCE}}})", "{{state}}")],
+                   "short", stack=True), 12, 8)
+    add(timeseries("Sessions by command", "What the sessions are doing: Sleep is idle, Query runs a statement.",
+                   [target(f"sum by (command) (htap_sessions_by_command{{{INSTANCE}}})", "{{command}}")],
+                   "short", stack=True), 12, 8)
+    add(timeseries("Sessions by user", "The ten users with most sessions at each moment "
+                   "(__other__: users beyond the exporter's max_users).",
+                   [target(f"topk(10, sum by (user) (htap_sessions_by_user{{{INSTANCE}}}))", "{{user}}")],
+                   "short", stack=True), 12, 8)
+    add(bargauge("Top users now", "Sessions per user, all selected instances.",
+                 f"topk(10, sum by (user) (htap_sessions_by_user{{{INSTANCE}}}))", "{{user}}"), 8, 8)
+    add(bargauge("Top databases now", "Sessions per database, all selected instances.",
+                 f"topk(10, sum by (database) (htap_sessions_by_database{{{INSTANCE}}}))", "{{database}}"), 8, 8)
+    add(timeseries("Longest session per command", "The longest-running session of each command. "
+                   "A long Sleep is an idle connection; a long Query is a slow statement.",
+                   [target(f"max by (command) (htap_session_max_duration_seconds{{{INSTANCE}}})", "{{command}}")],
+                   "s", steps=thresholds((None, "green"), (1800, "red"))), 8, 8)
+    add(heatmap("Active session durations", "How long the active (non-idle) sessions have been "
+                "running, from the htap_active_session_duration_seconds gauge histogram: each cell is "
+                "the number of sessions in a duration bucket at that moment.",
+                f"sum by (le) (htap_active_session_duration_seconds_bucket{{{INSTANCE}}})"), 24, 9)
+
+    out.append(layout.row("Cloud API"))
+    add(timeseries("API requests by code", "HTTP requests to the cloud per second, by API and status "
+                   "code (timeout/error: no HTTP answer).",
+                   [target(f"sum by (api, code) (rate(htap_api_requests_total{{{EXPORTER}}}[$__rate_interval]))",
+                           "{{api}} {{code}}")], "reqps", stack=True), 8, 8)
+    add(timeseries("API error ratio", "Share of requests that did not get a 2xx answer, by API.",
+                   [target(f'(sum by (api) (rate(htap_api_requests_total{{{EXPORTER}, code!~"2.."}}[$__rate_interval]))'
+                           f" or 0 * sum by (api) (rate(htap_api_requests_total{{{EXPORTER}}}[$__rate_interval])))"
+                           f" / sum by (api) (rate(htap_api_requests_total{{{EXPORTER}}}[$__rate_interval]))",
+                           "{{api}}")], "percentunit", minimum=0, maximum=1,
+                   steps=thresholds((None, "green"), (0.05, "red"))), 8, 8)
+    add(timeseries("API latency", "Request duration quantiles, by API.",
+                   [target("histogram_quantile(0.5, sum by (api, le) "
+                           f"(rate(htap_api_request_duration_seconds_bucket{{{EXPORTER}}}[$__rate_interval])))",
+                           "{{api}} p50"),
+                    target("histogram_quantile(0.99, sum by (api, le) "
+                           f"(rate(htap_api_request_duration_seconds_bucket{{{EXPORTER}}}[$__rate_interval])))",
+                           "{{api}} p99", "B")], "s"), 8, 8)
+
+    out.append(layout.row("Exporter"))
+    add(timeseries("Poll duration", "Wall time of each instance's last poll, all pages.",
+                   [target(f"htap_poll_duration_seconds{{{INSTANCE}}}", "{{instance_name}}")], "s"), 6, 8)
+    add(timeseries("Skipped poll ticks", "Ticks skipped because the previous poll of the instance was "
+                   "still running: polls take longer than the interval.",
+                   [target(f"sum by (instance_name) (rate(htap_poll_skipped_ticks_total{{{INSTANCE}}}[$__rate_interval]))",
+                           "{{instance_name}}")], "ops"), 6, 8)
+    add(timeseries("Exporter CPU", "CPU used by the exporter process (1 = one core).",
+                   [target(f"rate(process_cpu_seconds_total{{{EXPORTER}}}[$__rate_interval])", "{{instance}}")],
+                   "percentunit"), 6, 8)
+    add(timeseries("Exporter memory", "Resident memory of the exporter process; about 120 KB per "
+                   "polled instance on top of ~40 MB.",
+                   [target(f"process_resident_memory_bytes{{{EXPORTER}}}", "{{instance}}")], "bytes"), 6, 8)
+    return out
+
+
+def dashboard() -> dict[str, Any]:
+    return {
+        "uid": "htap-exporter",
+        "title": "TaurusDB HTAP sessions",
+        "description": "Sessions of Huawei Cloud TaurusDB HTAP instances, from htap-exporter.",
+        "tags": ["htap-exporter", "taurusdb", "prometheus"],
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": "30s",
+        "time": {"from": "now-1h", "to": "now"},
+        "timezone": "browser",
+        "schemaVersion": 39,
+        "version": 1,
+        "templating": {"list": variables()},
+        "annotations": {"list": []},
+        "links": [],
+        "panels": panels(),
+    }
+
+
+def render() -> str:
+    return json.dumps(dashboard(), indent=2, sort_keys=False) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    text = render()
+    if argv == ["--check"]:
+        if not OUTPUT.exists() or OUTPUT.read_text(encoding="utf-8") != text:
+            print(f"{OUTPUT.name} is out of date: run python3 deploy/grafana/dashboard.py", file=sys.stderr)
+            return 1
+        return 0
+    if argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    OUTPUT.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

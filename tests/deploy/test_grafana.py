@@ -1,0 +1,98 @@
+"""deploy/grafana: the committed dashboard is the generator's output, usable as it stands."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from typing import Any
+
+from tests.deploy.tools import COMPOSE, DASHBOARD, DEPLOY, load_yaml
+
+GENERATOR = DEPLOY / "grafana" / "dashboard.py"
+
+
+def dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD.read_text(encoding="utf-8"))
+
+
+def panels() -> list[dict[str, Any]]:
+    return [panel for panel in dashboard()["panels"] if panel["type"] != "row"]
+
+
+def test_committed_json_is_the_generators_output() -> None:
+    result = subprocess.run([sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_variables_choose_project_and_instance_from_instance_info() -> None:
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["project"]["query"]["query"] == 'label_values(htap_instance_info{job=~"$job"}, project_id)'
+    assert variables["instance"]["query"]["query"] == \
+        'label_values(htap_instance_info{job=~"$job", project_id=~"$project"}, instance_name)'
+    for name in ("job", "project", "instance"):
+        assert variables[name]["multi"] and variables[name]["includeAll"]
+        # "All" must mean the listed values (the chosen projects' instances), not ".*".
+        assert "allValue" not in variables[name]
+
+
+def test_every_panel_queries_through_the_variables_and_has_a_unit() -> None:
+    for panel in panels():
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        assert panel["description"], panel["title"]
+        if panel["type"] != "heatmap":
+            assert panel["fieldConfig"]["defaults"].get("unit"), panel["title"]
+        for target in panel["targets"]:
+            assert 'job=~"$job"' in target["expr"], panel["title"]
+            if "instance_name" in target["expr"] or "htap_sessions" in target["expr"]:
+                assert 'instance_name=~"$instance"' in target["expr"], panel["title"]
+
+
+def test_the_panels_the_issue_asks_for() -> None:
+    exprs = {panel["title"]: " ".join(t["expr"] for t in panel["targets"]) for panel in panels()}
+    wanted = {
+        "Up by instance": "htap_up", "Poll errors by reason": "htap_poll_errors_total",
+        "Sessions by instance": "htap_sessions{", "Sessions by state": "htap_sessions_by_state",
+        "Sessions by command": "htap_sessions_by_command", "Sessions by user": "htap_sessions_by_user",
+        "Top users now": "htap_sessions_by_user", "Top databases now": "htap_sessions_by_database",
+        "Longest session per command": "htap_session_max_duration_seconds",
+        "Active session durations": "htap_active_session_duration_seconds_bucket",
+        "API requests by code": "htap_api_requests_total", "API error ratio": "htap_api_requests_total",
+        "API latency": "htap_api_request_duration_seconds_bucket",
+        "Exporter CPU": "process_cpu_seconds_total", "Exporter memory": "process_resident_memory_bytes",
+        "Config reload": "htap_config_last_reload_successful",
+    }
+    for title, metric in wanted.items():
+        assert metric in exprs[title], title
+    heatmap = next(p for p in panels() if p["type"] == "heatmap")
+    assert heatmap["targets"][0]["format"] == "heatmap" and heatmap["options"]["calculate"] is False
+
+
+def test_panels_do_not_overlap() -> None:
+    taken: set[tuple[int, int]] = set()
+    for panel in dashboard()["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])}
+        assert not cells & taken, panel["title"]
+        taken |= cells
+    ids = [panel["id"] for panel in dashboard()["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_provisioning_matches_the_compose_mounts() -> None:
+    grafana = load_yaml(COMPOSE)["services"]["grafana"]
+    mounts = dict(volume.rsplit(":", 1)[0].split(":", 1) for volume in grafana["volumes"] if volume.startswith("./"))
+    assert mounts["./grafana/dashboards"] == "/var/lib/grafana/dashboards"
+    assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+    provider = load_yaml(DEPLOY / "grafana" / "provisioning" / "dashboards" / "htap-exporter.yml")["providers"][0]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    source = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml")["datasources"][0]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    scrape = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")["global"]["scrape_interval"]
+    assert source["jsonData"]["timeInterval"] == scrape   # so $__rate_interval covers four scrapes
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == "/var/lib/grafana/dashboards/" + DASHBOARD.name
+    assert re.fullmatch(r"[a-z0-9-]+", dashboard()["uid"])
