@@ -83,7 +83,8 @@ def stat(title: str, description: str, expr: str, unit: str, steps: dict[str, An
 
 def timeseries(title: str, description: str, targets: list[dict[str, Any]], unit: str, *,
                stack: bool = False, steps: dict[str, Any] | None = None, minimum: float | None = 0,
-               maximum: float | None = None, draw: str = "line") -> Panel:
+               maximum: float | None = None, draw: str = "line",
+               overrides: list[dict[str, Any]] | None = None) -> Panel:
     custom: dict[str, Any] = {"drawStyle": draw, "lineWidth": 1, "fillOpacity": 30 if stack else 10,
                               "showPoints": "never", "spanNulls": False,
                               "stacking": {"mode": "normal" if stack else "none", "group": "A"}}
@@ -98,7 +99,7 @@ def timeseries(title: str, description: str, targets: list[dict[str, Any]], unit
     return {
         "type": "timeseries", "title": title, "description": description, "datasource": DATASOURCE,
         "targets": targets,
-        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
         "options": {"legend": {"displayMode": "table", "placement": "right", "showLegend": True,
                                "calcs": ["lastNotNull", "max"]},
                     "tooltip": {"mode": "multi", "sort": "desc"}},
@@ -206,14 +207,10 @@ def panels() -> list[Panel]:
                    "average over the last hour (dashed), the baseline of the HtapSessionSurge alert.",
                    [target(f"htap_sessions{{{INSTANCE}}}", "{{instance_name}}"),
                     target(f"avg_over_time(htap_sessions{{{INSTANCE}}}[1h])", "{{instance_name}} (1h avg)", "B")],
-                   "short") | {"fieldConfig": {"defaults": {"unit": "short", "min": 0,
-                                                            "color": {"mode": "palette-classic"},
-                                                            "custom": {"lineWidth": 1, "fillOpacity": 0,
-                                                                       "showPoints": "never"}},
-                                               "overrides": [{"matcher": {"id": "byFrameRefID", "options": "B"},
-                                                              "properties": [{"id": "custom.lineStyle",
-                                                                              "value": {"fill": "dash", "dash": [10, 10]}}]}]}},
-        12, 8)
+                   "short", overrides=[{"matcher": {"id": "byFrameRefID", "options": "B"},
+                                        "properties": [{"id": "custom.lineStyle",
+                                                        "value": {"fill": "dash", "dash": [10, 10]}},
+                                                       {"id": "custom.fillOpacity", "value": 0}]}]), 12, 8)
     add(timeseries("Sessions by state", "OK, EOF, ERR and NOOP (StarRocks' state of the last statement).",
                    [target(f"sum by (state) (htap_sessions_by_state{{{INSTANCE}}})", "{{state}}")],
                    "short", stack=True), 12, 8)
