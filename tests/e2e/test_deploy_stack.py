@@ -49,8 +49,8 @@ class PrometheusApi:
     async def result(self, expr: str) -> list[dict[str, Any]]:
         try:
             answer = await self.query(expr)
-        except aiohttp.ClientError:
-            return []
+        except (aiohttp.ClientError, ValueError):
+            return []   # not listening yet, or "Service Unavailable" while it starts
         return answer["data"]["result"] if answer.get("status") == "success" else []
 
 
