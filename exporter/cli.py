@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
-import json
 import logging
-import math
 import re
 import signal
 import sys
@@ -19,7 +16,9 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.clock import Clock
-from exporter.config import Config, ConfigError, load_config, parse_config
+from exporter.config import Config, ConfigError, load_config, parse_config, parse_duration
+from exporter.httpguard import ConnectionGuard, GuardedSite, GuardLimits, connection_cap, raise_open_file_limit
+from exporter.logs import setup_logging
 from exporter.metrics import SelfMetrics
 from exporter.poller import Poller
 from exporter.redact import Redactor
@@ -35,80 +34,6 @@ DEMO_INSTANCES = 5
 DEMO_INTERVAL = "5s"
 
 log = logging.getLogger("exporter")
-
-
-# Attributes every LogRecord has; anything else on a record came in through `extra=` and is a field.
-_RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
-_RESERVED_KEYS = ("ts", "level", "logger", "msg")
-
-
-def log_fields(record: logging.LogRecord) -> list[tuple[str, object]]:
-    """ts, level, logger, msg, then every `extra=` field as its own key, then the traceback."""
-    fields: list[tuple[str, object]] = [
-        ("ts", _timestamp(record)),
-        ("level", _level(record)),
-        ("logger", record.name),
-        ("msg", record.getMessage()),
-    ]
-    for key, value in record.__dict__.items():
-        if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
-            fields.append((f"field_{key}" if key in _RESERVED_KEYS else key, value))
-    traceback = record.exc_text
-    if record.exc_info:
-        traceback = logging.Formatter().formatException(record.exc_info)
-    if traceback:
-        # "error" is the usual key of a failure's text; a traceback next to one gets its own key.
-        fields.append(("traceback" if any(key == "error" for key, _ in fields) else "error", traceback))
-    return fields
-
-
-class LogfmtFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return " ".join(f"{key}={_logfmt_value(_text(value))}" for key, value in log_fields(record))
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        document = {key: value if _json_plain(value) else _text(value) for key, value in log_fields(record)}
-        return json.dumps(document)
-
-
-def _json_plain(value: object) -> bool:
-    """Numbers, booleans and null stay JSON values; everything else becomes a string."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    return isinstance(value, (int, bool, type(None)))
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else str(value)
-
-
-def _timestamp(record: logging.LogRecord) -> str:
-    when = datetime.datetime.fromtimestamp(record.created, tz=datetime.timezone.utc)
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _level(record: logging.LogRecord) -> str:
-    return {"WARNING": "warn", "CRITICAL": "error"}.get(record.levelname, record.levelname.lower())
-
-
-def _logfmt_value(value: str) -> str:
-    if value and all(c.isalnum() or c in "-._:/@+" for c in value):
-        return value
-    # JSON string quoting escapes quotes, backslashes and every control character (a server's
-    # error text must not be able to forge a log line or a terminal escape).
-    return json.dumps(value, ensure_ascii=False)
-
-
-def setup_logging(level: str, fmt: str, redactor: Redactor) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
-    handler.addFilter(redactor)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel({"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-                   "error": logging.ERROR}[level])
 
 
 def parse_listen_address(text: str) -> tuple[str | None, int]:
@@ -135,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="path under which to expose metrics (default: /metrics)")
     parser.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
     parser.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+    parser.add_argument("--web.read-timeout", dest="read_timeout", default="10s", metavar="DURATION",
+                        help="time a client has to send a request's headers; also how long an idle"
+                             " keep-alive connection stays open (default: 10s)")
+    parser.add_argument("--web.max-connections", dest="max_connections", default=512, type=int, metavar="N",
+                        help="connections served at once; beyond it the oldest idle one is closed, or the new"
+                             " one refused with 503 (default: 512)")
     parser.add_argument("--demo", action="store_true",
                         help="start the built-in API simulator on loopback and poll it (no credentials needed)")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -186,7 +117,8 @@ class Runtime:
 
 
 async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
-                demo_runner: web.AppRunner | None = None) -> int:
+                demo_runner: web.AppRunner | None = None, hangups: list[int] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT. `hangups`: SIGHUPs caught before the event loop existed."""
     clock = Clock()
     store = Store()
     self_metrics = SelfMetrics()
@@ -199,12 +131,28 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
                       asyncio.Lock())
     app = make_app(ServerState(store=store, self_metrics=self_metrics, is_ready=poller.ready.is_set,
                                reload=runtime.reload, telemetry_path=args.telemetry_path))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
+    guard = ConnectionGuard(args.guard_limits)
+    # keepalive_timeout: aiohttp closes idle connections, and stalled follow-up requests, after it.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE,
+                           keepalive_timeout=args.guard_limits.read_timeout)
     await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    pending_reloads: set[asyncio.Task[str | None]] = set()
+
+    def on_hangup() -> None:
+        task = asyncio.create_task(runtime.reload())
+        pending_reloads.add(task)
+        task.add_done_callback(pending_reloads.discard)
+
+    # Before anything that takes time: a SIGHUP while starting must reload, not kill.
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         for address in args.listen or [DEFAULT_LISTEN]:
             host, port = parse_listen_address(address)
-            site = web.TCPSite(runner, host, port)
+            site = GuardedSite(runner, host, port, guard=guard)
             try:
                 await site.start()
             except OSError as problem:
@@ -216,24 +164,15 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
                 where = f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}"
                 log.info("listening on %s", where, extra={"address": where})  # the message stays greppable
 
-        warn_cleartext(config)
-        await poller.apply(config)
-        self_metrics.config_loaded(True, clock.time())
+        async with runtime.reload_lock:  # a SIGHUP during start reloads after it, not beside it
+            warn_cleartext(config)
+            await poller.apply(config)
+            self_metrics.config_loaded(True, clock.time())
         log.info("polling", extra={"instances": sum(len(p.instances) for p in config.projects),
                                    "projects": len(config.projects), "interval_seconds": config.poll.interval})
-
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        pending_reloads: set[asyncio.Task[str | None]] = set()
-
-        def on_hangup() -> None:
-            task = asyncio.create_task(runtime.reload())
-            pending_reloads.add(task)
-            task.add_done_callback(pending_reloads.discard)
-
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, on_hangup)
+        if hangups:
+            log.info("SIGHUP received while starting: reloading the configuration")
+            on_hangup()
         await stop.wait()
         log.info("stopping")
         for task in pending_reloads:
@@ -248,17 +187,19 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
             await demo_runner.cleanup()
 
 
-async def serve_demo(args: argparse.Namespace, redactor: Redactor) -> int:
+async def serve_demo(args: argparse.Namespace, redactor: Redactor, hangups: list[int] | None = None) -> int:
     from exporter.simulator import Simulator, sample_config, start
 
     simulator = Simulator(instances=DEMO_INSTANCES)
     demo_runner, base_url = await start(simulator)
     config = parse_config(sample_config(simulator, base_url, interval=DEMO_INTERVAL), file="demo")
     log.info("demo: simulator started", extra={"instances": DEMO_INSTANCES, "url": base_url})
-    return await serve(args, config, redactor, demo_runner)
+    return await serve(args, config, redactor, demo_runner, hangups)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, hangups: list[int] | None = None) -> int:
+    """The command. `hangups` collects SIGHUPs from a handler installed before this module was
+    imported (see __main__), so that one arriving during start-up is not fatal."""
     args = build_parser().parse_args(argv)
     if args.version:
         print(f"htap-exporter {__version__}")
@@ -275,6 +216,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"htap-exporter: --web.telemetry-path {args.telemetry_path!r}: must be a plain path starting"
               f" with / other than {', '.join(sorted(RESERVED_PATHS))}", file=sys.stderr)
         return 1
+    try:
+        read_timeout = parse_duration(args.read_timeout)
+    except ValueError as problem:
+        print(f"htap-exporter: --web.read-timeout {args.read_timeout!r}: {problem}", file=sys.stderr)
+        return 1
+    if args.max_connections < 1:
+        print(f"htap-exporter: --web.max-connections {args.max_connections}: must be at least 1", file=sys.stderr)
+        return 1
     config = None
     if not args.demo or args.config_check:
         try:
@@ -288,10 +237,18 @@ def main(argv: list[str] | None = None) -> int:
             print(config.summary())
             warn_cleartext(config)
             return 0
+    before, open_files = raise_open_file_limit()
+    if open_files != before:
+        log.info("open file limit raised to the hard limit", extra={"from": before, "to": open_files})
+    max_connections = connection_cap(args.max_connections, open_files)
+    if max_connections < args.max_connections:
+        log.warning("--web.max-connections lowered to fit the open file limit",
+                    extra={"max_connections": max_connections, "open_file_limit": open_files})
+    args.guard_limits = GuardLimits(read_timeout=read_timeout, max_connections=max_connections)
     try:
         if args.demo:
-            return asyncio.run(serve_demo(args, redactor))
+            return asyncio.run(serve_demo(args, redactor, hangups))
         assert config is not None
-        return asyncio.run(serve(args, config, redactor))
+        return asyncio.run(serve(args, config, redactor, hangups=hangups))
     except KeyboardInterrupt:
         return 0

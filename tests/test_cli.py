@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from exporter.cli import JsonFormatter, LogfmtFormatter, parse_listen_address
+from exporter.cli import parse_listen_address
+from exporter.logs import JsonFormatter, LogfmtFormatter
 
 
 def record(message: str) -> logging.LogRecord:

@@ -213,3 +213,140 @@ async def test_http_proxy_from_the_environment_and_no_proxy(tmp_path, simulator:
         assert forwarded == []
     finally:
         await proxy_runner.cleanup()
+
+
+# --- 1: slowloris ---------------------------------------------------------------------------------
+
+SLOWLORIS_CONNECTIONS = 1100
+HALF_REQUEST = b"GET /metrics HTTP/1.1\r\nHost: exporter\r\nUser-Agent: slow"
+
+
+@pytest.fixture
+def many_files():
+    """This test process holds ~1,100 client sockets: raise its own soft limit for the test."""
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = SLOWLORIS_CONNECTIONS * 2 + 256
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"needs a hard open-file limit of {wanted}, this machine allows {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    yield resource
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def _timed_get(exporter: Exporter, path: str) -> tuple[int, float]:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    status, _ = await asyncio.wait_for(exporter.get(path), 10)
+    return status, loop.time() - started
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limits", ["soft_1024", "soft_and_hard_1024"])
+async def test_slowloris_connections_are_closed_and_scrapes_go_on(
+        tmp_path, simulator: RunningSimulator, many_files, limits) -> None:
+    """~1,100 connections that send half a request, against an exporter started under the common
+    soft limit of 1,024 open files (and, second case, a hard limit of 1,024 that cannot be raised)."""
+    resource = many_files
+
+    def start_limited() -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024 if limits == "soft_and_hard_1024" else hard))
+
+    config = write_config(tmp_path / "config.yaml", project_text(endpoint=simulator.base_url))
+    read_timeout = 3.0
+    exporter = Exporter(["--config.file", str(config), "--web.read-timeout", f"{read_timeout:g}s"],
+                        preexec_fn=start_limited)
+    attackers: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    async with exporter:
+        host, port = exporter.url.removeprefix("http://").rsplit(":", 1)
+        loop = asyncio.get_running_loop()
+        attack_started = loop.time()
+        refused_connects = 0
+        for _ in range(SLOWLORIS_CONNECTIONS):
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 2)
+            except (OSError, asyncio.TimeoutError):
+                refused_connects += 1
+                continue
+            writer.write(HALF_REQUEST)
+            attackers.append((reader, writer))
+        try:
+            # Under attack: health and metrics still answer.
+            health, health_seconds = await _timed_get(exporter, "/-/healthy")
+            metrics, metrics_seconds = await _timed_get(exporter, "/metrics")
+            assert (health, metrics) == (200, 200)
+
+            # Every half request is closed by the server: evicted for newcomers, or at the read timeout.
+            async def closed(reader: asyncio.StreamReader) -> None:
+                try:
+                    await reader.read(65536)
+                except OSError:
+                    pass
+            await asyncio.wait_for(asyncio.gather(*(closed(reader) for reader, _ in attackers)), read_timeout * 4)
+            all_closed_after = loop.time() - attack_started
+            log_bytes = sum(len(line) + 1 for line in exporter.log_lines)
+            print(f"\n[{limits}] {len(attackers)} slowloris connections opened ({refused_connects} refused at connect);"
+                  f" /-/healthy {health_seconds * 1000:.0f} ms, /metrics {metrics_seconds * 1000:.0f} ms under attack;"
+                  f" all closed by the server {all_closed_after:.1f} s after the attack began; {log_bytes} bytes of log")
+            assert log_bytes < 20_000, exporter.logs()[-3000:]
+            assert exporter.process is not None and exporter.process.returncode is None
+            # And after it: business as usual.
+            assert (await _timed_get(exporter, "/metrics"))[0] == 200
+        finally:
+            for _, writer in attackers:
+                writer.close()
+
+
+async def test_idle_keep_alive_and_stalled_second_request_are_closed(tmp_path, simulator: RunningSimulator) -> None:
+    config = write_config(tmp_path / "config.yaml", project_text(endpoint=simulator.base_url))
+    async with Exporter(["--config.file", str(config), "--web.read-timeout", "1s"]) as exporter:
+        host, port = exporter.url.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(b"GET /-/healthy HTTP/1.1\r\nHost: exporter\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"Healthy.\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200")
+            writer.write(b"GET /-/healthy HTTP/1.1\r\nHost: exp")  # a second request that stalls
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
+        finally:
+            writer.close()
+
+
+# --- 9: SIGHUP during start ----------------------------------------------------------------------------
+
+def _catches_sighup(pid: int) -> bool:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) & (1 << (signal.SIGHUP - 1)))
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc/PID/status")
+async def test_sighup_while_starting_reloads_instead_of_killing(tmp_path, simulator: RunningSimulator) -> None:
+    config = write_config(tmp_path / "config.yaml", project_text(endpoint=simulator.base_url))
+    exporter = Exporter(["--config.file", str(config)])
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", *exporter.args, env=exporter.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    exporter.process = process
+    exporter._reader = asyncio.create_task(exporter._read_stderr())
+    try:
+        # The handler must be in place long before the server listens (imports take ~0.3 s).
+        await wait_until(lambda: _async(process.returncode is not None or _catches_sighup(process.pid)
+                                        or bool(exporter.url)), timeout=20, what="SIGHUP caught or listening")
+        assert process.returncode is None and not exporter.url, (
+            "no SIGHUP handler before the server listened:\n" + exporter.logs())
+        sent = 0
+        while not exporter.url and process.returncode is None:
+            process.send_signal(signal.SIGHUP)
+            sent += 1
+            await asyncio.sleep(0.02)
+        assert process.returncode is None, f"killed by SIGHUP number {sent} during start:\n{exporter.logs()}"
+        assert sent >= 3, sent
+        await wait_until(lambda: _async(any("configuration reloaded" in line for line in exporter.log_lines)),
+                         what="the reload asked for during start")
+        assert await exporter.get("/-/healthy") == (200, "Healthy.\n")
+    finally:
+        assert await exporter.stop() == 0

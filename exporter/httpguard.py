@@ -1,0 +1,234 @@
+"""Guards for the HTTP server against clients that hold connections without using them.
+
+aiohttp's server has no header-read timeout of its own, no cap on connections, and the process
+inherits the common soft limit of 1,024 open files: ~1,100 connections that each send half a
+request line used to take /metrics and /-/healthy down, and asyncio then logged a traceback per
+failed accept. What Go exporters get by default is rebuilt here, around aiohttp's own protocol:
+
+- a request's headers must arrive within `read_timeout` of the connection opening (slowloris);
+  afterwards aiohttp's keep-alive timeout (set to the same value) closes idle connections and
+  ones that start a next request and stall;
+- a response whose client stops reading for `write_stall_timeout` is abandoned (slow reader);
+- at most `max_connections` connections: one over the cap takes the place of the oldest
+  connection that is only waiting for a request, or, if every connection is busy with a request,
+  is answered 503 and closed; nothing is queued without bound and nothing crashes;
+- the soft RLIMIT_NOFILE is raised to the hard limit at start, as the Go runtime does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Callable
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+# Sockets, files and outgoing API connections need descriptors too: the connection cap never
+# takes more than half of the open-file limit.
+RESERVED_FILES = 64
+MIN_CONNECTIONS = 16
+REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           b"Content-Length: 32\r\nConnection: close\r\n\r\nToo many connections, try again.")
+
+
+@dataclass(frozen=True)
+class GuardLimits:
+    read_timeout: float = 10.0
+    max_connections: int = 512
+    write_stall_timeout: float = 60.0
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; returns (soft before, soft now)."""
+    try:
+        import resource
+    except ImportError:  # not a POSIX system
+        return (-1, -1)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if target == resource.RLIM_INFINITY:
+        target = 1 << 20  # Linux' default nr_open; macOS refuses "infinity" for this limit
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return soft, target
+        except (ValueError, OSError):
+            pass
+    return soft, soft
+
+
+def connection_cap(requested: int, open_files: int) -> int:
+    """`requested`, lowered to fit in half of the open-file limit (-1: unknown, no lowering)."""
+    if open_files < 0:
+        return requested
+    return min(requested, max(MIN_CONNECTIONS, (open_files - RESERVED_FILES) // 2))
+
+
+ProtocolFactory = Callable[[], asyncio.Protocol]
+
+
+class ConnectionGuard:
+    """Owns the connection table of one server (all its listening sites)."""
+
+    def __init__(self, limits: GuardLimits) -> None:
+        self.limits = limits
+        # Insertion order is age order: the first waiting connection is the oldest one.
+        self._connections: dict[GuardedConnection, None] = {}
+        self.timed_out = 0
+        self.evicted = 0
+        self.refused = 0
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    def protocol_factory(self, inner: ProtocolFactory) -> ProtocolFactory:
+        return lambda: GuardedConnection(self, inner)
+
+    def admit(self, connection: GuardedConnection) -> bool:
+        if len(self._connections) >= self.limits.max_connections:
+            victim = next((c for c in self._connections if c.waiting_for_request()), None)
+            if victim is None:
+                self.refused += 1
+                log.warning("connection limit reached and every connection is busy: refusing new ones",
+                            extra={"max_connections": self.limits.max_connections})
+                return False
+            self.evicted += 1
+            self.forget(victim)  # at once: its connection_lost comes later, after more admissions
+            log.warning("connection limit reached: closing the oldest idle connections for new ones",
+                        extra={"max_connections": self.limits.max_connections})
+            victim.close()
+        self._connections[connection] = None
+        return True
+
+    def forget(self, connection: GuardedConnection) -> None:
+        self._connections.pop(connection, None)
+
+
+class GuardedConnection(asyncio.Protocol):
+    """Wraps aiohttp's protocol for one connection; it sees every byte and event first."""
+
+    def __init__(self, guard: ConnectionGuard, inner: ProtocolFactory) -> None:
+        self._guard = guard
+        self._inner_factory = inner
+        self._inner: asyncio.Protocol | None = None
+        self._transport: asyncio.Transport | None = None
+        self._headers_done = False
+        self._tail = b""
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        if not self._guard.admit(self):
+            transport.write(REFUSAL)
+            transport.close()
+            return
+        loop = asyncio.get_running_loop()
+        self._read_timer = loop.call_later(self._guard.limits.read_timeout, self._read_deadline)
+        self._inner = self._inner_factory()
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is None:
+            return
+        if not self._headers_done:
+            # The end of the first request's header block; later requests are aiohttp's keep-alive's.
+            window = self._tail + data
+            if b"\r\n\r\n" in window or b"\n\n" in window:
+                self._headers_done = True
+                self._cancel_read_timer()
+            self._tail = window[-3:]
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._guard.forget(self)
+        self._cancel_read_timer()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        if self._inner is not None:
+            self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        # The client is not reading what we send; it gets a while, not forever.
+        if self._write_timer is None:
+            loop = asyncio.get_running_loop()
+            self._write_timer = loop.call_later(self._guard.limits.write_stall_timeout, self._write_deadline)
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    def waiting_for_request(self) -> bool:
+        """True while no request is being handled: before the first one's headers are complete,
+        or idle between requests (aiohttp's own test for closing an idle keep-alive connection)."""
+        if self._inner is None:
+            return False
+        if not self._headers_done:
+            return True
+        waiter = getattr(self._inner, "_waiter", None)
+        return isinstance(waiter, asyncio.Future) and not waiter.done()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _cancel_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _read_deadline(self) -> None:
+        self._read_timer = None
+        if not self._headers_done:
+            self._guard.timed_out += 1
+            log.debug("closing a connection that sent no complete request in time",
+                      extra={"read_timeout_seconds": self._guard.limits.read_timeout})
+            self.close()
+
+    def _write_deadline(self) -> None:
+        self._write_timer = None
+        log.debug("closing a connection whose client stopped reading the response",
+                  extra={"write_stall_timeout_seconds": self._guard.limits.write_stall_timeout})
+        self.close()
+
+
+class GuardedSite(web.BaseSite):
+    """A TCPSite whose connections pass through a ConnectionGuard (same arguments as TCPSite)."""
+
+    def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *, guard: ConnectionGuard,
+                 ssl_context: ssl.SSLContext | None = None, backlog: int = 128) -> None:
+        super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
+        self._host = host
+        self._port = port
+        self._guard = guard
+
+    @property
+    def name(self) -> str:
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{self._host or '0.0.0.0'}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._guard.protocol_factory(server), self._host, self._port, ssl=self._ssl_context,
+            backlog=self._backlog,
+            # A TLS handshake that stalls is a slow request like any other.
+            ssl_handshake_timeout=self._guard.limits.read_timeout if self._ssl_context is not None else None)
