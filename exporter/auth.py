@@ -159,7 +159,8 @@ class FileBackedSecret:
             value = self._source.read()
         except SecretError as problem:
             raise ApiError("auth", f"{self._source.kind}: {problem}") from None
-        self._redactor.add(value)
+        # One slot per source: a rotated file's older values are forgotten, not accumulated.
+        self._redactor.remember(("secret", self._source), value)
         return value
 
 
@@ -269,7 +270,9 @@ class PasswordAuthenticator(Authenticator):
         if not token:
             raise ApiError("bad_response", "IAM answered without an X-Subject-Token header",
                            status=response.status)
-        self._redactor.add(token)
+        # One slot per project and user: each renewal replaces the token before last.
+        self._redactor.remember(("iam_token", self._project_id, str(self._iam_url), self._config.domain,
+                                 self._config.username), token)
         life = DEFAULT_TOKEN_LIFE
         try:
             document = response.json()

@@ -105,8 +105,7 @@ class Runtime:
                 log.exception("reload failed, keeping the previous configuration")
                 self.self_metrics.config_loaded(False, self.clock.time())
                 return "internal error while loading the configuration (see the log)"
-            for secret in config.secrets():
-                self.redactor.add(secret)
+            self.redactor.remember("config", *config.secrets())
             warn_cleartext(config)
             await self.poller.apply(config)
             self.config = config
@@ -231,8 +230,7 @@ def main(argv: list[str] | None = None, hangups: list[int] | None = None) -> int
         except ConfigError as problem:
             print(f"htap-exporter: {problem}", file=sys.stderr)
             return 1
-        for secret in config.secrets():
-            redactor.add(secret)
+        redactor.remember("config", *config.secrets())
         if args.config_check:
             print(config.summary())
             warn_cleartext(config)

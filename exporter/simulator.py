@@ -39,7 +39,7 @@ SIM_DOMAIN = "sim-domain"
 SIM_USER = "sim-user"
 SIM_PASSWORD = "sim-password-0001"
 FAULT_KINDS = ("status", "throttle", "delay", "garbage", "html", "wrong_shape", "ignore_offset",
-               "drop", "oversize", "too_many_rows", "endless", "not_list")
+               "drop", "oversize", "too_many_rows", "endless", "not_list", "echo")
 # Control-API access is by path only: the simulator is a test fixture, bound to loopback.
 CONTROL_PREFIX = "/_sim"
 
@@ -70,6 +70,7 @@ class Fault:
     seconds: float = 0.0
     size: int = 9 * 1024 * 1024
     remaining: int | None = None  # None: until cleared
+    part: list[int] | None = None  # echo: only [start, end) of each echoed header value and of the body
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> Fault:
@@ -77,9 +78,11 @@ class Fault:
         if kind not in FAULT_KINDS:
             raise ValueError(f"kind must be one of {', '.join(FAULT_KINDS)}")
         fault = cls(kind=kind)
-        for key in ("status", "error_code", "error_msg", "retry_after", "seconds", "size", "remaining"):
+        for key in ("status", "error_code", "error_msg", "retry_after", "seconds", "size", "remaining", "part"):
             if key in document:
                 setattr(fault, key, document[key])
+        if kind == "echo" and "status" not in document:
+            fault.status, fault.error_code = 400, "DBS.280001"
         if kind == "throttle" and "status" not in document:
             fault.status, fault.error_code = 429, "APIG.0308"
             fault.error_msg = "The throttling threshold has been reached: policy user over ratelimit,limit:10,time:1 minute"
@@ -275,6 +278,8 @@ class Simulator:
             padding = "x" * max(0, fault.size)
             return web.Response(body=json.dumps({"process_list": [], "padding": padding}).encode(),
                                 content_type="application/json")
+        if kind == "echo":
+            return await _echo(request, fault)
         if kind == "drop":
             if request.transport is not None:
                 request.transport.close()
@@ -286,6 +291,8 @@ class Simulator:
         fault = self._fault_for("iam")
         if fault is not None and fault.kind == "status":
             return _error(fault.status, fault.error_code, fault.error_msg)
+        if fault is not None and fault.kind == "echo":
+            return await _echo(request, fault)
         try:
             document = await request.json()
             identity = document["auth"]["identity"]
@@ -353,6 +360,19 @@ class Simulator:
     async def control_token_ttl(self, request: web.Request) -> web.Response:
         self.token_ttl = float((await request.json())["seconds"])
         return web.json_response({"ok": True})
+
+
+async def _echo(request: web.Request, fault: Fault) -> web.Response:
+    """Like a careless gateway: the request's headers and body reflected in error_msg, as JSON text
+    (so a secret arrives JSON-escaped), or only a slice of each when `part` is set."""
+    headers = dict(request.headers)
+    body = (await request.read()).decode("utf-8", errors="replace")
+    if fault.part is not None:
+        start, end = fault.part
+        headers = {name: text[start:end] for name, text in headers.items()}
+        body = body[start:end]
+    echoed = json.dumps({"body": body, "headers": headers, "method": request.method, "path": request.path_qs})
+    return _error(fault.status, fault.error_code, f"Bad request: {echoed}")
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:

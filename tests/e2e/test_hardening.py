@@ -350,3 +350,89 @@ async def test_sighup_while_starting_reloads_instead_of_killing(tmp_path, simula
         assert await exporter.get("/-/healthy") == (200, "Healthy.\n")
     finally:
         assert await exporter.stop() == 0
+
+
+# --- 5: secrets echoed back by a server, escaped or in part -------------------------------------------
+
+def fragments(secret: str) -> set[str]:
+    """Every 8-character run of the secret's plain, JSON-escaped, repr'd and URL-encoded forms."""
+    import urllib.parse
+    forms = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1],
+             urllib.parse.quote(secret, safe="")}
+    return {form[i:i + 8] for form in forms for i in range(len(form) - 7)}
+
+
+def leaks(text: str, secret: str) -> list[str]:
+    return sorted(fragment for fragment in fragments(secret) if fragment in text)
+
+
+async def test_password_echoed_json_escaped_by_iam_never_reaches_the_log(tmp_path, simulator: RunningSimulator) -> None:
+    password = 'Päss"word-\\-7f3e9a1c5b2d'
+    simulator.sim.users[("acme", "monitor")] = password
+    (tmp_path / "password.txt").write_text(password, encoding="utf-8")
+    await _put_fault(simulator, "iam", {"kind": "echo"})
+    auth = "      type: password\n      domain: acme\n      username: monitor\n      password_file: password.txt\n"
+    config = write_config(tmp_path / "config.yaml", project_text(
+        endpoint=simulator.base_url, extra=f"    iam_endpoint: {simulator.base_url}\n", auth=auth))
+    for log_format in ("logfmt", "json"):
+        async with Exporter(["--config.file", str(config), "--log.level", "debug",
+                             "--log.format", log_format]) as exporter:
+            await wait_until(lambda: _async(any("Bad request" in line for line in exporter.log_lines)),
+                             what="the echoed IAM request in the log")
+            body, text = await exporter.get("/metrics")
+        assert leaks(exporter.logs(), password) == [], exporter.logs()
+        assert leaks(text, password) == []
+
+
+async def test_token_echoed_in_part_never_reaches_the_log(tmp_path, simulator: RunningSimulator) -> None:
+    token = "tok-" + "9c4e1a7b3f5d2e8a" * 3
+    simulator.sim.static_tokens.add(token)
+    await _put_fault(simulator, instance_id_for(0), {"kind": "echo", "part": [9, 30]})
+    config = write_config(tmp_path / "config.yaml", project_text(
+        endpoint=simulator.base_url, auth=f"      type: token\n      token: {token}\n"))
+    async with Exporter(["--config.file", str(config), "--log.level", "debug"]) as exporter:
+        await wait_until(lambda: _async(any("Bad request" in line for line in exporter.log_lines)),
+                         what="the echoed request in the log")
+    assert token[9:30] not in exporter.logs()
+    assert leaks(exporter.logs(), token) == [], exporter.logs()
+
+
+async def _put_fault(simulator: RunningSimulator, target: str, fault: dict[str, object]) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.put(f"{simulator.base_url}/_sim/faults/{target}", json=fault) as response:
+            assert response.status == 200, await response.text()
+
+
+# --- 11: structured logs ------------------------------------------------------------------------------
+
+LOGFMT_PAIR = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def parse_logfmt(line: str) -> dict[str, str]:
+    return {key: json.loads(raw) if raw.startswith('"') else raw for key, raw in LOGFMT_PAIR.findall(line)}
+
+
+async def test_log_fields_are_keys_in_json_and_pairs_in_logfmt(tmp_path, simulator: RunningSimulator) -> None:
+    good = project_text(endpoint=simulator.base_url)
+    lines: dict[str, list[dict[str, object]]] = {}
+    for log_format in ("json", "logfmt"):
+        config = write_config(tmp_path / f"{log_format}.yaml", good)
+        async with Exporter(["--config.file", str(config), "--log.format", log_format]) as exporter:
+            write_config(config, good.replace("interval: 1s", "interval: soon"))
+            status, _ = await exporter.post("/-/reload")
+            assert status == 500
+            await wait_until(lambda: _async(any("reload failed" in line for line in exporter.log_lines)),
+                             what="the failed reload in the log")
+        parse = json.loads if log_format == "json" else parse_logfmt
+        lines[log_format] = [parse(line) for line in exporter.log_lines if line.strip()]
+
+    for log_format, parsed in lines.items():
+        (failed,) = [line for line in parsed if line["msg"] == "reload failed, keeping the previous configuration"]
+        assert failed["level"] == "error" and failed["path"] == "poll.interval", failed
+        assert failed["file"] == str(tmp_path / f"{log_format}.yaml")
+        assert "soon" in str(failed["error"]) and "soon" not in str(failed["msg"])
+        (listening,) = [line for line in parsed if str(line["msg"]).startswith("listening on ")]
+        assert listening["msg"] == f"listening on {listening['address']}"
+        (polling,) = [line for line in parsed if line["msg"] == "polling"]
+        assert str(polling["instances"]) == "1" and str(polling["projects"]) == "1"
+    assert [sorted(line) for line in lines["json"]] == [sorted(line) for line in lines["logfmt"]]
