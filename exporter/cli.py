@@ -24,6 +24,8 @@ from exporter.poller import Poller
 from exporter.redact import Redactor
 from exporter.server import ServerState, make_app
 from exporter.store import Store
+from exporter.webaccess import WebAccess
+from exporter.webconfig import RotatingSSLContext, WebConfigWatcher
 
 DEFAULT_LISTEN = ":9978"
 # In-flight scrapes get this long to finish on SIGTERM; polls are cancelled at once.
@@ -56,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="validate the configuration, print a summary with secrets masked, and exit")
     parser.add_argument("--web.listen-address", dest="listen", action="append", metavar="[HOST]:PORT",
                         help=f"address to listen on, repeatable (default: {DEFAULT_LISTEN})")
+    parser.add_argument("--web.config.file", dest="web_config_file", metavar="PATH",
+                        help="exporter-toolkit web config: TLS, client certificates, basic auth, headers")
     parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
                         help="path under which to expose metrics (default: /metrics)")
     parser.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
@@ -116,7 +120,8 @@ class Runtime:
 
 
 async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
-                demo_runner: web.AppRunner | None = None, hangups: list[int] | None = None) -> int:
+                demo_runner: web.AppRunner | None = None, hangups: list[int] | None = None,
+                web_config: WebConfigWatcher | None = None) -> int:
     """Serve until SIGTERM/SIGINT. `hangups`: SIGHUPs caught before the event loop existed."""
     clock = Clock()
     store = Store()
@@ -128,8 +133,17 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
                     observe=self_metrics.observe_request)
     runtime = Runtime(None if args.demo else args.config_file, config, poller, self_metrics, redactor, clock,
                       asyncio.Lock())
+
+    async def reload_all() -> str | None:
+        # One reload re-reads both files; the web config also re-reads itself when it changes.
+        web_problem = web_config.reload() if web_config is not None else None
+        problem = await runtime.reload()
+        return "; ".join(p for p in (web_problem, problem) if p is not None) or None
+
     app = make_app(ServerState(store=store, self_metrics=self_metrics, is_ready=poller.ready.is_set,
-                               reload=runtime.reload, telemetry_path=args.telemetry_path))
+                               reload=reload_all, telemetry_path=args.telemetry_path,
+                               access=WebAccess(web_config)))
+    tls = RotatingSSLContext(web_config) if web_config is not None and web_config.current.tls else None
     guard = ConnectionGuard(args.guard_limits)
     # keepalive_timeout: aiohttp closes idle connections, and stalled follow-up requests, after it.
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE,
@@ -140,7 +154,7 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
     pending_reloads: set[asyncio.Task[str | None]] = set()
 
     def on_hangup() -> None:
-        task = asyncio.create_task(runtime.reload())
+        task = asyncio.create_task(reload_all())
         pending_reloads.add(task)
         task.add_done_callback(pending_reloads.discard)
 
@@ -151,7 +165,7 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
     try:
         for address in args.listen or [DEFAULT_LISTEN]:
             host, port = parse_listen_address(address)
-            site = GuardedSite(runner, host, port, guard=guard)
+            site = GuardedSite(runner, host, port, guard=guard, ssl_context=tls)
             try:
                 await site.start()
             except OSError as problem:
@@ -163,6 +177,10 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
                 where = f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}"
                 log.info("listening on %s", where, extra={"address": where})  # the message stays greppable
 
+        if web_config is not None:
+            current = web_config.current
+            log.info("web config in force", extra={"file": str(web_config.path), "tls": current.tls is not None,
+                                                   "basic_auth_users": len(current.users)})
         async with runtime.reload_lock:  # a SIGHUP during start reloads after it, not beside it
             warn_cleartext(config)
             await poller.apply(config)
@@ -186,14 +204,15 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
             await demo_runner.cleanup()
 
 
-async def serve_demo(args: argparse.Namespace, redactor: Redactor, hangups: list[int] | None = None) -> int:
+async def serve_demo(args: argparse.Namespace, redactor: Redactor, hangups: list[int] | None = None,
+                     web_config: WebConfigWatcher | None = None) -> int:
     from exporter.simulator import Simulator, sample_config, start
 
     simulator = Simulator(instances=DEMO_INSTANCES)
     demo_runner, base_url = await start(simulator)
     config = parse_config(sample_config(simulator, base_url, interval=DEMO_INTERVAL), file="demo")
     log.info("demo: simulator started", extra={"instances": DEMO_INSTANCES, "url": base_url})
-    return await serve(args, config, redactor, demo_runner, hangups)
+    return await serve(args, config, redactor, demo_runner, hangups, web_config)
 
 
 def main(argv: list[str] | None = None, hangups: list[int] | None = None) -> int:
@@ -223,6 +242,13 @@ def main(argv: list[str] | None = None, hangups: list[int] | None = None) -> int
     if args.max_connections < 1:
         print(f"htap-exporter: --web.max-connections {args.max_connections}: must be at least 1", file=sys.stderr)
         return 1
+    web_config = None
+    if args.web_config_file:
+        try:
+            web_config = WebConfigWatcher(args.web_config_file)
+        except ConfigError as problem:
+            print(f"htap-exporter: {problem}", file=sys.stderr)
+            return 1
     config = None
     if not args.demo or args.config_check:
         try:
@@ -245,8 +271,8 @@ def main(argv: list[str] | None = None, hangups: list[int] | None = None) -> int
     args.guard_limits = GuardLimits(read_timeout=read_timeout, max_connections=max_connections)
     try:
         if args.demo:
-            return asyncio.run(serve_demo(args, redactor, hangups))
+            return asyncio.run(serve_demo(args, redactor, hangups, web_config))
         assert config is not None
-        return asyncio.run(serve(args, config, redactor, hangups=hangups))
+        return asyncio.run(serve(args, config, redactor, hangups=hangups, web_config=web_config))
     except KeyboardInterrupt:
         return 0

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-import html
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from exporter import __version__
+from exporter.scrape import (OPENMETRICS_EOF, OPENMETRICS_FORMAT, TEXT_FORMAT, GzipCache, compress,
+                                 filter_names, gzip_accepted, wants_openmetrics)
+from exporter.landing import render_landing
 from exporter.metrics import SelfMetrics
 from exporter.store import Store
-
-TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+from exporter.webaccess import WebAccess
 
 ReloadHook = Callable[[], Awaitable[str | None]]  # returns None on success, else the error
+
+# What an HTML form can send without a CORS preflight: a page on another site could otherwise
+# make a visitor's browser reload the exporter.
+FORM_CONTENT_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+RELOAD_HOW = "reload with: curl -X POST <exporter>/-/reload (or send SIGHUP)"
 
 
 @dataclass
@@ -24,25 +31,42 @@ class ServerState:
     is_ready: Callable[[], bool]
     reload: ReloadHook
     telemetry_path: str = "/metrics"
+    access: WebAccess = field(default_factory=lambda: WebAccess(None))
+    now: Callable[[], float] = time.time
 
 
 def make_app(state: ServerState) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[state.access.middleware])
+    app.on_response_prepare.append(state.access.add_headers)
+    gzip_cache = GzipCache()
 
     async def metrics(request: web.Request) -> web.Response:
-        body = state.store.render() + state.self_metrics.render()
-        return web.Response(body=body, headers={"Content-Type": TEXT_FORMAT})
+        openmetrics = wants_openmetrics(request.headers.get("Accept"))
+        names = request.query.getall("name[]", [])
+        eof = OPENMETRICS_EOF if openmetrics else b""
+        tail = state.self_metrics.render(openmetrics=openmetrics)
+        headers = {"Content-Type": OPENMETRICS_FORMAT if openmetrics else TEXT_FORMAT,
+                   "Vary": "Accept, Accept-Encoding"}
+        gzipped = gzip_accepted(request.headers.get("Accept-Encoding"))
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        if names:
+            body = filter_names(state.store.render(openmetrics=openmetrics) + tail, names) + eof
+            if gzipped:
+                body = await compress(body)
+        elif gzipped:
+            # The store's part is compressed once per generation and shared; only the self-metrics
+            # are compressed per scrape.
+            body = await gzip_cache.body((state.store.generation, openmetrics),
+                                         lambda: state.store.render(openmetrics=openmetrics), tail + eof)
+        else:
+            body = state.store.render(openmetrics=openmetrics) + tail + eof
+        return web.Response(body=body, headers=headers)
 
     async def landing(request: web.Request) -> web.Response:
-        path = html.escape(state.telemetry_path)
-        page = (
-            "<!doctype html><html><head><title>HTAP Exporter</title></head><body>"
-            f"<h1>HTAP Exporter</h1><p>Version {html.escape(__version__)}.</p>"
-            f'<ul><li><a href="{path}">Metrics</a></li>'
-            '<li><a href="/-/healthy">Health</a></li><li><a href="/-/ready">Readiness</a></li></ul>'
-            "</body></html>"
-        )
-        return web.Response(text=page, content_type="text/html")
+        page = render_landing(version=__version__, telemetry_path=state.telemetry_path,
+                              statuses=state.store.statuses(), now=state.now())
+        return web.Response(text=page, content_type="text/html", charset="utf-8")
 
     async def healthy(request: web.Request) -> web.Response:
         return web.Response(text="Healthy.\n")
@@ -53,6 +77,12 @@ def make_app(state: ServerState) -> web.Application:
         return web.Response(status=503, text="Not ready: the first poll of every instance has not ended yet.\n")
 
     async def reload(request: web.Request) -> web.Response:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.rstrip("/").lower() != f"{request.scheme}://{request.host}".lower():
+            return web.Response(status=403, text=f"Forbidden: a reload from another origin is refused; {RELOAD_HOW}\n")
+        media_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media_type in FORM_CONTENT_TYPES:
+            return web.Response(status=415, text=f"Unsupported Media Type: a form cannot reload; {RELOAD_HOW}\n")
         problem = await state.reload()
         if problem is None:
             return web.Response(text="Reloaded.\n")

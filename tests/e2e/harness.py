@@ -22,8 +22,9 @@ class Exporter:
     """`python -m exporter ARGS` bound to 127.0.0.1:0; stderr is collected for log checks."""
 
     def __init__(self, args: Iterable[str], env: dict[str, str] | None = None,
-                 preexec_fn: Callable[[], None] | None = None) -> None:
+                 preexec_fn: Callable[[], None] | None = None, scheme: str = "http") -> None:
         self.args = ["--web.listen-address", "127.0.0.1:0", *args]
+        self.scheme = scheme
         self.env = {**os.environ, **(env or {})}
         self.preexec_fn = preexec_fn  # runs in the child before exec, e.g. to set resource limits
         self.process: asyncio.subprocess.Process | None = None
@@ -54,8 +55,12 @@ class Exporter:
             self.log_lines.append(line)
             match = LISTENING.search(line)
             if match and not self.url:
-                self.url = "http://" + match.group(1)
+                self.url = f"{self.scheme}://" + match.group(1)
                 self._listening.set()
+
+    def addresses(self) -> list[str]:
+        """Every `HOST:PORT` the exporter said it listens on."""
+        return [m.group(1) for line in self.log_lines if (m := LISTENING.search(line))]
 
     def logs(self) -> str:
         return "\n".join(self.log_lines)

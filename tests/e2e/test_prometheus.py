@@ -66,3 +66,58 @@ async def test_prometheus_scrapes_the_demo(tmp_path: Path) -> None:
         finally:
             server.terminate()
             await server.wait()
+
+
+async def test_prometheus_scrapes_through_tls_and_basic_auth(tmp_path: Path) -> None:
+    """The README's secured scrape_configs, verbatim but for paths and the port, against the web config."""
+    from tests.webtls import Pki, bcrypt_hash
+
+    prometheus = require("prometheus")
+    pki = Pki.create(tmp_path)
+    web = tmp_path / "web.yml"
+    web.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                   f"basic_auth_users:\n  prometheus: {bcrypt_hash('scrape-secret')}\n")
+    (tmp_path / "password").write_text("scrape-secret\n")
+    async with Exporter(["--demo", "--web.config.file", str(web)], scheme="https") as exporter:
+        target = exporter.url.removeprefix("https://")
+        (tmp_path / "prometheus.yml").write_text(f"""
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: htap
+    scheme: https
+    tls_config:
+      ca_file: {pki.ca_file}
+    basic_auth:
+      username: prometheus
+      password_file: {tmp_path / 'password'}
+    static_configs:
+      - targets: ['{target}']
+""")
+        port = free_port()
+        server = await asyncio.create_subprocess_exec(
+            prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        try:
+            api = f"http://127.0.0.1:{port}/api/v1"
+
+            async def query(expr: str) -> list[dict]:
+                try:
+                    async with aiohttp.ClientSession() as session:
+                        async with session.get(f"{api}/query", params={"query": expr}) as response:
+                            if response.status != 200:
+                                return []
+                            return (await response.json())["data"]["result"]
+                except aiohttp.ClientError:
+                    return []
+
+            async def five_sessions() -> bool:
+                return len(await query("htap_sessions")) == 5
+
+            await wait_until(five_sessions, timeout=60, what="Prometheus to answer htap_sessions for five instances")
+            assert [r["value"][1] for r in await query('up{job="htap"}')] == ["1"]
+            assert all(float(r["value"][1]) > 0 for r in await query("htap_sessions"))
+        finally:
+            server.terminate()
+            await server.wait()

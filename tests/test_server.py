@@ -1,0 +1,138 @@
+"""The web app in process over real HTTP: access control, bcrypt caching, negotiation, HEAD, gzip."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from pathlib import Path
+
+import bcrypt
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from exporter.basicauth import BasicAuthVerifier
+from exporter.server import ServerState, make_app
+from exporter.webaccess import TokenBucket, WebAccess, peer_sans
+from exporter.webconfig import RateLimit, WebConfigWatcher
+from tests.webtls import bcrypt_hash
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.generation = 1
+        self.renders = 0
+
+    def render(self, openmetrics: bool = False) -> bytes:
+        self.renders += 1
+        return b'# HELP htap_up Up.\n# TYPE htap_up gauge\nhtap_up{instance_id="a"} 1.0\n'
+
+    def statuses(self) -> list:
+        return []
+
+
+class FakeSelf:
+    def render(self, openmetrics: bool = False) -> bytes:
+        return b"# HELP htap_exporter_build_info V.\n# TYPE htap_exporter_build_info gauge\nhtap_exporter_build_info 1.0\n"
+
+
+class CountingCheck:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, password: bytes, hashed: bytes) -> bool:
+        self.calls += 1
+        return bcrypt.checkpw(password, hashed)
+
+
+def auth(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+async def client_for(tmp_path: Path, web_text: str | None, check: CountingCheck | None = None) -> TestClient:
+    watcher = None
+    if web_text is not None:
+        (tmp_path / "web.yml").write_text(web_text)
+        watcher = WebConfigWatcher(tmp_path / "web.yml")
+
+    async def reload() -> str | None:
+        return None
+
+    state = ServerState(store=FakeStore(), self_metrics=FakeSelf(), is_ready=lambda: True, reload=reload,  # type: ignore[arg-type]
+                        access=WebAccess(watcher, BasicAuthVerifier(check) if check else None))
+    client = TestClient(TestServer(make_app(state)))
+    await client.start_server()
+    return client
+
+
+async def test_a_scrape_after_the_first_does_not_call_bcrypt(tmp_path: Path) -> None:
+    check = CountingCheck()
+    client = await client_for(tmp_path, f"basic_auth_users:\n  prometheus: {bcrypt_hash('pw')}\n", check)
+    try:
+        for _ in range(10):
+            response = await client.get("/metrics", headers=auth("prometheus", "pw"))
+            assert response.status == 200
+        assert check.calls == 1
+        response = await client.get("/metrics", headers=auth("prometheus", "nope"))
+        assert response.status == 401 and check.calls == 2
+        response = await client.get("/metrics", headers=auth("prometheus", "nope"))
+        assert response.status == 401 and check.calls == 2  # a refused password is remembered too
+        response = await client.get("/metrics")
+        assert response.status == 401 and check.calls == 2  # no credentials: nothing to check
+    finally:
+        await client.close()
+
+
+async def test_head_and_gzip(tmp_path: Path) -> None:
+    client = await client_for(tmp_path, None)
+    try:
+        get = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+        body = await get.read()
+        head = await client.head("/metrics", headers={"Accept-Encoding": "identity"})
+        assert head.status == 200 and await head.read() == b""
+        assert head.headers["Content-Length"] == str(len(body))
+        assert head.headers["Content-Type"] == get.headers["Content-Type"]
+        zipped = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+        assert zipped.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(await zipped.read()) == body
+        assert "Accept-Encoding" in zipped.headers["Vary"]
+    finally:
+        await client.close()
+
+
+async def test_rate_limit(tmp_path: Path) -> None:
+    client = await client_for(tmp_path, "rate_limit:\n  interval: 1h\n  burst: 2\n")
+    try:
+        statuses = [(await client.get("/-/healthy")).status for _ in range(4)]
+        assert statuses == [200, 200, 429, 429]
+    finally:
+        await client.close()
+
+
+def test_token_bucket_refills_on_its_clock() -> None:
+    now = [0.0]
+    bucket = TokenBucket(RateLimit(interval=1.0, burst=2), now=lambda: now[0])
+    assert [bucket.allow() for _ in range(3)] == [True, True, False]
+    now[0] = 1.0
+    assert [bucket.allow() for _ in range(2)] == [True, False]
+    now[0] = 100.0
+    assert [bucket.allow() for _ in range(3)] == [True, True, False]
+
+
+def test_peer_sans_as_go_writes_them() -> None:
+    cert = {"subjectAltName": (("DNS", "a.example"), ("IP Address", "0:0:0:0:0:0:0:1"), ("email", "x@y"),
+                               ("URI", "spiffe://t/p"), ("DirName", "ignored"))}
+    assert peer_sans(cert) == {"a.example", "::1", "x@y", "spiffe://t/p"}
+    assert peer_sans(None) == set()
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({"Origin": "http://evil.example"}, 403),
+    ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
+    ({}, 200),
+])
+async def test_reload_guard(tmp_path: Path, headers: dict[str, str], status: int) -> None:
+    client = await client_for(tmp_path, None)
+    try:
+        assert (await client.post("/-/reload", headers=headers)).status == status
+    finally:
+        await client.close()
