@@ -21,6 +21,8 @@ table{border-collapse:collapse;margin-top:1rem;width:100%}
 th,td{border-bottom:1px solid #ddd;padding:.4rem .7rem;text-align:left;vertical-align:top}
 th{background:#f3f4f6}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+td{white-space:nowrap}
+td.name{white-space:normal;overflow-wrap:anywhere}
 .up{color:#116329;font-weight:600}
 .down{color:#b42318;font-weight:600}
 .pending{color:#8a6d00;font-weight:600}
@@ -54,7 +56,7 @@ def render_landing(*, version: str, telemetry_path: str, statuses: Sequence["Ins
         last = "never" if status.last_success is None else age_text(now - status.last_success)
         sessions = "" if status.sessions is None else str(status.sessions)
         rows.append(
-            f"<tr><td><code>{escape(status.project_id)}</code></td><td>{escape(status.instance_name)}</td>"
+            f"<tr><td><code>{escape(status.project_id)}</code></td><td class=\"name\">{escape(status.instance_name)}</td>"
             f"<td><code>{escape(status.instance_id)}</code></td>{_state_cell(status)}"
             f"<td>{escape(last)}</td><td class=\"num\">{escape(sessions)}</td></tr>")
     up = sum(1 for s in statuses if s.up)
