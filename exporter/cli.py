@@ -259,6 +259,8 @@ def main(argv: list[str] | None = None, hangups: list[int] | None = None) -> int
         redactor.remember("config", *config.secrets())
         if args.config_check:
             print(config.summary())
+            if web_config is not None:
+                print(web_config.current.summary())
             warn_cleartext(config)
             return 0
     before, open_files = raise_open_file_limit()

@@ -115,6 +115,19 @@ class WebConfig:
     def files(self) -> tuple[Path, ...]:
         return self.tls.files() if self.tls is not None else ()
 
+    def summary(self) -> str:
+        """One line for `--config.check`; names no hash, key or password."""
+        if self.tls is None:
+            tls = "TLS off (plain HTTP)"
+        else:
+            versions = {v: k for k, v in TLS_VERSIONS.items()}
+            tls = (f"TLS on ({versions[self.tls.min_version]}-{versions[self.tls.max_version]},"
+                   f" client certificates: {self.tls.client_auth_type})")
+        users = f"basic auth for {len(self.users)} user(s)" if self.users else "no basic auth"
+        limit = (f", rate limit {self.rate_limit.burst} burst / {self.rate_limit.interval:g}s"
+                 if self.rate_limit else "")
+        return f"web config {self.file}: {tls}, {users}{limit}"
+
 
 class _Reader:
     """Typed access to the parsed YAML; every problem names the key path, never a secret's value."""

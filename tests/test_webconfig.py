@@ -226,3 +226,12 @@ def test_a_rotated_certificate_reaches_new_connections(pki: Pki) -> None:
     (pki.directory / "server.crt").write_bytes(b"".join(b.bytes() for b in new_ca_leaf.cert_chain_pems))
     (pki.directory / "server.key").write_bytes(new_ca_leaf.private_key_pem.bytes())
     assert served_cn() == "htap-exporter renewed"
+
+
+def test_summary_for_config_check(pki: Pki) -> None:
+    path = write(pki.directory, f"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                                f"basic_auth_users:\n  alice: {bcrypt_hash('pw')}\n")
+    summary = load_web_config(path).summary()
+    assert summary == (f"web config {path}: TLS on (TLS12-TLS13, client certificates: NoClientCert),"
+                       " basic auth for 1 user(s)")
+    assert load_web_config(write(pki.directory, "")).summary().endswith("TLS off (plain HTTP), no basic auth")
