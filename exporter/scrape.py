@@ -126,12 +126,14 @@ async def _compress_open(data: bytes) -> "_OpenGzip":
 class _OpenGzip:
     prefix: _Prefix
 
-    def finish(self, tail: bytes) -> bytes:
+    def finish(self, tail: bytes) -> tuple[bytes, bytes]:
+        """The body as two parts, the shared prefix and this scrape's end, so that the big part is
+        written as it is rather than copied into a new string per scrape."""
         compressor = self.prefix.compressor.copy()
-        return self.prefix.compressed + compressor.compress(tail) + compressor.flush(zlib.Z_FINISH)
+        return self.prefix.compressed, compressor.compress(tail) + compressor.flush(zlib.Z_FINISH)
 
     def compressed_closed(self) -> bytes:
-        return self.finish(b"")
+        return b"".join(self.finish(b""))
 
 
 class GzipCache:
@@ -144,7 +146,7 @@ class GzipCache:
         self._key: object = None
         self._pending: asyncio.Future[_OpenGzip] | None = None
 
-    async def body(self, key: object, store_part: Callable[[], bytes], tail: bytes) -> bytes:
+    async def body(self, key: object, store_part: Callable[[], bytes], tail: bytes) -> tuple[bytes, bytes]:
         if key != self._key or self._pending is None:
             self._key = key
             self._pending = asyncio.ensure_future(_compress_open(store_part()))

@@ -40,28 +40,37 @@ def make_app(state: ServerState) -> web.Application:
     app.on_response_prepare.append(state.access.add_headers)
     gzip_cache = GzipCache()
 
-    async def metrics(request: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.StreamResponse:
         openmetrics = wants_openmetrics(request.headers.get("Accept"))
         names = request.query.getall("name[]", [])
         eof = OPENMETRICS_EOF if openmetrics else b""
         tail = state.self_metrics.render(openmetrics=openmetrics)
-        headers = {"Content-Type": OPENMETRICS_FORMAT if openmetrics else TEXT_FORMAT,
-                   "Vary": "Accept, Accept-Encoding"}
+        response = web.StreamResponse(headers={"Content-Type": OPENMETRICS_FORMAT if openmetrics else TEXT_FORMAT,
+                                               "Vary": "Accept, Accept-Encoding"})
         gzipped = gzip_accepted(request.headers.get("Accept-Encoding"))
         if gzipped:
-            headers["Content-Encoding"] = "gzip"
+            response.headers["Content-Encoding"] = "gzip"
+        parts: tuple[bytes, ...]
         if names:
-            body = filter_names(state.store.render(openmetrics=openmetrics) + tail, names) + eof
+            parts = (filter_names(state.store.render(openmetrics=openmetrics) + tail, names) + eof,)
             if gzipped:
-                body = await compress(body)
+                parts = (await compress(parts[0]),)
         elif gzipped:
             # The store's part is compressed once per generation and shared; only the self-metrics
             # are compressed per scrape.
-            body = await gzip_cache.body((state.store.generation, openmetrics),
-                                         lambda: state.store.render(openmetrics=openmetrics), tail + eof)
+            parts = await gzip_cache.body((state.store.generation, openmetrics),
+                                          lambda: state.store.render(openmetrics=openmetrics), tail + eof)
         else:
-            body = state.store.render(openmetrics=openmetrics) + tail + eof
-        return web.Response(body=body, headers=headers)
+            parts = (state.store.render(openmetrics=openmetrics), tail + eof)
+        # Written part by part: the store's bytes (megabytes with many instances) are sent as
+        # cached, never copied into a new body per scrape.
+        response.content_length = sum(len(part) for part in parts)
+        await response.prepare(request)
+        if request.method != "HEAD":
+            for part in parts:
+                await response.write(part)
+        await response.write_eof()
+        return response
 
     async def landing(request: web.Request) -> web.Response:
         page = render_landing(version=__version__, telemetry_path=state.telemetry_path,

@@ -148,7 +148,11 @@ async def test_rotating_the_certificate_and_changing_the_password_need_no_restar
             write_config(path, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
                                "basic_auth_users:\n  prometheus: new-password\n")
             assert (await fetch(session, exporter.url + "/metrics", "prometheus", "new-password"))[0] == 200
-            assert "web config reload failed" in exporter.logs()
+
+            async def failure_logged() -> bool:
+                return "web config reload failed" in exporter.logs()
+
+            await wait_until(failure_logged, what="the failed reload in the log")
             assert "basic_auth_users.prometheus: not a bcrypt hash" in exporter.logs()
             assert "new-password" not in exporter.logs()
 
@@ -281,6 +285,13 @@ async def test_reload_refuses_cross_site_forms(simulator: RunningSimulator, tmp_
             own = {"Origin": exporter.url}
             assert (await fetch(session, url, method="POST", headers=own))[0] == 200
             assert (await fetch(session, url, method="POST", headers={"Content-Type": "application/json"}))[0] == 200
+
+            async def three_logged() -> bool:
+                return await reloads() >= 3
+
+            # The log arrives through a pipe: wait for the three accepted reloads; a refused request
+            # that had reloaded would show up before them, as a fourth.
+            await wait_until(three_logged, what="three reloads in the log")
             assert await reloads() == 3
 
 
