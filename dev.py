@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -28,25 +29,50 @@ def ensure_venv(extra: str | None) -> None:
         print(f"dev.py: creating a virtualenv in {VENV.name}", flush=True)
         venv.create(VENV, with_pip=True)
     target = f".[{extra}]" if extra else "."
-    # Reinstall only when the project's metadata changed since the last install.
+    # Reinstall only when the project's metadata changed since the last install; the test extra
+    # includes everything the demo needs.
     stamp = VENV / f".htap-installed-{extra or 'runtime'}"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest:
-        return
+    for installed in {stamp, VENV / ".htap-installed-test"} if extra is None else {stamp}:
+        if installed.exists() and installed.read_text() == digest:
+            return
     print(f"dev.py: installing {target} into {VENV.name}", flush=True)
     subprocess.run([str(BIN / "python"), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
     subprocess.run([str(BIN / "python"), "-m", "pip", "install", "--quiet", "-e", target], check=True, cwd=ROOT)
     stamp.write_text(digest)
 
 
+# si_code of a signal the kernel sent itself, e.g. SIGINT from the terminal on Ctrl-C (Linux).
+SI_KERNEL = 0x80
+
+
 def run(command: list[str]) -> int:
-    """Run `command`; Ctrl-C reaches it too (same process group), so wait for its own clean exit."""
+    """Run `command` and wait for its own clean exit. Ctrl-C in the terminal reaches it directly
+    (same process group); a SIGINT or SIGTERM sent to this process alone (`kill -INT PID`) is
+    passed on to it, once."""
     child = subprocess.Popen(command, cwd=ROOT)
-    while True:
-        try:
-            return child.wait()
-        except KeyboardInterrupt:
-            continue
+    if not hasattr(signal, "sigtimedwait"):  # no siginfo here (Windows, macOS): always pass it on
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda received, frame: child.send_signal(received))
+        return _exit_status(child.wait())
+    watched = {signal.SIGINT, signal.SIGTERM, signal.SIGCHLD}
+    signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    try:
+        while child.poll() is None:
+            # The timeout only covers a SIGCHLD that came before the mask; it is not a polling delay.
+            received = signal.sigtimedwait(watched, 1.0)
+            if received is None or received.si_signo == signal.SIGCHLD:
+                continue
+            if received.si_signo == signal.SIGINT and received.si_code == SI_KERNEL:
+                continue  # Ctrl-C: the terminal sent it to the child as well
+            child.send_signal(received.si_signo)
+        return _exit_status(child.returncode)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, watched)
+
+
+def _exit_status(returncode: int) -> int:
+    return returncode if returncode >= 0 else 128 - returncode  # killed by signal N: 128 + N, as shells say
 
 
 def main(argv: list[str]) -> int:

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="htap-exporter",
         description="Prometheus exporter for the sessions of Huawei Cloud TaurusDB HTAP instances.")
-    parser.add_argument("--config.file", dest="config_file", default="config.yaml", metavar="PATH",
+    parser.add_argument("--config.file", dest="config_file", default=None, metavar="PATH",
                         help="configuration file (default: config.yaml)")
     parser.add_argument("--config.check", dest="config_check", action="store_true",
                         help="validate the configuration, print a summary with secrets masked, and exit")
@@ -62,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="exporter-toolkit web config: TLS, client certificates, basic auth, headers")
     parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
                         help="path under which to expose metrics (default: /metrics)")
-    parser.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
-    parser.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+    parser.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"],
+                        help="only log messages of this level or above (default: info)")
+    parser.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"],
+                        help="log line format on stderr, every field its own key (default: logfmt)")
     parser.add_argument("--web.read-timeout", dest="read_timeout", default="10s", metavar="DURATION",
                         help="time a client has to send a request's headers; also how long an idle"
                              " keep-alive connection stays open (default: 10s)")
@@ -219,6 +221,9 @@ def main(argv: list[str] | None = None, hangups: list[int] | None = None) -> int
     """The command. `hangups` collects SIGHUPs from a handler installed before this module was
     imported (see __main__), so that one arriving during start-up is not fatal."""
     args = build_parser().parse_args(argv)
+    config_file_given = args.config_file is not None
+    if not config_file_given:
+        args.config_file = "config.yaml"
     if args.version:
         print(f"htap-exporter {__version__}")
         return 0
@@ -254,7 +259,10 @@ def main(argv: list[str] | None = None, hangups: list[int] | None = None) -> int
         try:
             config = load_config(Path(args.config_file))
         except ConfigError as problem:
-            print(f"htap-exporter: {problem}", file=sys.stderr)
+            hint = ""
+            if problem.message == "file not found" and not config_file_given:  # most likely a first run
+                hint = " (give one with --config.file PATH, or try --demo for the built-in simulator)"
+            print(f"htap-exporter: {problem}{hint}", file=sys.stderr)
             return 1
         redactor.remember("config", *config.secrets())
         if args.config_check:

@@ -807,7 +807,9 @@ def test_cli_config_check_prints_masked_summary(tmp_path):
 
 def test_cli_default_config_file_is_config_yaml_in_cwd(tmp_path):
     result = run_cli("--config.check", cwd=tmp_path)
-    assert (result.returncode, result.stdout, result.stderr) == (1, "", "htap-exporter: config.yaml: file not found\n")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1, "", "htap-exporter: config.yaml: file not found (give one with --config.file PATH,"
+               " or try --demo for the built-in simulator)\n")
 
 
 def test_endpoint_with_credentials_is_refused_without_echoing_them() -> None:

@@ -4,6 +4,7 @@ hostile servers echoing secrets, hostile clients holding connections, signals du
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -436,3 +437,68 @@ async def test_log_fields_are_keys_in_json_and_pairs_in_logfmt(tmp_path, simulat
         (polling,) = [line for line in parsed if line["msg"] == "polling"]
         assert str(polling["instances"]) == "1" and str(polling["projects"]) == "1"
     assert [sorted(line) for line in lines["json"]] == [sorted(line) for line in lines["logfmt"]]
+
+
+# --- 12: the first hour of a new user --------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+async def test_dev_py_demo_shows_what_the_readme_says_and_stops_on_sigint_to_its_pid() -> None:
+    stamp = Path(sys.prefix) / ".htap-installed-test"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:  # dev.py would install: not in a test
+        pytest.skip("runs dev.py in the up-to-date virtualenv dev.py made (python3 dev.py test)")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "dev.py"), "demo", "--web.listen-address", "127.0.0.1:0",
+        env={**os.environ, "HTAP_VENV": sys.prefix}, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True)  # its own group: only its PID gets the signal
+    exporter = Exporter([])
+    exporter.process = process
+    exporter._reader = asyncio.create_task(exporter._read_stderr())
+    try:
+        await wait_until(lambda: _async(bool(exporter.url) or process.returncode is not None), what="the demo")
+        assert exporter.url, exporter.logs()
+
+        # README: "look for lines such as `htap_up{instance_id="…",instance_name="htap-1"} 1.0`"
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")
+        shown = re.search(r"look for lines such as\s+`([^`]+)`", readme)
+        assert shown, "README's quick start no longer says what to look for"
+        pattern = re.compile(re.escape(shown.group(1)).replace("…", '[^"]*'), re.M)
+
+        async def readme_line_shown() -> bool:
+            status, text = await exporter.get("/metrics")
+            return status == 200 and pattern.search(text) is not None
+        await wait_until(readme_line_shown, what=f"{shown.group(1)} in the demo's metrics")
+
+        os.kill(process.pid, signal.SIGINT)  # to dev.py alone, as `kill -INT PID` does
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+        await asyncio.wait_for(exporter._reader, 5)
+        with pytest.raises(ProcessLookupError):  # the exporter under it is gone too
+            os.killpg(process.pid, 0)
+    finally:
+        if process.returncode is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+
+
+async def test_first_run_without_a_config_file_says_what_to_do(tmp_path) -> None:
+    code, out, err = await run_cli(cwd=tmp_path)
+    assert (code, out) == (1, "")
+    assert err == ("htap-exporter: config.yaml: file not found (give one with --config.file PATH, or try --demo for"
+                   " the built-in simulator)\n")
+
+
+async def test_every_flag_has_help_and_the_license_is_there() -> None:
+    code, out, err = await run_cli("--help")
+    assert code == 0, err
+    options = out.split("options:\n", 1)[1]
+    flags = re.findall(r"^  (--[a-z.-]+)", options, re.M)
+    assert "--log.level" in flags and "--log.format" in flags
+    for flag in flags:
+        block = options.split(f"  {flag}", 1)[1].split("\n  --", 1)[0]
+        assert re.search(r"[a-z]{3,} [a-z]{2,}", block), f"{flag} has no help text:\n{block}"
+    license_text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+    assert 'license = "Apache-2.0"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
