@@ -15,7 +15,8 @@ from yarl import URL
 
 from exporter.auth import Authenticator, OutgoingRequest
 from exporter.clock import RateLimiter
-from exporter.sessions import UNKNOWN, Session, parse_session
+from exporter.config import MetricsConfig
+from exporter.sessions import Session, SessionCounter, InstanceStats
 from exporter.transport import ApiError, Prepare, Response, Transport
 
 PAGE_LIMIT = 100
@@ -26,9 +27,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SessionList:
-    sessions: list[Session]
+    stats: InstanceStats
     pages: int
     skipped_rows: int  # rows that were not JSON objects
+    sessions: list[Session] | None = None  # the parsed rows, only when the counter kept them
 
 
 class HtapApi:
@@ -43,28 +45,20 @@ class HtapApi:
         self._max_pages = max_pages
         self._limiter = limiter
 
-    async def list_sessions(self, instance_id: str) -> SessionList:
-        sessions: list[Session] = []
-        seen_ids: set[str] = set()
-        skipped = 0
+    async def list_sessions(self, instance_id: str, counter: SessionCounter | None = None) -> SessionList:
+        """Walk the pages into `counter`, one page at a time: a page's rows are counted and dropped
+        before the next page is asked for. Without a counter, one that keeps the parsed rows (for
+        callers that want the rows themselves, such as tests)."""
+        if counter is None:
+            counter = SessionCounter(MetricsConfig(), keep_sessions=True)
         offset = 0
         for page in range(1, self._max_pages + 1):
             rows = await self._page(instance_id, offset)
-            new_ids = 0
-            for row in rows:
-                if not isinstance(row, dict):
-                    skipped += 1
-                    continue
-                session = parse_session(row)
-                if session.id != UNKNOWN:
-                    if session.id in seen_ids:
-                        continue
-                    seen_ids.add(session.id)
-                    new_ids += 1
-                sessions.append(session)
-            if len(rows) < PAGE_LIMIT or (new_ids == 0 and seen_ids):
-                return SessionList(sessions, page, skipped)
+            new_ids = counter.add_page(rows)
+            if len(rows) < PAGE_LIMIT or (new_ids == 0 and counter.has_ids):
+                return SessionList(counter.result(), page, counter.skipped_rows, counter.kept)
             offset += len(rows)
+            del rows  # the next page is fetched without this one in memory
         raise ApiError("bad_response", f"pagination did not end after {self._max_pages} pages of {PAGE_LIMIT}")
 
     async def _page(self, instance_id: str, offset: int) -> list[Any]:

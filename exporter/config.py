@@ -122,6 +122,7 @@ class MetricsConfig:
     hosts: bool = False
     max_hosts: int = 50
     idle_commands: frozenset[str] = frozenset({"Sleep", "Daemon"})
+    max_label_length: int = 128  # characters of a user/database/host/state/command label value
     duration_buckets: tuple[float, ...] = (1, 5, 10, 30, 60, 300, 600, 1800, 3600)
 
 
@@ -149,6 +150,7 @@ class Config:
             f" concurrency={self.poll.concurrency}",
             f"metrics: max_users={self.metrics.max_users} max_databases={self.metrics.max_databases}"
             f" hosts={str(self.metrics.hosts).lower()} max_hosts={self.metrics.max_hosts}"
+            f" max_label_length={self.metrics.max_label_length}"
             f" idle_commands={','.join(sorted(self.metrics.idle_commands))}"
             f" duration_buckets={','.join(_fmt_number(b) for b in self.metrics.duration_buckets)}",
         ]
@@ -425,7 +427,7 @@ def _read_poll(r: _Reader, raw: Any) -> PollConfig:
 
 def _read_metrics(r: _Reader, raw: Any) -> MetricsConfig:
     section = r.mapping(raw, "metrics", {"max_users", "max_databases", "hosts", "max_hosts",
-                                         "idle_commands", "duration_buckets"})
+                                         "idle_commands", "duration_buckets", "max_label_length"})
     defaults = MetricsConfig()
     idle = defaults.idle_commands
     if "idle_commands" in section:
@@ -448,6 +450,9 @@ def _read_metrics(r: _Reader, raw: Any) -> MetricsConfig:
         hosts=r.boolean(section.get("hosts", defaults.hosts), "metrics.hosts"),
         max_hosts=r.integer(section.get("max_hosts", defaults.max_hosts), "metrics.max_hosts", minimum=1),
         idle_commands=idle,
+        # At least room for a readable prefix beside the 13-character hash suffix of a cut value.
+        max_label_length=r.integer(section.get("max_label_length", defaults.max_label_length),
+                                   "metrics.max_label_length", minimum=32, maximum=65536),
         duration_buckets=buckets,
     )
 

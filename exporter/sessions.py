@@ -6,8 +6,10 @@ a log line or memory that outlives the poll.
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import math
-from collections import Counter
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -21,6 +23,13 @@ KNOWN_COMMANDS = ("Sleep", "Query")
 # `state` and `command` are StarRocks enums with a dozen values; this cap only guards Prometheus
 # against a broken or hostile server inventing thousands of them.
 MAX_ENUM_VALUES = 50
+DEFAULT_MAX_LABEL_LENGTH = 128
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+REPLACEMENT = "\ufffd"
+# Session ids longer than this are remembered by a 16-byte digest: a poll keeps every id it saw
+# (de-duplication across pages), and a hostile server must not make that cost 16 KB per row.
+MAX_ID_LENGTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +59,34 @@ class InstanceStats:
     rows_without_duration: int
 
 
-def label_value(value: Any) -> str:
-    """The one place API strings become label values: trimmed, empty or missing -> `unknown`."""
+def label_value(value: Any, max_length: int = DEFAULT_MAX_LABEL_LENGTH) -> str:
+    """The one place API values become label values: trimmed, empty or missing -> `unknown`,
+    control characters -> U+FFFD, longer than `max_length` characters cut (see `cut_label`)."""
     if isinstance(value, bool):
         return UNKNOWN
     if isinstance(value, str):
         text = value.strip()
         if not text.isascii():  # JSON can carry lone surrogates (\ud800), which UTF-8 cannot encode
             text = text.encode("utf-8", "replace").decode("utf-8")
-        return text if text else UNKNOWN
+        if not text:
+            return UNKNOWN
+        if not text.isprintable():  # cheap test; the substitution runs only when it is needed
+            # A raw CR or NUL breaks parsers of the exposition (prometheus_client's among them) and
+            # log lines; line and paragraph separators break line-based tools.
+            text = CONTROL_CHARACTERS.sub(REPLACEMENT, text)
+        return cut_label(text, max_length) if len(text) > max_length else text
     if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
-        return str(value)
+        text = str(value)
+        return cut_label(text, max_length) if len(text) > max_length else text
     return UNKNOWN
+
+
+def cut_label(text: str, max_length: int) -> str:
+    """`max_length` characters: a prefix, `~` and 12 hex digits of a hash of the whole value, so that
+    two long values sharing a prefix stay two label values (not summed under one) and the same value
+    gets the same label on every poll. Cut on characters, never inside a UTF-8 sequence."""
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=6).hexdigest()
+    return text[:max_length - len(digest) - 1] + "~" + digest
 
 
 def parse_duration_value(value: Any) -> float | None:
@@ -97,16 +122,33 @@ def client_ip(host: str) -> str:
     return host
 
 
-def parse_session(row: Mapping[str, Any]) -> Session:
+def parse_session(row: Mapping[str, Any], max_length: int = DEFAULT_MAX_LABEL_LENGTH) -> Session:
+    """One row as a Session (for tests and debugging; polls count rows without building these)."""
     return Session(
-        id=label_value(row.get("id")),
-        user=label_value(row.get("user")),
-        host=label_value(row.get("host")),
-        state=label_value(row.get("state")),
-        database=label_value(row.get("database")),
-        command=label_value(row.get("command")),
+        id=label_value(row.get("id"), 2 ** 31),
+        user=label_value(row.get("user"), max_length),
+        host=label_value(row.get("host"), max_length),
+        state=label_value(row.get("state"), max_length),
+        database=label_value(row.get("database"), max_length),
+        command=label_value(row.get("command"), max_length),
         duration=parse_duration_value(row.get("duration")),
     )
+
+
+def session_id_key(value: Any) -> str | bytes | None:
+    """What de-duplication compares: the trimmed id (a digest if long); None for no usable id."""
+    if type(value) is str:
+        text = value.strip()
+        if not text:
+            return None
+        if len(text) > MAX_ID_LENGTH:
+            return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        return text
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return session_id_key(str(value))
+    return None
 
 
 def cap_counts(counts: Mapping[str, int], limit: int, always: Iterable[str] = ()) -> dict[str, int]:
@@ -131,57 +173,190 @@ def cap_maxima(maxima: Mapping[str, float], kept: Mapping[str, int]) -> dict[str
     return capped
 
 
+class _CommandFigures:
+    """Everything counted per command: the duration figures depend on whether it is idle, which
+    is decided once per distinct command, not per row."""
+
+    __slots__ = ("count", "max_duration", "without_duration", "with_duration", "duration_sum", "buckets")
+
+    def __init__(self, buckets: int) -> None:
+        self.count = 0
+        self.max_duration = -1.0
+        self.without_duration = 0
+        self.with_duration = 0
+        self.duration_sum = 0.0
+        self.buckets = [0] * buckets
+
+    def merge(self, other: _CommandFigures) -> None:
+        self.count += other.count
+        self.max_duration = max(self.max_duration, other.max_duration)
+        self.without_duration += other.without_duration
+        self.with_duration += other.with_duration
+        self.duration_sum += other.duration_sum
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets)]
+
+
+def _raw(value: Any, max_length: int) -> Any:
+    """A row field as a counting key: strings as they are (cleaned later, once per distinct value),
+    anything else cleaned now (it may be unhashable, and it is rare)."""
+    return value if type(value) is str else label_value(value, max_length)
+
+
+class SessionCounter:
+    """Aggregates a poll page by page: takes each page's rows, keeps only counters and the ids seen
+    so far, so a poll's memory is one page plus the ids, whatever the instance's session count.
+
+    Rows are counted on their raw values first and each distinct value is cleaned once per page:
+    a page holds ~100 rows but only a handful of users, states and commands. `clean(clean(x)) ==
+    clean(x)` holds for label_value, so values cleaned early and late land on the same label.
+    """
+
+    def __init__(self, config: MetricsConfig, *, keep_sessions: bool = False) -> None:
+        self.config = config
+        self.pages = 0
+        self.sessions = 0
+        self.skipped_rows = 0  # rows that were not JSON objects
+        self.kept: list[Session] | None = [] if keep_sessions else None
+        self._max_length = config.max_label_length
+        self._bounds = tuple(config.duration_buckets) + (math.inf,)
+        self._seen: set[str | bytes] = set()
+        self._states: dict[str, int] = {}
+        self._users: dict[str, int] = {}
+        self._databases: dict[str, int] = {}
+        self._hosts: dict[str, int] = {}
+        self._commands: dict[str, _CommandFigures] = {}
+
+    def add_page(self, rows: list[Any]) -> int:
+        """Count the rows not seen before in this poll; returns how many new ids the page had."""
+        max_length = self._max_length
+        bounds = self._bounds
+        bucket_count = len(bounds)
+        hosts_wanted = self.config.hosts
+        seen = self._seen
+        states: dict[Any, int] = {}
+        users: dict[Any, int] = {}
+        databases: dict[Any, int] = {}
+        hosts: dict[Any, int] = {}
+        commands: dict[Any, _CommandFigures] = {}
+        new_ids = counted = skipped = 0
+        for row in rows:
+            if type(row) is not dict:
+                skipped += 1
+                continue
+            key = session_id_key(row.get("id"))
+            if key is not None:
+                if key in seen:
+                    continue
+                seen.add(key)
+                new_ids += 1
+            counted += 1
+            value = _raw(row.get("state"), max_length)
+            states[value] = states.get(value, 0) + 1
+            value = _raw(row.get("user"), max_length)
+            users[value] = users.get(value, 0) + 1
+            value = _raw(row.get("database"), max_length)
+            databases[value] = databases.get(value, 0) + 1
+            if hosts_wanted:
+                value = _raw(row.get("host"), max_length)
+                hosts[value] = hosts.get(value, 0) + 1
+            value = _raw(row.get("command"), max_length)
+            figures = commands.get(value)
+            if figures is None:
+                figures = commands[value] = _CommandFigures(bucket_count)
+            figures.count += 1
+            duration = row.get("duration")
+            kind = type(duration)
+            if kind is int and 0 <= duration <= 2 ** 53:
+                duration = float(duration)
+            elif kind is not float or not 0 <= duration < math.inf:  # NaN fails the comparison too
+                duration = parse_duration_value(duration)
+                if duration is None:
+                    figures.without_duration += 1
+                    if self.kept is not None:
+                        self.kept.append(parse_session(row, max_length))
+                    continue
+            if duration > figures.max_duration:
+                figures.max_duration = duration
+            figures.with_duration += 1
+            figures.duration_sum += duration
+            figures.buckets[bisect.bisect_left(bounds, duration)] += 1
+            if self.kept is not None:
+                self.kept.append(parse_session(row, max_length))
+        self.pages += 1
+        self.sessions += counted
+        self.skipped_rows += skipped
+        self._fold(states, self._states)
+        self._fold(users, self._users)
+        self._fold(databases, self._databases)
+        if hosts_wanted:
+            for raw, count in hosts.items():
+                host = client_ip(label_value(raw, max_length))
+                self._hosts[host] = self._hosts.get(host, 0) + count
+        for raw, figures in commands.items():
+            command = label_value(raw, max_length)
+            total = self._commands.get(command)
+            if total is None:
+                self._commands[command] = figures
+            else:
+                total.merge(figures)
+        return new_ids
+
+    @property
+    def has_ids(self) -> bool:
+        """Whether any row so far had an id (pages without ids cannot be told apart)."""
+        return bool(self._seen)
+
+    def _fold(self, raw_counts: dict[Any, int], counts: dict[str, int]) -> None:
+        max_length = self._max_length
+        for raw, count in raw_counts.items():
+            value = label_value(raw, max_length)
+            counts[value] = counts.get(value, 0) + count
+
+    def result(self) -> InstanceStats:
+        config = self.config
+        by_state = {state: 0 for state in KNOWN_STATES}
+        for state, count in self._states.items():
+            by_state[state] = by_state.get(state, 0) + count
+        by_command = {command: 0 for command in KNOWN_COMMANDS}
+        max_duration = {command: 0.0 for command in KNOWN_COMMANDS}
+        bucket_counts = [0] * len(self._bounds)
+        active_sum = 0.0
+        active_count = 0
+        without_duration = 0
+        for command, figures in self._commands.items():
+            by_command[command] = by_command.get(command, 0) + figures.count
+            without_duration += figures.without_duration
+            if figures.max_duration > max_duration.get(command, -1.0):
+                max_duration[command] = figures.max_duration
+            if command in config.idle_commands:
+                continue
+            active_count += figures.with_duration
+            active_sum += figures.duration_sum
+            bucket_counts = [a + b for a, b in zip(bucket_counts, figures.buckets)]
+        cumulative = 0
+        buckets = []
+        for bound, count in zip(self._bounds, bucket_counts):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        commands = cap_counts(by_command, MAX_ENUM_VALUES, KNOWN_COMMANDS)
+        return InstanceStats(
+            sessions=self.sessions,
+            by_state=cap_counts(by_state, MAX_ENUM_VALUES, KNOWN_STATES),
+            by_command=commands,
+            by_user=cap_counts(self._users, config.max_users),
+            by_database=cap_counts(self._databases, config.max_databases),
+            by_host=cap_counts(self._hosts, config.max_hosts) if config.hosts else None,
+            max_duration_by_command=cap_maxima(max_duration, commands),
+            active_buckets=tuple(buckets),
+            active_sum=active_sum,
+            active_count=active_count,
+            rows_without_duration=without_duration,
+        )
+
+
 def aggregate(sessions: Iterable[Session], config: MetricsConfig) -> InstanceStats:
-    by_state: Counter[str] = Counter({state: 0 for state in KNOWN_STATES})
-    by_command: Counter[str] = Counter({command: 0 for command in KNOWN_COMMANDS})
-    by_user: Counter[str] = Counter()
-    by_database: Counter[str] = Counter()
-    by_host: Counter[str] = Counter()
-    max_duration: dict[str, float] = {command: 0.0 for command in KNOWN_COMMANDS}
-    bounds = tuple(config.duration_buckets) + (math.inf,)
-    bucket_counts = [0] * len(bounds)
-    active_sum = 0.0
-    active_count = 0
-    total = 0
-    without_duration = 0
-    for session in sessions:
-        total += 1
-        by_state[session.state] += 1
-        by_command[session.command] += 1
-        by_user[session.user] += 1
-        by_database[session.database] += 1
-        if config.hosts:
-            by_host[client_ip(session.host)] += 1
-        duration = session.duration
-        if duration is None:
-            without_duration += 1
-            continue
-        if duration > max_duration.get(session.command, -1.0):
-            max_duration[session.command] = duration
-        if session.command in config.idle_commands:
-            continue
-        active_count += 1
-        active_sum += duration
-        for index, bound in enumerate(bounds):
-            if duration <= bound:
-                bucket_counts[index] += 1
-                break
-    cumulative = 0
-    buckets = []
-    for bound, count in zip(bounds, bucket_counts):
-        cumulative += count
-        buckets.append((bound, cumulative))
-    commands = cap_counts(by_command, MAX_ENUM_VALUES, KNOWN_COMMANDS)
-    return InstanceStats(
-        sessions=total,
-        by_state=cap_counts(by_state, MAX_ENUM_VALUES, KNOWN_STATES),
-        by_command=commands,
-        by_user=cap_counts(by_user, config.max_users),
-        by_database=cap_counts(by_database, config.max_databases),
-        by_host=cap_counts(by_host, config.max_hosts) if config.hosts else None,
-        max_duration_by_command=cap_maxima(max_duration, commands),
-        active_buckets=tuple(buckets),
-        active_sum=active_sum,
-        active_count=active_count,
-        rows_without_duration=without_duration,
-    )
+    """Stats of already parsed sessions (no de-duplication: that is the poll's job)."""
+    counter = SessionCounter(config)
+    counter.add_page([{"user": s.user, "host": s.host, "state": s.state, "database": s.database,
+                       "command": s.command, "duration": s.duration} for s in sessions])
+    return counter.result()

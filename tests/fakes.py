@@ -18,7 +18,8 @@ from yarl import URL
 
 from exporter.api import SessionList
 from exporter.clock import Clock
-from exporter.sessions import Session
+from exporter.config import MetricsConfig
+from exporter.sessions import Session, SessionCounter
 from exporter.transport import Prepare, Response, Transport
 
 EPOCH = 1_700_000_000.0
@@ -70,6 +71,11 @@ class FakeClock(Clock):
         heapq.heappush(self._sleepers, (self.now + seconds, next(self._seq), future))
         await future
 
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> "_FakeTimer":
+        timer = _FakeTimer(callback)
+        heapq.heappush(self._sleepers, (self.now + max(0.0, seconds), next(self._seq), timer))
+        return timer
+
     def tick(self, seconds: float) -> None:
         """Plain time injection, for code that only reads the clock."""
         self.now += seconds
@@ -93,6 +99,24 @@ class FakeClock(Clock):
             await settle()
         self.now = max(self.now, target)
         await settle()
+
+
+class _FakeTimer:
+    """A FakeClock timer: wakes up in order with the sleepers; 'waking' runs the callback."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self._callback: Callable[[], None] | None = callback
+
+    def cancel(self) -> None:
+        self._callback = None
+
+    def done(self) -> bool:
+        return self._callback is None
+
+    def set_result(self, _: None) -> None:
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
 
 
 class MidpointRandom:
@@ -151,7 +175,7 @@ class FakeApi:
     def calls_for(self, instance_id: str) -> list[float]:
         return [when for iid, when in self.calls if iid == instance_id]
 
-    async def list_sessions(self, instance_id: str) -> SessionList:
+    async def list_sessions(self, instance_id: str, counter: SessionCounter | None = None) -> SessionList:
         number = len(self.calls_for(instance_id)) + 1
         self.calls.append((instance_id, self.clock.monotonic()))
         self.in_flight[instance_id] = self.in_flight.get(instance_id, 0) + 1
@@ -162,7 +186,10 @@ class FakeApi:
             if inspect.isawaitable(result):
                 result = await result
             sessions = list(result)
-            return SessionList(sessions, 1, 0)
+            counter = counter or SessionCounter(MetricsConfig())
+            counter.add_page([{"id": s.id, "user": s.user, "host": s.host, "state": s.state, "database": s.database,
+                               "command": s.command, "duration": s.duration} for s in sessions])
+            return SessionList(counter.result(), 1, 0, sessions)
         finally:
             self.in_flight[instance_id] -= 1
 

@@ -409,7 +409,7 @@ def test_load_config_uses_process_environment_by_default(tmp_path, monkeypatch):
      " max_pages, timeout)"),
     ("metrics: {max_user: 5}\n" + project(),
      "cfg.yaml: metrics.max_user: unknown key (allowed: duration_buckets, hosts, idle_commands, max_databases,"
-     " max_hosts, max_users)"),
+     " max_hosts, max_label_length, max_users)"),
     (project(extra="    regoin: x\n"),
      "cfg.yaml: projects[0].regoin: unknown key (allowed: allow_http, api_rate_limit, auth, ca_file, endpoint, iam_endpoint,"
      " instances, project_id, region)"),
@@ -662,7 +662,7 @@ def test_summary_masks_every_secret():
     assert summary == "\n".join([
         "config file: cfg.yaml",
         "poll: interval=30s timeout=10s concurrency=8",
-        "metrics: max_users=50 max_databases=50 hosts=false max_hosts=50 idle_commands=Daemon,Sleep"
+        "metrics: max_users=50 max_databases=50 hosts=false max_hosts=50 max_label_length=128 idle_commands=Daemon,Sleep"
         " duration_buckets=1,5,10,30,60,300,600,1800,3600",
         f"projects[0]: project_id={PID} region=cn-north-4 endpoint=https://gaussdb.cn-north-4.myhuaweicloud.com"
         " iam_endpoint=https://iam.cn-north-4.myhuaweicloud.com api_rate_limit=0",
@@ -687,7 +687,7 @@ def test_summary_of_custom_config(tmp_path):
     assert config.summary() == "\n".join([
         "config file: cfg.yaml",
         "poll: interval=90s timeout=0.5s concurrency=4",
-        "metrics: max_users=10 max_databases=20 hosts=true max_hosts=30 idle_commands=Binlog Dump,Daemon,Sleep"
+        "metrics: max_users=10 max_databases=20 hosts=true max_hosts=30 max_label_length=128 idle_commands=Binlog Dump,Daemon,Sleep"
         " duration_buckets=0.5,2,30",
         f"projects[0]: project_id={PID} region=cn-north-4 endpoint=http://127.0.0.1:8080/prefix"
         " iam_endpoint=http://127.0.0.1:8081 api_rate_limit=2.5",

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter import __version__
 from exporter.config import MetricsConfig
 from exporter.metrics import InstanceIdentity, PollState, SelfMetrics, render_instance
-from exporter.sessions import aggregate, parse_session
+from exporter.sessions import CONTROL_CHARACTERS, aggregate, parse_session
 from exporter.store import Store
 from exporter.transport import REASONS
 
@@ -324,7 +324,9 @@ def test_label_values_survive_a_round_trip():
     families = families_of(text)
     assert "evil" not in families
     assert families["htap_up"].type == "gauge" and families["htap_sessions"].type == "gauge"
-    expected = {value.strip(): 1.0 for value in NASTY}
+    # Trimmed, control characters (the line feed, CR and tab here) replaced by U+FFFD.
+    expected = {CONTROL_CHARACTERS.sub("\ufffd", value.strip()): 1.0 for value in NASTY}
+    assert "new\ufffdline" in expected and "x\ufffd# HELP evil y\ufffd# TYPE evil counter" in expected
     for name, label in (("htap_sessions_by_user", "user"), ("htap_sessions_by_database", "database"),
                         ("htap_sessions_by_state", "state"), ("htap_sessions_by_command", "command"),
                         ("htap_sessions_by_host", "host")):

@@ -245,7 +245,7 @@ def test_idle_commands_match_exactly():
     ("OK", "OK"), ("  padded\t", "padded"), ("", UNKNOWN), ("   ", UNKNOWN), ("\n\t ", UNKNOWN), (None, UNKNOWN),
     (True, UNKNOWN), (False, UNKNOWN), ([], UNKNOWN), ({"a": 1}, UNKNOWN), (["x"], UNKNOWN),
     (42, "42"), (0, "0"), (-3, "-3"), (1.5, "1.5"), (math.nan, UNKNOWN), (math.inf, UNKNOWN),
-    ('say "hi"\\', 'say "hi"\\'), ("a\nb", "a\nb"), ("数据库", "数据库"),
+    ('say "hi"\\', 'say "hi"\\'), ("a\nb", "a\ufffdb"), ("a\x00b\rc\x85d\u2028e", "a\ufffdb\ufffdc\ufffdd\ufffde"), ("数据库", "数据库"),
     ("bad\ud800surrogate", "bad?surrogate"),
 ])
 def test_label_value(value, expected):
