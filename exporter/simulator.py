@@ -39,7 +39,7 @@ SIM_DOMAIN = "sim-domain"
 SIM_USER = "sim-user"
 SIM_PASSWORD = "sim-password-0001"
 FAULT_KINDS = ("status", "throttle", "delay", "garbage", "html", "wrong_shape", "ignore_offset",
-               "drop", "oversize", "too_many_rows", "endless", "not_list", "echo")
+               "drop", "oversize", "too_many_rows", "endless", "not_list", "echo", "huge_rows")
 # Control-API access is by path only: the simulator is a test fixture, bound to loopback.
 CONTROL_PREFIX = "/_sim"
 
@@ -71,6 +71,8 @@ class Fault:
     size: int = 9 * 1024 * 1024
     remaining: int | None = None  # None: until cleared
     part: list[int] | None = None  # echo: only [start, end) of each echoed header value and of the body
+    # huge_rows, endless: bytes of each row's user, database, host and sql_statement (0: normal rows)
+    field_bytes: int = 0
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> Fault:
@@ -78,7 +80,8 @@ class Fault:
         if kind not in FAULT_KINDS:
             raise ValueError(f"kind must be one of {', '.join(FAULT_KINDS)}")
         fault = cls(kind=kind)
-        for key in ("status", "error_code", "error_msg", "retry_after", "seconds", "size", "remaining", "part"):
+        for key in ("status", "error_code", "error_msg", "retry_after", "seconds", "size", "remaining", "part",
+                    "field_bytes"):
             if key in document:
                 setattr(fault, key, document[key])
         if kind == "echo" and "status" not in document:
@@ -96,6 +99,17 @@ class SimInstance:
     sessions: int
     seed: int
     fixed_rows: list[Any] | None = None
+    # Pre-built answers by (offset, limit), for benchmarks: serving 10,000 instances from one
+    # process must cost the simulator a dictionary lookup per page, not building the rows.
+    static_pages: dict[tuple[int, int], bytes] | None = None
+
+    def freeze(self, now: float) -> None:
+        """From now on serve this moment's rows, as ready JSON bytes per page of 100."""
+        rows = self.rows(now)
+        self.static_pages = {
+            (offset, 100): json.dumps({"process_list": rows[offset:offset + 100]}).encode()
+            for offset in range(0, len(rows) + 1, 100)
+        }
 
     def rows(self, now: float) -> list[dict[str, Any]]:
         if self.fixed_rows is not None:
@@ -131,12 +145,14 @@ class Observed:
     auth_failure_times: list[float] = field(default_factory=list)
     iam_requests: int = 0
     tokens_issued: int = 0
+    total_requests: int = 0  # session-list requests answered past authentication
 
     def request(self, instance_id: str) -> None:
         self.requests[instance_id] = self.requests.get(instance_id, 0) + 1
         times = self.request_times.setdefault(instance_id, [])
         times.append(time.time())
         del times[:-500]
+        self.total_requests += 1
 
     def auth_failed(self) -> None:
         self.auth_failures += 1
@@ -146,12 +162,14 @@ class Observed:
 
 class Simulator:
     def __init__(self, *, project_id: str = SIM_PROJECT_ID, instances: int = 5, sessions: int = 60,
-                 token_ttl: float = 24 * 3600.0, seed: int = 1) -> None:
+                 token_ttl: float = 24 * 3600.0, seed: int = 1, sessions_spread: int | None = None) -> None:
+        """Instance i has `sessions + 37 * i` sessions, or with `sessions_spread` a value from
+        `sessions` to `sessions + sessions_spread` (a big fleet of like-sized instances)."""
         self.project_id = project_id
         self.instances: dict[str, SimInstance] = {}
         for index in range(instances):
-            self.add_instance(instance_id_for(index), f"htap-{index + 1}",
-                              sessions=sessions + 37 * index, seed=seed * 1000 + index)
+            count = sessions + (37 * index if sessions_spread is None else (37 * index) % (sessions_spread + 1))
+            self.add_instance(instance_id_for(index), f"htap-{index + 1}", sessions=count, seed=seed * 1000 + index)
         self.static_tokens = {SIM_TOKEN}
         self.keys = {SIM_ACCESS_KEY: SIM_SECRET_KEY}
         self.users = {(SIM_DOMAIN, SIM_USER): SIM_PASSWORD}
@@ -172,6 +190,7 @@ class Simulator:
         app.router.add_get("/v3/{project_id}/instances/{instance_id}/htap/process", self.list_sessions)
         app.router.add_post("/v3/auth/tokens", self.issue_token)
         app.router.add_get(CONTROL_PREFIX + "/state", self.control_state)
+        app.router.add_get(CONTROL_PREFIX + "/totals", self.control_totals)
         app.router.add_put(CONTROL_PREFIX + "/faults/{target}", self.control_set_fault)
         app.router.add_delete(CONTROL_PREFIX + "/faults/{target}", self.control_clear_fault)
         app.router.add_delete(CONTROL_PREFIX + "/faults", self.control_clear_faults)
@@ -229,6 +248,10 @@ class Simulator:
             answer = await self._faulty_answer(fault, request, instance, limit, offset)
             if answer is not None:
                 return answer
+        if instance.static_pages is not None and instance.fixed_rows is None:
+            page = instance.static_pages.get((offset, limit))
+            if page is not None:
+                return web.Response(body=page, content_type="application/json")
         rows = instance.rows(time.time())
         return web.json_response({"process_list": rows[offset:offset + limit]})
 
@@ -271,9 +294,15 @@ class Simulator:
         if kind == "too_many_rows":
             return web.json_response({"process_list": [{"id": str(i), "command": "Sleep", "duration": 1}
                                                        for i in range(limit + 1)]})
-        if kind == "endless":
+        if kind == "endless":  # never a short page, never a repeated id
+            if fault.field_bytes:
+                return web.Response(body=_padded_page(offset, limit, fault.field_bytes),
+                                    content_type="application/json")
             return web.json_response({"process_list": [{"id": str(offset + i), "command": "Sleep", "duration": 1}
                                                        for i in range(limit)]})
+        if kind == "huge_rows":  # the instance's own rows, every text field `field_bytes` long
+            rows = instance.rows(time.time())[offset:offset + limit]
+            return web.json_response({"process_list": [_padded_row(row, fault.field_bytes) for row in rows]})
         if kind == "oversize":
             padding = "x" * max(0, fault.size)
             return web.Response(body=json.dumps({"process_list": [], "padding": padding}).encode(),
@@ -316,6 +345,12 @@ class Simulator:
         return web.json_response(body, status=201, headers={"X-Subject-Token": token})
 
     # --- control API ---------------------------------------------------------------------------
+
+    async def control_totals(self, request: web.Request) -> web.Response:
+        """Small enough to ask often with 10,000 instances (state lists every request time)."""
+        return web.json_response({"requests": self.observed.total_requests,
+                                  "auth_failures": self.observed.auth_failures,
+                                  "instances": len(self.instances)})
 
     async def control_state(self, request: web.Request) -> web.Response:
         observed = self.observed
@@ -375,6 +410,23 @@ async def _echo(request: web.Request, fault: Fault) -> web.Response:
     return _error(fault.status, fault.error_code, f"Bad request: {echoed}")
 
 
+def _padded_row(row: dict[str, Any], size: int) -> dict[str, Any]:
+    """The row with its text fields grown to `size` characters; the original value stays at the end,
+    so rows that differed still differ (e.g. two users stay two users after cutting)."""
+    padded = dict(row)
+    for key in ("user", "database", "host", "sql_statement"):
+        tail = str(row.get(key, ""))
+        padded[key] = "x" * max(0, size - len(tail)) + tail
+    return padded
+
+
+def _padded_page(offset: int, limit: int, size: int) -> bytes:
+    padding = "p" * size
+    rows = [{"id": str(offset + i), "user": padding + str(offset + i), "database": padding,
+             "host": padding, "sql_statement": padding, "command": "Query", "duration": 1} for i in range(limit)]
+    return json.dumps({"process_list": rows}).encode()
+
+
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error_code": code, "error_msg": message}, status=status, headers=headers)
 
@@ -415,7 +467,11 @@ async def start(simulator: Simulator, host: str = "127.0.0.1", port: int = 0,
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    simulator = Simulator(instances=args.instances, sessions=args.sessions)
+    simulator = Simulator(instances=args.instances, sessions=args.sessions, sessions_spread=args.sessions_spread)
+    if args.static:
+        now = time.time()
+        for instance in simulator.instances.values():
+            instance.freeze(now)
     host, _, port = args.listen.rpartition(":")
     runner, base_url = await start(simulator, host or "127.0.0.1", int(port))
     if args.write_config:
@@ -436,6 +492,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", default="127.0.0.1:8081", help="host:port (port 0: any free port)")
     parser.add_argument("--instances", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=60, help="sessions on the first instance")
+    parser.add_argument("--sessions-spread", type=int, metavar="N",
+                        help="instead of growing by 37 per instance, sessions vary from --sessions to --sessions+N")
+    parser.add_argument("--static", action="store_true",
+                        help="build every page once at start and serve those bytes (cheap enough for"
+                             " 10,000 instances; for benchmarks)")
     parser.add_argument("--auth", choices=["token", "aksk", "password"], default="token",
                         help="auth type written into --write-config")
     parser.add_argument("--write-config", metavar="PATH", help="write an exporter config for this simulator")

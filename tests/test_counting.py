@@ -1,0 +1,208 @@
+"""SessionCounter (page by page), label value caps, the orjson fallback and the poll deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exporter.clock import Deadline
+from exporter.config import MetricsConfig
+from exporter.sessions import (CONTROL_CHARACTERS, DEFAULT_MAX_LABEL_LENGTH, UNKNOWN, SessionCounter, aggregate,
+                               label_value, parse_session)
+from exporter.transport import _fast_loads, parse_json
+from tests.fakes import FakeClock
+from tests.test_properties import field_value, json_value, metrics_configs
+
+SETTINGS = settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+any_text = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=400)
+long_text = st.text(alphabet=st.characters(codec=None, exclude_categories=()), min_size=100, max_size=3000)
+
+
+# --- label values of any length and content -------------------------------------------------------
+
+
+@SETTINGS
+@given(value=st.one_of(any_text, long_text, json_value), max_length=st.sampled_from([32, 64, 128, 1000]))
+def test_any_label_value_is_capped_printable_encodable_and_stable(value, max_length):
+    text = label_value(value, max_length)
+    assert 1 <= len(text) <= max_length
+    assert not CONTROL_CHARACTERS.search(text)
+    text.encode("utf-8")  # never a lone surrogate or a broken sequence
+    assert text == text.strip() or text == UNKNOWN
+    assert label_value(text, max_length) == text  # cleaning twice changes nothing (counting relies on it)
+    assert label_value(value, max_length) == text  # the same value gets the same label on every poll
+
+
+@SETTINGS
+@given(prefix=st.text(min_size=200, max_size=300), first=st.text(min_size=1, max_size=5),
+       second=st.text(min_size=1, max_size=5))
+def test_long_values_sharing_a_prefix_stay_distinct(prefix, first, second):
+    a, b = label_value(prefix + "|" + first), label_value(prefix + "|" + second)
+    assert len(a) == len(b) == DEFAULT_MAX_LABEL_LENGTH
+    assert (a == b) == (label_value(prefix + "|" + first, 10**6) == label_value(prefix + "|" + second, 10**6))
+
+
+def test_cut_keeps_whole_characters_and_a_readable_prefix():
+    value = "用户" * 200 + "🙂" * 100
+    text = label_value(value, 40)
+    assert len(text) == 40 and text.startswith("用户" * 13) and text[27] == "~"
+    assert text.encode("utf-8").decode("utf-8") == text
+    assert label_value("x" * 128) == "x" * 128  # at the cap: unchanged
+    assert label_value("x" * 129) != "x" * 129 and len(label_value("x" * 129)) == 128
+
+
+def test_huge_label_values_in_a_poll_are_capped_and_counted_apart():
+    config = MetricsConfig(max_label_length=64)
+    rows = [{"id": str(n), "user": "u" * 100_000 + str(n % 3), "database": "d\r\x00" * 10, "duration": 1}
+            for n in range(9)]
+    stats = aggregate([parse_session(row, 64) for row in rows], config)
+    assert sorted(stats.by_user.values()) == [3, 3, 3]
+    assert all(len(user) == 64 and user.startswith("u" * 50) for user in stats.by_user)
+    assert list(stats.by_database) == [("d\ufffd\ufffd" * 10).rstrip("\ufffd") + "\ufffd\ufffd"]
+
+
+# --- page by page ------------------------------------------------------------------------------------
+
+rows = st.lists(st.fixed_dictionaries({}, optional={name: field_value for name in
+                                                    ("user", "host", "state", "database", "command", "duration")}),
+                max_size=60)
+
+
+@SETTINGS
+@given(rows=rows, config=metrics_configs(), cuts=st.lists(st.integers(0, 60), max_size=4))
+def test_counting_page_by_page_equals_counting_all_rows_at_once(rows, config, cuts):
+    whole = SessionCounter(config)
+    whole.add_page(rows)
+    paged = SessionCounter(config)
+    bounds = sorted({0, len(rows), *[min(cut, len(rows)) for cut in cuts]})
+    for start, end in zip(bounds, bounds[1:]):
+        paged.add_page(rows[start:end])
+    one, many = whole.result(), paged.result()
+    assert one.active_sum == pytest.approx(many.active_sum)
+    assert one.__dict__ | {"active_sum": 0} == many.__dict__ | {"active_sum": 0}
+    # and the same as the per-row reference: one Session per row, then aggregate
+    reference = aggregate([parse_session(row) for row in rows], config)
+    assert reference.__dict__ | {"active_sum": 0} == one.__dict__ | {"active_sum": 0}
+    assert math.isclose(reference.active_sum, one.active_sum, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def test_ids_are_deduplicated_across_pages_and_long_ids_kept_as_digests():
+    counter = SessionCounter(MetricsConfig())
+    assert counter.add_page([{"id": "1"}, {"id": 2}, {"id": " 1 "}, {"id": None}, {}]) == 2
+    assert counter.add_page([{"id": "2"}, {"id": "x" * 10_000}, {"id": "x" * 10_000}, "not a row"]) == 1
+    assert counter.sessions == 5 and counter.skipped_rows == 1
+    assert all(len(key) <= 64 for key in counter._seen)
+
+
+# --- JSON: orjson and the standard library agree ------------------------------------------------------
+
+BODIES = [b'{"process_list": []}', b'{"a": "\\ud800"}', b'{"n": 1e400}', b'{"n": 9223372036854775807}',
+          b'{"n": NaN}', b'[1, 2', b"\xff", b'{"a": 1, "a": 2}', b'"\\u0000"', b"[" * 100_000 + b"]" * 100_000,
+          b'{"x": -0.0, "y": 1.5e-300}']
+
+
+@pytest.mark.parametrize("body", BODIES, ids=range(len(BODIES)))
+def test_parse_json_with_and_without_orjson_agree(body):
+    def outcome(fast: bool):
+        try:
+            return "ok", repr(parse_json(body, fast=fast))
+        except (ValueError, UnicodeDecodeError, RecursionError) as problem:
+            return "error", type(problem).__name__
+    assert outcome(True) == outcome(False)
+    assert outcome(False)[0] == ("ok" if _json_ok(body) else "error")
+
+
+def _json_ok(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return True
+
+
+def test_orjson_is_used_when_installed():
+    pytest.importorskip("orjson")
+    assert _fast_loads is not None
+
+
+def _fits_64_bits(document) -> bool:
+    if isinstance(document, bool) or not isinstance(document, (int, list, dict)):
+        return True
+    if isinstance(document, int):
+        return -2 ** 63 <= document < 2 ** 64
+    items = document.values() if isinstance(document, dict) else document
+    return all(_fits_64_bits(item) for item in items)
+
+
+@SETTINGS
+@given(document=json_value)
+def test_parse_json_agrees_on_any_document(document):
+    """The one difference: orjson reads integers beyond 64 bits as floats (a label "1.8e+19" instead
+    of "18446744073709551616"); no real session field is such a number."""
+    body = json.dumps(document).encode("utf-8", "surrogatepass")
+    if _fits_64_bits(document):
+        assert repr(parse_json(body)) == repr(parse_json(body, fast=False))
+    else:
+        parse_json(body)
+
+
+# --- the poll deadline on the injected clock -----------------------------------------------------------
+
+
+async def test_deadline_times_out_on_the_fake_clock_and_cancels_the_body():
+    clock = FakeClock()
+    cancelled = asyncio.Event()
+
+    async def body() -> None:
+        try:
+            await clock.sleep(100)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def guarded() -> str:
+        try:
+            async with Deadline(clock, 30):
+                await body()
+        except TimeoutError:
+            return f"timeout at {clock.monotonic() - 1000:g}"
+        return "finished"
+
+    task = asyncio.create_task(guarded())
+    await clock.advance(29.9)
+    assert not task.done()
+    await clock.advance(0.2)
+    assert await task == "timeout at 30" and cancelled.is_set()
+
+
+async def test_deadline_not_reached_leaves_no_timer_behind():
+    clock = FakeClock()
+
+    async def guarded() -> str:
+        async with Deadline(clock, 30):
+            await clock.sleep(5)
+        return "finished"
+
+    task = asyncio.create_task(guarded())
+    await clock.advance(5)
+    assert await task == "finished"
+    assert clock.pending == 0
+
+
+async def test_an_outside_cancel_stays_a_cancellation():
+    clock = FakeClock()
+
+    async def guarded() -> None:
+        async with Deadline(clock, 30):
+            await clock.sleep(100)
+
+    task = asyncio.create_task(guarded())
+    await clock.advance(1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
