@@ -154,6 +154,15 @@ def assert_no_secrets(sim: RecordingSimulator | None, **outputs: str) -> None:
     assert not found, "secrets leaked:\n" + "\n".join(found)
 
 
+def log_line_has(line: str, log_format: str, message: str, **fields: str) -> bool:
+    """Whether a log line's message holds `message` and it carries these fields (as its own keys
+    in both formats)."""
+    if log_format == "json":
+        document = json.loads(line)
+        return message in document.get("msg", "") and all(document.get(k) == v for k, v in fields.items())
+    return message in line and all(f"{k}={v}" in line or f'{k}="{v}"' in line for k, v in fields.items())
+
+
 def assert_log_format(exporter: Exporter, log_format: str) -> None:
     assert exporter.log_lines, "no log lines"
     for line in exporter.log_lines:
@@ -417,7 +426,7 @@ async def test_rejected_credentials_are_not_retried_in_a_loop(kind: str, sim: Re
         errors = errors_of(samples, instance_id)
         assert {r: n for r, n in errors.items() if r != "auth"} == {r: 0 for r in REASONS if r != "auth"}
         logged = sum(1 for line in exporter.log_lines
-                     if f"instance_id={instance_id}" in line and "poll failed" in line and "reason=auth" in line)
+                     if log_line_has(line, log_format, "poll failed", instance_id=instance_id, reason="auth"))
         assert errors["auth"] >= 2, errors
         assert errors["auth"] <= logged <= errors["auth"] + 1, (errors, logged)
     assert "not retried for another" in logs
