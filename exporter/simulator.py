@@ -350,7 +350,9 @@ class Simulator:
         """Small enough to ask often with 10,000 instances (state lists every request time)."""
         return web.json_response({"requests": self.observed.total_requests,
                                   "auth_failures": self.observed.auth_failures,
-                                  "instances": len(self.instances)})
+                                  "instances": len(self.instances),
+                                  # pages one poll of every instance reads (static pages only)
+                                  "pages_per_round": sum(len(i.static_pages or ()) for i in self.instances.values())})
 
     async def control_state(self, request: web.Request) -> web.Response:
         observed = self.observed
@@ -468,6 +470,8 @@ async def start(simulator: Simulator, host: str = "127.0.0.1", port: int = 0,
 
 async def _serve(args: argparse.Namespace) -> None:
     simulator = Simulator(instances=args.instances, sessions=args.sessions, sessions_spread=args.sessions_spread)
+    if args.delay:
+        simulator.faults["*"] = Fault(kind="delay", seconds=args.delay)
     if args.static:
         now = time.time()
         for instance in simulator.instances.values():
@@ -494,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=60, help="sessions on the first instance")
     parser.add_argument("--sessions-spread", type=int, metavar="N",
                         help="instead of growing by 37 per instance, sessions vary from --sessions to --sessions+N")
+    parser.add_argument("--delay", type=float, default=0.0, metavar="SECONDS",
+                        help="answer every session-list request this much later (a server's latency)")
     parser.add_argument("--static", action="store_true",
                         help="build every page once at start and serve those bytes (cheap enough for"
                              " 10,000 instances; for benchmarks)")
