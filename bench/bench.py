@@ -59,6 +59,8 @@ class Result:
     bare_pages: int
     generate_latest_ms: float
     load: str
+    sim_busy: float  # the simulator's CPU share during the poll window (1.0: one core)
+    bare_demanded: int
 
     @property
     def ratio(self) -> float:
@@ -272,9 +274,10 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
 
         # 1. poll CPU, no scrapes
         demanded = sim_totals(base_url)["pages_per_round"] * window / interval
-        cpu, fetched = cpu_seconds(exporter.pid), sim_requests(base_url)
+        cpu, fetched, sim_cpu = cpu_seconds(exporter.pid), sim_requests(base_url), cpu_seconds(sim.pid)
         time.sleep(window)
         cpu, fetched = cpu_seconds(exporter.pid) - cpu, sim_requests(base_url) - fetched
+        sim_busy = (cpu_seconds(sim.pid) - sim_cpu) / window
 
         # 2. scrapes while polling
         latencies, size = [], 0
@@ -298,7 +301,8 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
         rendering = generate_latest_ms(body)
         return Result(instances, interval, effective, 1000 * cpu / max(1, fetched), fetched, round(demanded),
                       1000 * statistics.median(latencies), 1000 * percentile(latencies, 0.99), size / 1e6, rss,
-                      sigterm, 1000 * bare_cpu / max(1, bare_pages), bare_pages, rendering, load)
+                      sigterm, 1000 * bare_cpu / max(1, bare_pages), bare_pages, rendering, load, sim_busy,
+                      round(demanded))
     finally:
         if exporter is not None:
             exporter.stop()
@@ -334,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     low_n, high_n = int(low), int(high or low)
     print(HEADER)
     print("|" + "---|" * HEADER.count(" | ") + "---|")
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="htap-bench-") as workdir:
         for instances in (int(n) for n in args.instances.split(",")):
             interval = args.interval or (5.0 if instances <= 1000 else 30.0)
@@ -341,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
             result = run(instances, interval, args.concurrency, window, args.scrape_window, args.latency,
                          low_n, high_n - low_n, Path(workdir), args.exporter_tree.resolve())
             print(row(result), flush=True)
+            notes.append(f"{result.instances:,} instances: bare loop fetched {result.bare_pages:,} / "
+                         f"{result.bare_demanded:,} pages; the simulator used {100 * result.sim_busy:.0f} % of a core")
+    for note in notes:
+        print(note)
     return 0
 
 

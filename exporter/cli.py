@@ -128,9 +128,10 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
     clock = Clock()
     store = Store()
     self_metrics = SelfMetrics()
-    # trust_env: HTTPS_PROXY/HTTP_PROXY/NO_PROXY from the environment, as curl and Go programs do.
+    # HTTPS_PROXY/HTTP_PROXY/NO_PROXY from the environment, as curl and Go programs do: the poller
+    # reads them once (transport.Proxies); the session's own trust_env would re-read them per request.
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-                                    headers={"User-Agent": f"htap-exporter/{__version__}"}, trust_env=True)
+                                    headers={"User-Agent": f"htap-exporter/{__version__}"})
     poller = Poller(session=session, store=store, clock=clock, redactor=redactor,
                     observe=self_metrics.observe_request)
     runtime = Runtime(None if args.demo else args.config_file, config, poller, self_metrics, redactor, clock,

@@ -26,7 +26,7 @@ from exporter.redact import Redactor
 from exporter.secrets import SecretError, ca_context
 from exporter.sessions import SessionCounter
 from exporter.store import Store
-from exporter.transport import ApiError, RequestObserver, Transport
+from exporter.transport import ApiError, Proxies, RequestObserver, Transport
 
 # A server asking us to wait longer than this is more likely broken than right.
 MAX_RETRY_AFTER = 3600.0
@@ -151,8 +151,11 @@ class _Loop:
 
 class Poller:
     def __init__(self, *, session: aiohttp.ClientSession, store: Store, clock: Clock, redactor: Redactor,
-                 observe: RequestObserver, rng: random.Random | None = None) -> None:
+                 observe: RequestObserver, rng: random.Random | None = None,
+                 proxies: Proxies | None = None) -> None:
         self.session = session
+        # The environment's proxies, read once (the session itself does not trust the environment).
+        self.proxies = proxies if proxies is not None else Proxies.from_env()
         self.store = store
         self.clock = clock
         self.redactor = redactor
@@ -198,7 +201,7 @@ class Poller:
             self._poll = config.poll
             self._transport = Transport(self.session, asyncio.Semaphore(config.poll.concurrency),
                                         config.poll.timeout, config.poll.max_body_bytes, self.observe,
-                                        self.redactor.redact)
+                                        self.redactor.redact, proxies=self.proxies)
             self._apis = {}
         # Key the API and the specs by the project without its instance list: adding or renaming one
         # instance must not restart its siblings' loops nor reset the project's auth gate and token.

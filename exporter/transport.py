@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import aiohttp
+from aiohttp.helpers import proxies_from_env
+from urllib.request import proxy_bypass
 from yarl import URL
 
 from exporter.clock import RateLimiter
@@ -84,6 +86,33 @@ def parse_json(body: bytes, *, fast: bool = True) -> Any:
     return json.loads(body)
 
 
+class Proxies:
+    """HTTP_PROXY/HTTPS_PROXY/NO_PROXY (and proxy credentials from ~/.netrc), read once at start.
+
+    aiohttp's `trust_env` reads the environment and ~/.netrc again for every request, in a worker
+    thread: at 1,000 instances every 5 s that was a third of the exporter's CPU."""
+
+    def __init__(self, by_scheme: dict[str, tuple[URL, aiohttp.BasicAuth | None]]) -> None:
+        self._by_scheme = by_scheme
+        self._decided: dict[tuple[str, str], tuple[URL | None, aiohttp.BasicAuth | None]] = {}
+
+    @classmethod
+    def from_env(cls) -> Proxies:
+        return cls({scheme: (info.proxy, info.proxy_auth) for scheme, info in proxies_from_env().items()})
+
+    def for_url(self, url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+        key = (url.scheme, url.host or "")
+        decided = self._decided.get(key)
+        if decided is None:
+            found = self._by_scheme.get(url.scheme)
+            if found is None or (url.host is not None and proxy_bypass(url.host)):
+                decided = (None, None)
+            else:
+                decided = found
+            self._decided[key] = decided
+        return decided
+
+
 @dataclass
 class Transport:
     session: aiohttp.ClientSession
@@ -97,6 +126,12 @@ class Transport:
     redact: Callable[[str], str] = field(default=lambda text: text)
     # A project's own CA bundle (`ca_file`); None: the system's CAs. Verification is never off.
     ssl_context: ssl.SSLContext | None = None
+    proxies: Proxies | None = None
+    # One ClientTimeout for every request (a new one per request costs for nothing).
+    _timeout: aiohttp.ClientTimeout = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=self.timeout)
 
     async def send(self, api: str, method: str, url: URL, headers: dict[str, str], body: bytes = b"",
                    limiter: RateLimiter | None = None, *, capped: bool = True) -> Response:
@@ -120,10 +155,11 @@ class Transport:
             started = time.monotonic()
             code = "error"
             try:
+                proxy, proxy_auth = self.proxies.for_url(url) if self.proxies is not None else (None, None)
                 async with self.session.request(
                     method, url, headers=headers, data=body or None, allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=self.timeout),
-                    ssl=self.ssl_context if self.ssl_context is not None else True,
+                    timeout=self._timeout, ssl=self.ssl_context if self.ssl_context is not None else True,
+                    proxy=proxy, proxy_auth=proxy_auth,
                 ) as answer:
                     code = str(answer.status)
                     ok = 200 <= answer.status < 300
