@@ -11,7 +11,7 @@ require both to parse to identical samples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector,
                                ProcessCollector, generate_latest)
@@ -288,10 +288,16 @@ class SelfMetrics:
                                       " the cloud API.", ["api"], registry=self.registry,
                                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
         self._exposed = _WithoutCreated(self.registry)
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def observe_request(self, api: str, code: str, seconds: float) -> None:
-        self.api_requests.labels(api, code).inc()
-        self.api_duration.labels(api).observe(seconds)
+        # The labelled children, looked up once per (api, code): this runs for every request.
+        children = self._children.get((api, code))
+        if children is None:
+            children = self._children[(api, code)] = (self.api_requests.labels(api, code),
+                                                      self.api_duration.labels(api))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def config_loaded(self, success: bool, when: float) -> None:
         self.reload_successful.set(1 if success else 0)

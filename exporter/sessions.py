@@ -10,7 +10,6 @@ import bisect
 import hashlib
 import math
 import re
-from collections import Counter
 from itertools import repeat
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
@@ -208,17 +207,6 @@ def _plain_durations(values: list[Any]) -> list[float | int]:
     return sorted(number for number in map(parse_duration_value, values) if number is not None)
 
 
-def _count(rows: list[dict[str, Any]], name: str, max_length: int) -> Counter[Any]:
-    """Raw values of one field counted in C (collections.Counter over a map); each distinct value
-    is cleaned later, once. An unhashable value (a list, an object) is cleaned first: it is rare."""
-    values = _field(rows, name)
-    try:
-        return Counter(values)
-    except TypeError:
-        return Counter(value if type(value) is str else label_value(value, max_length)
-                       for value in _field(rows, name))
-
-
 class SessionCounter:
     """Aggregates a poll page by page: takes each page's rows, keeps only counters and the ids seen
     so far, so a poll's memory is one page plus the ids, whatever the instance's session count.
@@ -252,15 +240,46 @@ class SessionCounter:
             self.kept.extend(parse_session(row, self._max_length) for row in fresh)
         self.pages += 1
         self.sessions += len(fresh)
-        self._fold(_count(fresh, "state", self._max_length), self._states)
-        self._fold(_count(fresh, "user", self._max_length), self._users)
-        self._fold(_count(fresh, "database", self._max_length), self._databases)
+        states: dict[Any, int] = {}
+        users: dict[Any, int] = {}
+        databases: dict[Any, int] = {}
+        groups: dict[Any, list[Any]] = {}  # command -> durations
+        try:
+            # One pass over the page, raw values only: no call per row (the hot loop of a poll).
+            for row in fresh:
+                value = row.get("state")
+                states[value] = states.get(value, 0) + 1
+                value = row.get("user")
+                users[value] = users.get(value, 0) + 1
+                value = row.get("database")
+                databases[value] = databases.get(value, 0) + 1
+                value = row.get("command")
+                group = groups.get(value)
+                if group is None:
+                    group = groups[value] = []
+                group.append(row.get("duration"))
+        except TypeError:  # an unhashable value (a list, an object) somewhere: this page the slow way
+            states, users, databases, groups = self._count_slowly(fresh)
+        self._fold(states, self._states)
+        self._fold(users, self._users)
+        self._fold(databases, self._databases)
         if self.config.hosts:
-            for raw, count in _count(fresh, "host", self._max_length).items():
-                host = client_ip(label_value(raw, self._max_length))
-                self._hosts[host] = self._hosts.get(host, 0) + count
-        self._count_commands(fresh)
+            for row in fresh:
+                host = client_ip(self._clean(row.get("host")))
+                self._hosts[host] = self._hosts.get(host, 0) + 1
+        self._count_commands(groups)
         return new_ids
+
+    def _count_slowly(self, rows: list[dict[str, Any]]) -> tuple[dict[Any, int], dict[Any, int], dict[Any, int],
+                                                                   dict[Any, list[Any]]]:
+        counts: tuple[dict[Any, int], dict[Any, int], dict[Any, int]] = ({}, {}, {})
+        groups: dict[Any, list[Any]] = {}
+        for row in rows:
+            for name, found in zip(("state", "user", "database"), counts):
+                value = self._clean(row.get(name))
+                found[value] = found.get(value, 0) + 1
+            groups.setdefault(self._clean(row.get("command")), []).append(row.get("duration"))
+        return counts[0], counts[1], counts[2], groups
 
     def _fresh_rows(self, rows: list[Any]) -> tuple[list[dict[str, Any]], int]:
         """The page's objects whose id was not seen before in this poll (rows without one count)."""
@@ -289,17 +308,9 @@ class SessionCounter:
                 fresh.append(row)
         return fresh, len(seen) - before
 
-    def _count_commands(self, rows: list[dict[str, Any]]) -> None:
+    def _count_commands(self, groups: dict[Any, list[Any]]) -> None:
         """Per distinct command: its rows' count and durations; the duration histogram only for the
         commands that are not idle (decided once per command, not per row)."""
-        groups: dict[Any, list[Any]] = {}
-        for command, duration in zip(_field(rows, "command"), _field(rows, "duration")):
-            if type(command) is not str:  # None, a number, or even a list: cleaned now, it is rare
-                command = self._clean(command)
-            group = groups.get(command)
-            if group is None:
-                group = groups[command] = []
-            group.append(duration)
         bounds = self._bounds
         for raw, durations in groups.items():
             command = self._clean(raw)

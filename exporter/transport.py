@@ -13,7 +13,7 @@ import json
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 import aiohttp
 from aiohttp.helpers import proxies_from_env
@@ -64,7 +64,7 @@ class ApiError(Exception):
 @dataclass
 class Response:
     status: int
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # aiohttp's case-insensitive headers as they came (not copied)
     body: bytes
 
     def json(self) -> Any:
@@ -164,8 +164,17 @@ class Transport:
                     code = str(answer.status)
                     ok = 200 <= answer.status < 300
                     cap = self.max_body_bytes if ok else MAX_ERROR_BODY_BYTES
-                    payload = await _read_capped(answer, cap, truncate=not ok)
-                    response = Response(answer.status, dict(answer.headers), payload)
+                    declared = answer.content_length
+                    # The usual page, declared and not compressed (a compressed body's declared size
+                    # says nothing of what it expands to): one read, no chunk loop.
+                    if (ok and declared is not None and declared <= cap
+                            and "Content-Encoding" not in answer.headers):
+                        payload = await answer.read()
+                        if len(payload) > cap:  # more than declared: a broken server
+                            raise ApiError("bad_response", f"body exceeds the {cap}-byte cap", status=answer.status)
+                    else:
+                        payload = await _read_capped(answer, cap, truncate=not ok)
+                    response = Response(answer.status, answer.headers, payload)
             except ApiError:
                 raise
             except asyncio.TimeoutError:
