@@ -178,6 +178,19 @@ class Simulator:
         self.faults: dict[str, Fault] = {}
         self.observed = Observed()
 
+    def freeze(self, now: float) -> None:
+        """Serve pre-built pages from now on. Instances with as many sessions share one set of
+        pages (building rows costs ~10 ms per instance: 10,000 of them would take minutes)."""
+        built: dict[int, dict[tuple[int, int], bytes]] = {}
+        for instance in self.instances.values():
+            pages = built.get(instance.sessions)
+            if pages is None:
+                instance.freeze(now)
+                assert instance.static_pages is not None
+                built[instance.sessions] = instance.static_pages
+            else:
+                instance.static_pages = pages
+
     def add_instance(self, instance_id: str, name: str, *, sessions: int = 60, seed: int = 0) -> SimInstance:
         instance = SimInstance(instance_id, name, sessions, seed)
         self.instances[instance_id] = instance
@@ -473,9 +486,7 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.delay:
         simulator.faults["*"] = Fault(kind="delay", seconds=args.delay)
     if args.static:
-        now = time.time()
-        for instance in simulator.instances.values():
-            instance.freeze(now)
+        simulator.freeze(time.time())
     host, _, port = args.listen.rpartition(":")
     runner, base_url = await start(simulator, host or "127.0.0.1", int(port))
     if args.write_config:
