@@ -177,7 +177,7 @@ import aiohttp, orjson
 
 base, project, token = sys.argv[1], sys.argv[2], sys.argv[3]
 interval, concurrency, warmup, window = float(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7])
-ids = sys.argv[8].split(",") if sys.argv[8] else []
+ids = sys.stdin.read().split()
 
 async def main():
     pages = 0
@@ -218,9 +218,9 @@ asyncio.run(main())
 
 
 def bare_loop(base_url: str, instances: int, interval: float, concurrency: int, window: float) -> tuple[float, int]:
-    ids = ",".join(instance_id_for(index) for index in range(instances))
+    ids = "\n".join(instance_id_for(index) for index in range(instances))
     answer = subprocess.run([sys.executable, "-c", BARE_LOOP, base_url, SIM_PROJECT_ID, SIM_TOKEN, str(interval),
-                             str(concurrency), str(interval), str(window), ids],
+                             str(concurrency), str(interval), str(window)], input=ids,
                             capture_output=True, text=True, timeout=interval + window + 120)
     match = re.search(r"bare ([0-9.]+) (\d+)", answer.stdout)
     if not match:

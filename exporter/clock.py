@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from types import TracebackType
 from typing import Any, Callable, Protocol
@@ -44,15 +45,72 @@ class RateLimiter:
             await self._clock.sleep(start - now)
 
 
+class DeadlineQueue:
+    """Many deadlines on one timer: the loop holds a single timer for the earliest live deadline.
+
+    A poll registers a deadline three intervals away and almost always ends long before it; with a
+    loop timer per poll, 10,000 instances kept ~30,000 cancelled timers in the event loop's heap,
+    each new one paying Python-level comparisons to get in. Here a deadline is a list in our own
+    heap (compared in C), a cancelled one is only marked, and the loop timer moves only when the
+    earliest live deadline changes."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._heap: list[list[Any]] = []  # [expires_at, sequence, callback or None when cancelled]
+        self._sequence = 0
+        self._timer: Timer | None = None
+        self._armed_at: float | None = None
+
+    def add(self, seconds: float, callback: Callable[[], None]) -> Timer:
+        expires_at = self._clock.monotonic() + max(0.0, seconds)
+        self._sequence += 1
+        entry: list[Any] = [expires_at, self._sequence, callback]
+        heapq.heappush(self._heap, entry)
+        if self._armed_at is None or expires_at < self._armed_at:
+            self._arm(expires_at)
+        return _QueuedDeadline(entry)
+
+    def __len__(self) -> int:
+        return sum(1 for entry in self._heap if entry[2] is not None)
+
+    def _arm(self, expires_at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed_at = expires_at
+        self._timer = self._clock.call_later(expires_at - self._clock.monotonic(), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = self._armed_at = None
+        heap = self._heap
+        now = self._clock.monotonic()
+        while heap and (heap[0][2] is None or heap[0][0] <= now):
+            callback = heapq.heappop(heap)[2]
+            if callback is not None:
+                callback()
+        if heap:
+            self._arm(heap[0][0])
+
+
+class _QueuedDeadline:
+    __slots__ = ("_entry",)
+
+    def __init__(self, entry: list[Any]) -> None:
+        self._entry = entry
+
+    def cancel(self) -> None:
+        self._entry[2] = None
+
+
 class Deadline:
     """`async with Deadline(clock, seconds):` raises TimeoutError once `seconds` of `clock` time have
     passed, cancelling the body, like asyncio.timeout: one timer, no extra task, so a poll costs the
     event loop no more than its own awaits. Unlike asyncio.timeout it follows the injected clock,
     so tests drive it in virtual time."""
 
-    def __init__(self, clock: Clock, seconds: float) -> None:
+    def __init__(self, clock: Clock, seconds: float, queue: DeadlineQueue | None = None) -> None:
         self._clock = clock
         self._seconds = seconds
+        self._queue = queue
         self._task: asyncio.Task[Any] | None = None
         self._timer: Timer | None = None
         self._cancelling = 0
@@ -63,7 +121,10 @@ class Deadline:
         assert task is not None, "Deadline is used inside a task"
         self._task = task
         self._cancelling = task.cancelling()
-        self._timer = self._clock.call_later(self._seconds, self._expire)
+        if self._queue is not None:
+            self._timer = self._queue.add(self._seconds, self._expire)
+        else:
+            self._timer = self._clock.call_later(self._seconds, self._expire)
         return self
 
     def _expire(self) -> None:

@@ -19,7 +19,7 @@ import aiohttp
 
 from exporter.api import HtapApi
 from exporter.auth import make_authenticator
-from exporter.clock import Clock, Deadline, RateLimiter
+from exporter.clock import Clock, Deadline, DeadlineQueue, RateLimiter
 from exporter.config import Config, InstanceConfig, MetricsConfig, PollConfig, ProjectConfig
 from exporter.metrics import InstanceIdentity, PollState, render_instance
 from exporter.redact import Redactor
@@ -100,7 +100,7 @@ class _Loop:
             deadline = POLL_DEADLINE_INTERVALS * self.spec.poll.interval
             counter = SessionCounter(self.spec.metrics)
             try:
-                async with Deadline(clock, deadline):
+                async with Deadline(clock, deadline, self.poller.deadlines):
                     result = await self.api.list_sessions(identity.instance_id, counter)
             except TimeoutError:
                 raise ApiError("timeout", f"poll did not end within {deadline:g}s"
@@ -161,6 +161,7 @@ class Poller:
         self.redactor = redactor
         self.observe = observe
         self.rng = rng or random.Random()
+        self.deadlines = DeadlineQueue(clock)  # every poll's deadline, on one timer
         self.ready = asyncio.Event()
         self._loops: dict[str, _Loop] = {}
         self._apis: dict[ProjectConfig, HtapApi] = {}

@@ -206,3 +206,49 @@ async def test_an_outside_cancel_stays_a_cancellation():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_deadline_queue_holds_one_timer_and_fires_in_order():
+    from exporter.clock import DeadlineQueue
+    clock = FakeClock()
+    queue = DeadlineQueue(clock)
+    fired: list[str] = []
+    first = queue.add(10, lambda: fired.append("a"))
+    queue.add(20, lambda: fired.append("b"))
+    queue.add(5, lambda: fired.append("c"))
+    cancelled = queue.add(7, lambda: fired.append("never"))
+    cancelled.cancel()
+    assert clock.pending == 1  # one timer, for the earliest deadline (5 s)
+    await clock.advance(6)
+    assert fired == ["c"]
+    first.cancel()
+    await clock.advance(30)
+    assert fired == ["c", "b"] and len(queue) == 0
+
+
+async def test_many_deadlines_that_end_early_cost_one_timer():
+    from exporter.clock import DeadlineQueue
+    clock = FakeClock()
+    queue = DeadlineQueue(clock)
+    for _ in range(1000):
+        queue.add(90, lambda: None).cancel()
+        await clock.advance(0.01)
+    assert clock.pending == 1 and len(queue) == 0
+
+
+async def test_a_queued_deadline_times_out_a_poll():
+    from exporter.clock import DeadlineQueue
+    clock = FakeClock()
+    queue = DeadlineQueue(clock)
+
+    async def guarded() -> str:
+        try:
+            async with Deadline(clock, 30, queue):
+                await clock.sleep(100)
+        except TimeoutError:
+            return f"timeout at {clock.monotonic() - 1000:g}"
+        return "finished"
+
+    task = asyncio.create_task(guarded())
+    await clock.advance(31)
+    assert await task == "timeout at 30"
