@@ -14,6 +14,7 @@ from typing import Any
 from yarl import URL
 
 from exporter.auth import Authenticator, OutgoingRequest
+from exporter.budget import ApiBudget
 from exporter.clock import RateLimiter
 from exporter.sessions import UNKNOWN, Session, parse_session
 from exporter.transport import ApiError, Prepare, Response, Transport
@@ -43,6 +44,19 @@ class HtapApi:
         self._max_pages = max_pages
         self._limiter = limiter
 
+    @property
+    def endpoint(self) -> URL:
+        return self._endpoint
+
+    @property
+    def budget(self) -> ApiBudget | None:
+        return self._limiter if isinstance(self._limiter, ApiBudget) else None
+
+    def poll_interval(self, configured: float) -> float:
+        """The interval this project's budget can sustain (the configured one, or longer)."""
+        budget = self.budget
+        return configured if budget is None else budget.poll_interval(configured)
+
     async def list_sessions(self, instance_id: str) -> SessionList:
         sessions: list[Session] = []
         seen_ids: set[str] = set()
@@ -63,6 +77,8 @@ class HtapApi:
                     new_ids += 1
                 sessions.append(session)
             if len(rows) < PAGE_LIMIT or (new_ids == 0 and seen_ids):
+                if self.budget is not None:
+                    self.budget.record_poll(instance_id, page)
                 return SessionList(sessions, page, skipped)
             offset += len(rows)
         raise ApiError("bad_response", f"pagination did not end after {self._max_pages} pages of {PAGE_LIMIT}")
@@ -89,7 +105,7 @@ class HtapApi:
                            status=response.status)
         return rows
 
-    async def call(self, request: OutgoingRequest) -> Response:
+    async def call(self, request: OutgoingRequest, api: str = SESSIONS_API) -> Response:
         """Send with credentials; on a 401 the authenticator may renew them, then one retry."""
         sent_headers: dict[str, str] = {}
 
@@ -101,14 +117,14 @@ class HtapApi:
 
         async with self._auth.gate.attempt():
             try:
-                return await self._send(request, prepare)
+                return await self._send(request, prepare, api)
             except ApiError as problem:
                 # Empty sent_headers: the 401 came from IAM while preparing, not from this API.
                 if (problem.status != 401 or not sent_headers
                         or not await self._auth.unauthorized(dict(sent_headers))):
                     raise
-            return await self._send(request, prepare)
+            return await self._send(request, prepare, api)
 
-    async def _send(self, request: OutgoingRequest, prepare: Prepare) -> Response:
-        return await self._transport.send_prepared(SESSIONS_API, request.method, prepare, request.body,
+    async def _send(self, request: OutgoingRequest, prepare: Prepare, api: str) -> Response:
+        return await self._transport.send_prepared(api, request.method, prepare, request.body,
                                                    limiter=self._limiter)
