@@ -188,17 +188,18 @@ class Observed:
 
 class Simulator:
     def __init__(self, *, project_id: str = SIM_PROJECT_ID, instances: int = 5, sessions: int = 60,
-                 token_ttl: float = 24 * 3600.0, seed: int = 1) -> None:
+                 token_ttl: float = 24 * 3600.0, seed: int = 1, first_index: int = 0) -> None:
         self.project_id = project_id
         self.instances: dict[str, SimInstance] = {}
         self.taurus: dict[str, SimTaurus] = {}
         self._created = 0
-        for index in range(instances):
+        # first_index: a second simulated project gets ids of its own (instance_id_for(first_index), ...).
+        for index in range(first_index, first_index + instances):
             taurus_id = taurus_id_for(index // 2)
             if taurus_id not in self.taurus:
                 self.taurus[taurus_id] = SimTaurus(taurus_id, f"taurus-{index // 2 + 1}")
             self.add_instance(instance_id_for(index), f"htap-{index + 1}",
-                              sessions=sessions + 37 * index, seed=seed * 1000 + index, taurus_id=taurus_id)
+                              sessions=sessions + 37 * (index - first_index), seed=seed * 1000 + index, taurus_id=taurus_id)
         self.static_tokens = {SIM_TOKEN}
         self.keys = {SIM_ACCESS_KEY: SIM_SECRET_KEY}
         self.users = {(SIM_DOMAIN, SIM_USER): SIM_PASSWORD}
