@@ -112,3 +112,36 @@ def test_discovery_cannot_starve_polling_entirely(clock: FakeClock):
     budget.expect(["a"])
     budget.record_discovery(requests=10_000, refresh_interval=60.0)
     assert budget.poll_interval(1.0) == 1 / (1.0 * (1 - POLL_SHARE))
+
+
+async def test_iam_token_requests_are_not_counted(simulator, http, clock: FakeClock):
+    """A password-auth project fetches its IAM token outside the budget: with a budget of one
+    request and no burst, the first session page still goes at once after the token request."""
+    from exporter.api import HtapApi
+    from exporter.auth import PasswordAuthenticator
+    from exporter.config import PasswordAuth, Secret, SecretSource
+    from exporter.redact import Redactor
+    from exporter.simulator import SIM_DOMAIN, SIM_PASSWORD, SIM_USER, instance_id_for
+    from exporter.transport import Transport
+
+    sim = simulator.sim
+    transport = Transport(http, asyncio.Semaphore(4), 5.0, 8 * 1024 * 1024)
+    auth = PasswordAuthenticator(PasswordAuth(SIM_DOMAIN, SIM_USER, SecretSource(value=Secret(SIM_PASSWORD))),
+                                 sim.project_id, simulator.base_url, transport, clock, Redactor())
+    budget = ApiBudget(1.0, clock)
+    api = HtapApi(endpoint=simulator.base_url, project_id=sim.project_id, auth=auth, transport=transport,
+                  max_pages=5, limiter=budget)
+    sim.instances[instance_id_for(0)].fixed_rows = []
+    # Virtual time does not move here: had the token request used the bucket, this would wait forever.
+    await asyncio.wait_for(api.list_sessions(instance_id_for(0)), 10)
+    assert sim.observed.iam_requests == 1 and sim.observed.requests[instance_id_for(0)] == 1
+    assert [s for s in clock.sleeps if s > 0] == []  # nobody waited for the bucket
+    second = asyncio.create_task(api.list_sessions(instance_id_for(0)))
+    await clock.advance(0.5)
+    assert not second.done()  # the session page itself is counted: the next one waits its second
+    await clock.advance(0.5)
+    for _ in range(100):
+        if second.done():
+            break
+        await asyncio.sleep(0.01)
+    await second
