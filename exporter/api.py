@@ -14,6 +14,7 @@ from typing import Any
 from yarl import URL
 
 from exporter.auth import Authenticator, OutgoingRequest
+from exporter.budget import ApiBudget
 from exporter.clock import RateLimiter
 from exporter.config import MetricsConfig
 from exporter.sessions import Session, SessionCounter, InstanceStats
@@ -45,6 +46,19 @@ class HtapApi:
         self._max_pages = max_pages
         self._limiter = limiter
 
+    @property
+    def endpoint(self) -> URL:
+        return self._endpoint
+
+    @property
+    def budget(self) -> ApiBudget | None:
+        return self._limiter if isinstance(self._limiter, ApiBudget) else None
+
+    def poll_interval(self, configured: float) -> float:
+        """The interval this project's budget can sustain (the configured one, or longer)."""
+        budget = self.budget
+        return configured if budget is None else budget.poll_interval(configured)
+
     async def list_sessions(self, instance_id: str, counter: SessionCounter | None = None) -> SessionList:
         """Walk the pages into `counter`, one page at a time: a page's rows are counted and dropped
         before the next page is asked for. Without a counter, one that keeps the parsed rows (for
@@ -56,6 +70,8 @@ class HtapApi:
             rows = await self._page(instance_id, offset)
             new_ids = counter.add_page(rows)
             if len(rows) < PAGE_LIMIT or (new_ids == 0 and counter.has_ids):
+                if self.budget is not None:
+                    self.budget.record_poll(instance_id, page)
                 return SessionList(counter.result(), page, counter.skipped_rows, counter.kept)
             offset += len(rows)
             del rows  # the next page is fetched without this one in memory
@@ -83,7 +99,7 @@ class HtapApi:
                            status=response.status)
         return rows
 
-    async def call(self, request: OutgoingRequest) -> Response:
+    async def call(self, request: OutgoingRequest, api: str = SESSIONS_API) -> Response:
         """Send with credentials; on a 401 the authenticator may renew them, then one retry."""
         sent_headers: dict[str, str] = {}
 
@@ -95,14 +111,14 @@ class HtapApi:
 
         async with self._auth.gate.attempt():
             try:
-                return await self._send(request, prepare)
+                return await self._send(request, prepare, api)
             except ApiError as problem:
                 # Empty sent_headers: the 401 came from IAM while preparing, not from this API.
                 if (problem.status != 401 or not sent_headers
                         or not await self._auth.unauthorized(dict(sent_headers))):
                     raise
-            return await self._send(request, prepare)
+            return await self._send(request, prepare, api)
 
-    async def _send(self, request: OutgoingRequest, prepare: Prepare) -> Response:
-        return await self._transport.send_prepared(SESSIONS_API, request.method, prepare, request.body,
+    async def _send(self, request: OutgoingRequest, prepare: Prepare, api: str) -> Response:
+        return await self._transport.send_prepared(api, request.method, prepare, request.body,
                                                    limiter=self._limiter)

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import re
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +18,14 @@ from aiohttp import web
 from exporter import __version__
 from exporter.clock import Clock
 from exporter.config import Config, ConfigError, load_config, parse_config, parse_duration
+from exporter.fleet import Fleet
 from exporter.httpguard import ConnectionGuard, GuardedSite, GuardLimits, connection_cap, raise_open_file_limit
 from exporter.logs import setup_logging
 from exporter.metrics import SelfMetrics
 from exporter.poller import Poller
 from exporter.redact import Redactor
 from exporter.server import ServerState, make_app
+from exporter.sharding import Shard, ordinal_from_hostname
 from exporter.store import Store
 from exporter.webaccess import WebAccess
 from exporter.webconfig import RotatingSSLContext, WebConfigWatcher
@@ -74,8 +77,32 @@ def build_parser() -> argparse.ArgumentParser:
                              " one refused with 503 (default: 512)")
     parser.add_argument("--demo", action="store_true",
                         help="start the built-in API simulator on loopback and poll it (no credentials needed)")
+    parser.add_argument("--shard.count", dest="shard_count", type=int, default=1, metavar="N",
+                        help="number of replicas sharing the instances (default: 1)")
+    parser.add_argument("--shard.index", dest="shard_index", type=int, default=None, metavar="K",
+                        help="this replica's share, 0..N-1 (default: 0)")
+    parser.add_argument("--shard.index-from-hostname", dest="shard_from_hostname", action="store_true",
+                        help="take the shard index from the hostname's trailing -NUMBER (a StatefulSet pod ordinal)")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     return parser
+
+
+def shard_from_args(args: argparse.Namespace, hostname: str | None = None) -> Shard:
+    """The replica's shard; ValueError with the user-facing reason."""
+    if args.shard_from_hostname:
+        if args.shard_index is not None:
+            raise ValueError("give either --shard.index or --shard.index-from-hostname, not both")
+        name = hostname if hostname is not None else socket.gethostname()
+        try:
+            index = ordinal_from_hostname(name)
+        except ValueError as problem:
+            raise ValueError(f"--shard.index-from-hostname: {problem}") from None
+    else:
+        index = args.shard_index if args.shard_index is not None else 0
+    try:
+        return Shard(index, args.shard_count)
+    except ValueError as problem:
+        raise ValueError(f"--shard.index/--shard.count: {problem}") from None
 
 
 def warn_cleartext(config: Config) -> None:
@@ -91,6 +118,7 @@ class Runtime:
     config_file: str | None  # None in demo mode: nothing to reload from
     config: Config
     poller: Poller
+    fleet: Fleet
     self_metrics: SelfMetrics
     redactor: Redactor
     clock: Clock
@@ -113,10 +141,10 @@ class Runtime:
                 return "internal error while loading the configuration (see the log)"
             self.redactor.remember("config", *config.secrets())
             warn_cleartext(config)
-            await self.poller.apply(config)
+            effective = await self.fleet.apply(config)
             self.config = config
             self.self_metrics.config_loaded(True, self.clock.time())
-            log.info("configuration reloaded", extra={"instances": sum(len(p.instances) for p in config.projects),
+            log.info("configuration reloaded", extra={"instances": sum(len(p.instances) for p in effective.projects),
                                                       "projects": len(config.projects)})
             return None
 
@@ -134,7 +162,9 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
                                     headers={"User-Agent": f"htap-exporter/{__version__}"})
     poller = Poller(session=session, store=store, clock=clock, redactor=redactor,
                     observe=self_metrics.observe_request)
-    runtime = Runtime(None if args.demo else args.config_file, config, poller, self_metrics, redactor, clock,
+    shard: Shard = getattr(args, "shard", Shard(0, 1))
+    fleet = Fleet(poller=poller, clock=clock, registry=self_metrics.registry, shard=shard)
+    runtime = Runtime(None if args.demo else args.config_file, config, poller, fleet, self_metrics, redactor, clock,
                       asyncio.Lock())
 
     async def reload_all() -> str | None:
@@ -186,10 +216,11 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
                                                    "basic_auth_users": len(current.users)})
         async with runtime.reload_lock:  # a SIGHUP during start reloads after it, not beside it
             warn_cleartext(config)
-            await poller.apply(config)
+            effective = await fleet.apply(config)
             self_metrics.config_loaded(True, clock.time())
-        log.info("polling", extra={"instances": sum(len(p.instances) for p in config.projects),
-                                   "projects": len(config.projects), "interval_seconds": config.poll.interval})
+        log.info("polling", extra={"instances": sum(len(p.instances) for p in effective.projects),
+                                   "projects": len(config.projects), "interval_seconds": config.poll.interval,
+                                   "shard_index": shard.index, "shard_count": shard.count})
         if hangups:
             log.info("SIGHUP received while starting: reloading the configuration")
             on_hangup()
@@ -200,6 +231,7 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
         return 0
     finally:
         async with runtime.reload_lock:  # a reload in progress must not start loops after the stop
+            await fleet.stop()
             await poller.stop()
         await runner.cleanup()
         await session.close()
@@ -213,7 +245,7 @@ async def serve_demo(args: argparse.Namespace, redactor: Redactor, hangups: list
 
     simulator = Simulator(instances=DEMO_INSTANCES)
     demo_runner, base_url = await start(simulator)
-    config = parse_config(sample_config(simulator, base_url, interval=DEMO_INTERVAL), file="demo")
+    config = parse_config(sample_config(simulator, base_url, interval=DEMO_INTERVAL, discovery=True), file="demo")
     log.info("demo: simulator started", extra={"instances": DEMO_INSTANCES, "url": base_url})
     return await serve(args, config, redactor, demo_runner, hangups, web_config)
 
@@ -233,6 +265,7 @@ def main(argv: list[str] | None = None, hangups: list[int] | None = None) -> int
     try:
         for address in args.listen or []:
             parse_listen_address(address)
+        args.shard = shard_from_args(args)
     except ValueError as problem:
         print(f"htap-exporter: {problem}", file=sys.stderr)
         return 1

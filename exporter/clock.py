@@ -28,19 +28,23 @@ class Clock:
 
 
 class RateLimiter:
-    """Spaces calls at least 1/rate seconds apart (rate <= 0: no limit)."""
+    """A token bucket: `burst` calls may go at once, then one every 1/rate seconds (rate <= 0:
+    no limit). Each caller reserves its slot when it arrives, so waiters are served in order and
+    none is overtaken forever (a generic cell rate algorithm: one number of state, no timer)."""
 
-    def __init__(self, rate: float, clock: Clock) -> None:
+    def __init__(self, rate: float, clock: Clock, burst: int = 1) -> None:
         self._interval = 1.0 / rate if rate > 0 else 0.0
         self._clock = clock
-        self._next_free = 0.0
+        self._tolerance = max(0, burst - 1) * self._interval
+        self._theoretical_arrival = 0.0
 
     async def wait(self) -> None:
         if self._interval == 0.0:
             return
         now = self._clock.monotonic()
-        start = max(now, self._next_free)
-        self._next_free = start + self._interval
+        arrival = max(now, self._theoretical_arrival)
+        start = max(now, arrival - self._tolerance)
+        self._theoretical_arrival = arrival + self._interval
         if start > now:
             await self._clock.sleep(start - now)
 

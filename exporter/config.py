@@ -35,6 +35,9 @@ CONVENTIONAL_ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]*")
 LOOPBACK_HOSTS = frozenset({"localhost", "localhost.", "::1", "[::1]"})
 MAX_CONFIG_FILE_BYTES = 16 * 1024 * 1024
 DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+# Each refresh costs a request per TaurusDB instance: the floor keeps a typo (`5ms`) from turning
+# discovery into a request storm.
+MIN_REFRESH_INTERVAL = 1.0
 
 
 class ConfigError(Exception):
@@ -77,6 +80,27 @@ AuthConfig = TokenAuth | PasswordAuth | AkSkAuth
 class InstanceConfig:
     id: str
     name: str
+    # Discovered facts (engine_version, node_count, status), exported on htap_instance_info.
+    facts: tuple[tuple[str, str], ...] = ()
+
+
+# HTAP instances in these states have no sessions to read (yet or any more).
+DEFAULT_SKIP_STATUSES = frozenset({"creating", "createfail", "deleting", "deleted"})
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    enabled: bool = False
+    refresh_interval: float = 300.0
+    include: str = ".*"  # matched against the whole HTAP instance name, like Prometheus relabeling
+    exclude: str = ""  # empty: exclude nothing
+    skip_frozen: bool = True
+    skip_statuses: frozenset[str] = DEFAULT_SKIP_STATUSES  # lower case, compared case-insensitively
+
+    def wants(self, name: str) -> bool:
+        if not re.fullmatch(self.include, name):
+            return False
+        return not (self.exclude and re.fullmatch(self.exclude, name))
 
 
 @dataclass(frozen=True)
@@ -91,6 +115,7 @@ class ProjectConfig:
     # Opt-in for http:// endpoints to a non-loopback host (credentials would travel in clear text).
     allow_http: bool = False
     ca_file: Path | None = None  # PEM bundle trusted instead of the system CAs for this project
+    discovery: DiscoveryConfig | None = None  # None: not enabled
 
     def cleartext_endpoints(self) -> list[tuple[str, str]]:
         """(key, url) of every endpoint this project reaches over plain http to a non-loopback host."""
@@ -179,10 +204,17 @@ class Config:
                 + (f" ca_file={project.ca_file}" if project.ca_file is not None else "")
             )
             lines.append(f"  auth: {auth_text}")
+            if project.discovery is not None:
+                d = project.discovery
+                lines.append(f"  discovery: refresh_interval={_fmt_seconds(d.refresh_interval)} include={d.include!r}"
+                             f" exclude={d.exclude!r} skip_frozen={str(d.skip_frozen).lower()}"
+                             f" skip_statuses={','.join(sorted(d.skip_statuses))}")
             for instance in project.instances:
                 lines.append(f"  instance: {instance.id} name={instance.name}")
         total = sum(len(p.instances) for p in self.projects)
-        lines.append(f"OK: {len(self.projects)} project(s), {total} instance(s)")
+        discovering = sum(1 for p in self.projects if p.discovery is not None)
+        lines.append(f"OK: {len(self.projects)} project(s), {total} instance(s)"
+                     + (f", discovery in {discovering} project(s)" if discovering else ""))
         return "\n".join(lines)
 
 
@@ -506,7 +538,7 @@ def _read_url(r: _Reader, value: Any, path: str) -> str:
 
 def _read_project(r: _Reader, raw: Any, path: str, seen_instances: dict[str, str]) -> ProjectConfig:
     section = r.mapping(raw, path, {"project_id", "region", "endpoint", "iam_endpoint", "auth",
-                                    "instances", "api_rate_limit", "allow_http", "ca_file"})
+                                    "instances", "api_rate_limit", "allow_http", "ca_file", "discovery"})
     for key in ("project_id", "region", "auth"):
         if key not in section:
             raise r.error(path, f"missing {key}")
@@ -547,10 +579,13 @@ def _read_project(r: _Reader, raw: Any, path: str, seen_instances: dict[str, str
             ca_context(ca_file)
         except SecretError as problem:
             raise r.error(_join(path, "ca_file"), str(problem)) from None
+    discovery = _read_discovery(r, section.get("discovery"), _join(path, "discovery"))
     instances: list[InstanceConfig] = []
     raw_instances = section.get("instances")
     if raw_instances is None:
-        raise r.error(path, "missing instances (a list of HTAP instances to poll)")
+        if discovery is None:
+            raise r.error(path, "missing instances (a list of HTAP instances to poll, or discovery.enabled: true)")
+        raw_instances = []
     for index, item in enumerate(r.sequence(raw_instances, _join(path, "instances"))):
         item_path = f"{_join(path, 'instances')}[{index}]"
         if isinstance(item, str):
@@ -578,7 +613,50 @@ def _read_project(r: _Reader, raw: Any, path: str, seen_instances: dict[str, str
         api_rate_limit=r.number(rate, _join(path, "api_rate_limit"), minimum=0) if rate is not None else 0.0,
         allow_http=allow_http,
         ca_file=ca_file,
+        discovery=discovery,
     )
+
+
+def _read_regex(r: _Reader, value: Any, path: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise r.error(path, f"must be a regular expression (a string), got {_type_name(value)}")
+    pattern = str(value)
+    try:
+        re.compile(pattern)
+    except re.error as bad:
+        raise r.error(path, f"invalid regular expression: {bad}") from None
+    return pattern
+
+
+def _read_discovery(r: _Reader, raw: Any, path: str) -> DiscoveryConfig | None:
+    """The project's discovery settings, or None when it is not enabled."""
+    if raw is None:
+        return None
+    section = r.mapping(raw, path, {"enabled", "refresh_interval", "include", "exclude", "skip_frozen",
+                                    "skip_statuses"})
+    defaults = DiscoveryConfig()
+    enabled = r.boolean(section.get("enabled", False), _join(path, "enabled"))
+    refresh = (r.duration(section["refresh_interval"], _join(path, "refresh_interval"))
+               if "refresh_interval" in section else defaults.refresh_interval)
+    if refresh < MIN_REFRESH_INTERVAL:
+        raise r.error(_join(path, "refresh_interval"),
+                      f"must be at least {_fmt_seconds(MIN_REFRESH_INTERVAL)}, got {_fmt_seconds(refresh)}")
+    statuses = defaults.skip_statuses
+    if section.get("skip_statuses") is not None:
+        items = r.sequence(section["skip_statuses"], _join(path, "skip_statuses"))
+        statuses = frozenset(r.string(s, f"{_join(path, 'skip_statuses')}[{i}]").lower()
+                             for i, s in enumerate(items))
+    config = DiscoveryConfig(
+        enabled=enabled,
+        refresh_interval=refresh,
+        include=(_read_regex(r, section["include"], _join(path, "include"))
+                 if section.get("include") is not None else defaults.include),
+        exclude=(_read_regex(r, section["exclude"], _join(path, "exclude"))
+                 if section.get("exclude") is not None else defaults.exclude),
+        skip_frozen=r.boolean(section.get("skip_frozen", defaults.skip_frozen), _join(path, "skip_frozen")),
+        skip_statuses=statuses,
+    )
+    return config if enabled else None
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -620,6 +698,15 @@ def parse_config(text: str, *, file: str = "config.yaml", env: Mapping[str, str]
         _read_project(r, item, f"projects[{index}]", seen)
         for index, item in enumerate(r.sequence(top["projects"], "projects"))
     )
+    # Discovery's metrics are per project_id, and two entries would find the same instances.
+    discovering: dict[str, int] = {}
+    for index, project in enumerate(projects):
+        if project.discovery is not None:
+            if project.project_id in discovering:
+                raise r.error(f"projects[{index}].discovery.enabled",
+                              f"project {project.project_id} already has discovery enabled at"
+                              f" projects[{discovering[project.project_id]}]: one discovering entry per project")
+            discovering[project.project_id] = index
     poll = _read_poll(r, top.get("poll"))
     if poll.timeout > poll.interval:
         raise r.error("poll.timeout", f"must not exceed poll.interval ({_fmt_seconds(poll.interval)})")

@@ -34,6 +34,7 @@ class InstanceIdentity:
     instance_name: str
     project_id: str
     region: str
+    facts: tuple[tuple[str, str], ...] = ()  # discovered: engine_version, node_count, status
 
     @property
     def labels(self) -> list[str]:
@@ -186,8 +187,10 @@ class _InstanceWriter:
 
     def info(self) -> bytes:
         identity = self.identity
-        return (f'htap_instance_info{{{self.ids},project_id="{escape_label_value(identity.project_id)}",'
-                f'region="{escape_label_value(identity.region)}"}} 1.0\n').encode()
+        labels = {"instance_id": identity.instance_id, "instance_name": identity.instance_name,
+                  "project_id": identity.project_id, "region": identity.region, **dict(identity.facts)}
+        text = ",".join(f'{name}="{escape_label_value(value)}"' for name, value in sorted(labels.items()))
+        return f"htap_instance_info{{{text}}} 1.0\n".encode()
 
     def histogram(self, stats: InstanceStats) -> tuple[bytes, bytes, bytes]:
         ids = self.ids

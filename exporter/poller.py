@@ -19,7 +19,8 @@ import aiohttp
 
 from exporter.api import HtapApi
 from exporter.auth import make_authenticator
-from exporter.clock import Clock, Deadline, DeadlineQueue, RateLimiter
+from exporter.budget import ApiBudget
+from exporter.clock import Clock, Deadline, DeadlineQueue
 from exporter.config import Config, InstanceConfig, MetricsConfig, PollConfig, ProjectConfig
 from exporter.metrics import InstanceIdentity, PollState, render_instance
 from exporter.redact import Redactor
@@ -61,19 +62,20 @@ class _Loop:
         self.state = state
         self.poller = poller
         self.identity = InstanceIdentity(spec.instance.id, spec.instance.name, spec.project.project_id,
-                                         spec.project.region)
+                                         spec.project.region, spec.instance.facts)
         self.task: asyncio.Task[None] | None = None
         self.failures = 0
         self.last_problem: tuple[str, str | None] | None = None
 
     async def run(self, start_delay: float) -> None:
         clock = self.poller.clock
-        interval = self.spec.poll.interval
         next_due = clock.monotonic() + start_delay
         while True:
             await clock.sleep(next_due - clock.monotonic())
             retry_after = await self.poll_once()
             now = clock.monotonic()
+            # Longer than configured when the project's API budget cannot sustain the fleet.
+            interval = self.api.poll_interval(self.spec.poll.interval)
             if self.failures == 0:
                 next_due += interval
                 if next_due <= now:
@@ -97,7 +99,7 @@ class _Loop:
         retry_after = None
         identity = self.identity
         try:
-            deadline = POLL_DEADLINE_INTERVALS * self.spec.poll.interval
+            deadline = POLL_DEADLINE_INTERVALS * self.api.poll_interval(self.spec.poll.interval)
             counter = SessionCounter(self.spec.metrics)
             try:
                 async with Deadline(clock, deadline, self.poller.deadlines):
@@ -181,7 +183,7 @@ class Poller:
             transport = replace(transport, ssl_context=self._ca_context(project))
         auth = make_authenticator(project.auth, project_id=project.project_id, iam_endpoint=project.iam_endpoint,
                                   transport=transport, clock=self.clock, redactor=self.redactor)
-        limiter = RateLimiter(project.api_rate_limit, self.clock) if project.api_rate_limit > 0 else None
+        limiter = ApiBudget(project.api_rate_limit, self.clock) if project.api_rate_limit > 0 else None
         assert self._poll is not None
         return HtapApi(endpoint=project.endpoint, project_id=project.project_id, auth=auth, transport=transport,
                        max_pages=self._poll.max_pages, limiter=limiter)
@@ -195,19 +197,32 @@ class Poller:
                       extra={"project_id": project.project_id, "error": str(problem)})
             return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # trusts nothing: never falls back to no checks
 
+    def _use_poll_config(self, poll: PollConfig) -> Transport:
+        if self._transport is None or poll != self._poll:
+            self._poll = poll
+            self._transport = Transport(self.session, asyncio.Semaphore(poll.concurrency),
+                                        poll.timeout, poll.max_body_bytes, self.observe,
+                                        self.redactor.redact, proxies=self.proxies)
+            self._apis = {}
+        return self._transport
+
+    def api_for(self, project: ProjectConfig, poll: PollConfig) -> HtapApi:
+        """The project's API client (credentials, token, auth gate, request budget), shared with
+        discovery so that a project has one token and one budget."""
+        transport = self._use_poll_config(poll)
+        key = replace(project, instances=())
+        api = self._apis.get(key)
+        if api is None:
+            api = self._apis[key] = self._api_for(key, transport)
+        return api
+
     async def apply(self, config: Config) -> None:
         """Start polling `config`, or switch to it: unchanged instances keep their loop and state,
         changed ones restart (keeping their counters), removed ones stop and their series vanish."""
-        if self._transport is None or config.poll != self._poll:
-            self._poll = config.poll
-            self._transport = Transport(self.session, asyncio.Semaphore(config.poll.concurrency),
-                                        config.poll.timeout, config.poll.max_body_bytes, self.observe,
-                                        self.redactor.redact, proxies=self.proxies)
-            self._apis = {}
         # Key the API and the specs by the project without its instance list: adding or renaming one
         # instance must not restart its siblings' loops nor reset the project's auth gate and token.
         keys = {project: replace(project, instances=()) for project in config.projects}
-        apis = {key: self._apis.get(key) or self._api_for(key, self._transport) for key in keys.values()}
+        apis = {key: self.api_for(key, config.poll) for key in keys.values()}
         self._apis = apis
         wanted = {
             instance.id: InstanceSpec(keys[project], instance, config.poll, config.metrics)
@@ -226,7 +241,8 @@ class Poller:
             if not self.ready.is_set():
                 self._awaiting_first_poll.add(instance_id)
             # Spread first polls over the interval: no thundering herd against the API.
-            start_delay = config.poll.interval * index / max(1, len(new_ids))
+            interval = apis[spec.project].poll_interval(config.poll.interval)
+            start_delay = interval * index / max(1, len(new_ids))
             loop.task = asyncio.create_task(loop.run(start_delay), name=f"poll-{instance_id}")
         if not wanted:
             self.ready.set()

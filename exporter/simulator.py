@@ -3,10 +3,15 @@
 It follows the spec: the session list at `GET /v3/{project_id}/instances/{instance_id}/htap/process`
 with `limit` (1..100) and `offset` validated, `DBS.200022` for an unknown instance, credentials
 checked (X-Auth-Token or an SDK-HMAC-SHA256 signature), StarRocks-like rows that change over time.
+Discovery's two steps: `GET /v3/{project_id}/instances` (TaurusDB instances, paginated, with a total
+count) and `GET /v3/{project_id}/instances/{taurus_id}/htap` (its HTAP instances). Each HTAP
+instance belongs to a TaurusDB instance (two per TaurusDB instance by default).
 IAM's `POST /v3/auth/tokens` issues tokens for configured users.
 
-A control API under `/_sim/` sets fixed rows, injects faults (per instance or global, switchable
-while it runs), revokes tokens and reports what it saw (request counts and times, auth failures).
+A control API under `/_sim/` sets fixed rows, injects faults (per instance, per list call
+(`list_instances`, `list_htap`, or one TaurusDB id), or global; switchable while it runs), creates,
+changes and deletes instances while it runs, revokes tokens and reports what it saw (request counts
+and times, auth failures).
 
 Run alone: `python -m exporter.simulator --listen 127.0.0.1:8081 --instances 5 --write-config sim.yaml`
 """
@@ -60,6 +65,20 @@ def instance_id_for(index: int) -> str:
     return digest[:32] + "in17"
 
 
+def taurus_id_for(index: int) -> str:
+    digest = hashlib.sha256(f"sim-taurus-{index}".encode()).hexdigest()
+    return digest[:32] + "in07"
+
+
+@dataclass
+class SimTaurus:
+    """A TaurusDB instance: what discovery lists first."""
+
+    id: str
+    name: str
+    status: str = "normal"
+
+
 @dataclass
 class Fault:
     kind: str
@@ -102,6 +121,18 @@ class SimInstance:
     # Pre-built answers by (offset, limit), for benchmarks: serving 10,000 instances from one
     # process must cost the simulator a dictionary lookup per page, not building the rows.
     static_pages: dict[tuple[int, int], bytes] | None = None
+
+    taurus_id: str | None = None  # None: not listed by discovery
+    status: str = "normal"
+    frozen: bool = False
+    engine_version: str = "3.1.6"
+    node_num: int = 3
+
+    def describe(self) -> dict[str, Any]:
+        """The instance as step 2 of discovery lists it."""
+        return {"id": self.id, "name": self.name, "engine_name": "starrocks", "engine_version": self.engine_version,
+                "instance_state": {"instance_status": self.status}, "is_frozen": "true" if self.frozen else "false",
+                "node_num": self.node_num, "port": 9030}
 
     def freeze(self, now: float) -> None:
         """From now on serve this moment's rows, as ready JSON bytes per page of 100."""
@@ -146,6 +177,18 @@ class Observed:
     iam_requests: int = 0
     tokens_issued: int = 0
     total_requests: int = 0  # session-list requests answered past authentication
+    # Every cloud API request (sessions and discovery, not IAM), for rate checks.
+    api_request_times: list[float] = field(default_factory=list)
+    discovery_requests: dict[str, int] = field(default_factory=dict)
+
+    def api_request(self) -> None:
+        self.api_request_times.append(time.time())
+        if len(self.api_request_times) > 200_000:
+            del self.api_request_times[:100_000]
+
+    def discovery_request(self, api: str) -> None:
+        self.discovery_requests[api] = self.discovery_requests.get(api, 0) + 1
+        self.api_request()
 
     def request(self, instance_id: str) -> None:
         self.requests[instance_id] = self.requests.get(instance_id, 0) + 1
@@ -162,14 +205,23 @@ class Observed:
 
 class Simulator:
     def __init__(self, *, project_id: str = SIM_PROJECT_ID, instances: int = 5, sessions: int = 60,
-                 token_ttl: float = 24 * 3600.0, seed: int = 1, sessions_spread: int | None = None) -> None:
+                 token_ttl: float = 24 * 3600.0, seed: int = 1, first_index: int = 0,
+                 sessions_spread: int | None = None) -> None:
         """Instance i has `sessions + 37 * i` sessions, or with `sessions_spread` a value from
         `sessions` to `sessions + sessions_spread` (a big fleet of like-sized instances)."""
         self.project_id = project_id
         self.instances: dict[str, SimInstance] = {}
-        for index in range(instances):
-            count = sessions + (37 * index if sessions_spread is None else (37 * index) % (sessions_spread + 1))
-            self.add_instance(instance_id_for(index), f"htap-{index + 1}", sessions=count, seed=seed * 1000 + index)
+        self.taurus: dict[str, SimTaurus] = {}
+        self._created = 0
+        # first_index: a second simulated project gets ids of its own (instance_id_for(first_index), ...).
+        for index in range(first_index, first_index + instances):
+            taurus_id = taurus_id_for(index // 2)
+            if taurus_id not in self.taurus:
+                self.taurus[taurus_id] = SimTaurus(taurus_id, f"taurus-{index // 2 + 1}")
+            step = 37 * (index - first_index)
+            count = sessions + (step if sessions_spread is None else step % (sessions_spread + 1))
+            self.add_instance(instance_id_for(index), f"htap-{index + 1}", sessions=count, seed=seed * 1000 + index,
+                              taurus_id=taurus_id)
         self.static_tokens = {SIM_TOKEN}
         self.keys = {SIM_ACCESS_KEY: SIM_SECRET_KEY}
         self.users = {(SIM_DOMAIN, SIM_USER): SIM_PASSWORD}
@@ -191,16 +243,41 @@ class Simulator:
             else:
                 instance.static_pages = pages
 
-    def add_instance(self, instance_id: str, name: str, *, sessions: int = 60, seed: int = 0) -> SimInstance:
-        instance = SimInstance(instance_id, name, sessions, seed)
+    def add_instance(self, instance_id: str, name: str, *, sessions: int = 60, seed: int = 0,
+                     taurus_id: str | None = None) -> SimInstance:
+        instance = SimInstance(instance_id, name, sessions, seed, taurus_id=taurus_id)
         self.instances[instance_id] = instance
         return instance
+
+    def create_instance(self, name: str, *, taurus_id: str | None = None, status: str = "normal",
+                        frozen: bool = False, sessions: int = 60) -> SimInstance:
+        """A new HTAP instance, under `taurus_id` or under a new TaurusDB instance."""
+        self._created += 1
+        if taurus_id is None:
+            taurus_id = taurus_id_for(1_000_000 + self._created)
+        if taurus_id not in self.taurus:
+            self.taurus[taurus_id] = SimTaurus(taurus_id, f"taurus-of-{name}")
+        instance_id = hashlib.sha256(f"sim-created-{self._created}".encode()).hexdigest()[:32] + "in17"
+        instance = self.add_instance(instance_id, name, sessions=sessions, seed=self._created, taurus_id=taurus_id)
+        instance.status, instance.frozen = status, frozen
+        return instance
+
+    def delete_instance(self, instance_id: str) -> bool:
+        """Delete an HTAP instance, or a TaurusDB instance with its HTAP instances."""
+        if instance_id in self.taurus:
+            del self.taurus[instance_id]
+            for child in [i.id for i in self.instances.values() if i.taurus_id == instance_id]:
+                del self.instances[child]
+            return True
+        return self.instances.pop(instance_id, None) is not None
 
     # --- the cloud API ---------------------------------------------------------------------
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_get("/v3/{project_id}/instances/{instance_id}/htap/process", self.list_sessions)
+        app.router.add_get("/v3/{project_id}/instances", self.list_taurus)
+        app.router.add_get("/v3/{project_id}/instances/{taurus_id}/htap", self.list_htap)
         app.router.add_post("/v3/auth/tokens", self.issue_token)
         app.router.add_get(CONTROL_PREFIX + "/state", self.control_state)
         app.router.add_get(CONTROL_PREFIX + "/totals", self.control_totals)
@@ -208,6 +285,9 @@ class Simulator:
         app.router.add_delete(CONTROL_PREFIX + "/faults/{target}", self.control_clear_fault)
         app.router.add_delete(CONTROL_PREFIX + "/faults", self.control_clear_faults)
         app.router.add_put(CONTROL_PREFIX + "/instances/{instance_id}/sessions", self.control_set_rows)
+        app.router.add_post(CONTROL_PREFIX + "/instances", self.control_create_instance)
+        app.router.add_patch(CONTROL_PREFIX + "/instances/{instance_id}", self.control_change_instance)
+        app.router.add_delete(CONTROL_PREFIX + "/instances/{instance_id}", self.control_delete_instance)
         app.router.add_post(CONTROL_PREFIX + "/tokens/revoke", self.control_revoke_tokens)
         app.router.add_put(CONTROL_PREFIX + "/token_ttl", self.control_token_ttl)
         return app
@@ -246,6 +326,7 @@ class Simulator:
             self.observed.auth_failed()
             return _error(401, "APIG.0301", f"Incorrect IAM authentication information: {problem}")
         self.observed.request(instance_id)
+        self.observed.api_request()
         try:
             limit = int(request.query.get("limit", "100"))
             offset = int(request.query.get("offset", "0"))
@@ -267,6 +348,52 @@ class Simulator:
                 return web.Response(body=page, content_type="application/json")
         rows = instance.rows(time.time())
         return web.json_response({"process_list": rows[offset:offset + limit]})
+
+    async def list_taurus(self, request: web.Request) -> web.StreamResponse:
+        """Step 1 of discovery: the project's TaurusDB instances, a page at a time."""
+        problem = self._authenticate(request, request.match_info["project_id"])
+        if problem is not None:
+            self.observed.auth_failed()
+            return _error(401, "APIG.0301", f"Incorrect IAM authentication information: {problem}")
+        self.observed.discovery_request("list_instances")
+        try:
+            limit = int(request.query.get("limit", "100"))
+            offset = int(request.query.get("offset", "0"))
+        except ValueError:
+            return _error(400, "DBS.200001", "Invalid parameter: limit and offset must be integers.")
+        if not 1 <= limit <= 100 or offset < 0:
+            return _error(400, "DBS.200001", "Invalid parameter: limit must be 1-100, offset >= 0.")
+        if request.match_info["project_id"] != self.project_id:
+            return _error(403, "DBS.200023", "The project does not match the credentials.")
+        fault = self._fault_for("list_instances")
+        if fault is not None and fault.kind in ("status", "throttle"):
+            return _error(fault.status, fault.error_code, fault.error_msg)
+        if fault is not None and fault.kind == "garbage":
+            return web.Response(body=b'{"instances": [', content_type="application/json")
+        if fault is not None and fault.kind == "delay":
+            await asyncio.sleep(fault.seconds)
+        taurus = list(self.taurus.values())
+        page = [{"id": t.id, "name": t.name, "status": t.status, "type": "Cluster",
+                 "datastore": {"type": "gaussdb-mysql", "version": "8.0"}} for t in taurus[offset:offset + limit]]
+        return web.json_response({"instances": page, "total_count": len(taurus)})
+
+    async def list_htap(self, request: web.Request) -> web.StreamResponse:
+        """Step 2 of discovery: the HTAP instances of one TaurusDB instance."""
+        problem = self._authenticate(request, request.match_info["project_id"])
+        if problem is not None:
+            self.observed.auth_failed()
+            return _error(401, "APIG.0301", f"Incorrect IAM authentication information: {problem}")
+        taurus_id = request.match_info["taurus_id"]
+        self.observed.discovery_request("list_htap")
+        fault = self._fault_for(taurus_id) or self._fault_for("list_htap")
+        if fault is not None and fault.kind in ("status", "throttle"):
+            return _error(fault.status, fault.error_code, fault.error_msg)
+        if fault is not None and fault.kind == "wrong_shape":
+            return web.json_response({"htap": []})
+        if request.match_info["project_id"] != self.project_id or taurus_id not in self.taurus:
+            return _error(400, "DBS.200022", "Instance not found.")
+        children = [i.describe() for i in self.instances.values() if i.taurus_id == taurus_id]
+        return web.json_response({"total": len(children), "instances": children})
 
     def _fault_for(self, target: str) -> Fault | None:
         for key in (target, "*"):
@@ -377,6 +504,8 @@ class Simulator:
             "iam_requests": observed.iam_requests,
             "tokens_issued": observed.tokens_issued,
             "instances": {i.id: i.name for i in self.instances.values()},
+            "taurus_instances": {t.id: t.name for t in self.taurus.values()},
+            "discovery_requests": observed.discovery_requests,
             "faults": {target: fault.kind for target, fault in self.faults.items()},
         })
 
@@ -401,6 +530,34 @@ class Simulator:
         rows = await request.json()
         instance = self.instances.get(instance_id) or self.add_instance(instance_id, instance_id)
         instance.fixed_rows = rows
+        return web.json_response({"ok": True})
+
+    async def control_create_instance(self, request: web.Request) -> web.Response:
+        """Body: {"name", optional "taurus_id", "status", "frozen", "sessions"}."""
+        try:
+            document = await request.json()
+            instance = self.create_instance(str(document["name"]), taurus_id=document.get("taurus_id"),
+                                            status=str(document.get("status", "normal")),
+                                            frozen=bool(document.get("frozen", False)),
+                                            sessions=int(document.get("sessions", 60)))
+        except (ValueError, KeyError, TypeError) as problem:
+            return web.json_response({"error": f"bad request: {problem!r}"}, status=400)
+        return web.json_response({"id": instance.id, "taurus_id": instance.taurus_id}, status=201)
+
+    async def control_change_instance(self, request: web.Request) -> web.Response:
+        """Body: any of {"name", "status", "frozen"}."""
+        instance = self.instances.get(request.match_info["instance_id"])
+        if instance is None:
+            return web.json_response({"error": "no such instance"}, status=404)
+        document = await request.json()
+        for key in ("name", "status", "frozen"):
+            if key in document:
+                setattr(instance, key, document[key])
+        return web.json_response({"ok": True})
+
+    async def control_delete_instance(self, request: web.Request) -> web.Response:
+        if not self.delete_instance(request.match_info["instance_id"]):
+            return web.json_response({"error": "no such instance"}, status=404)
         return web.json_response({"ok": True})
 
     async def control_revoke_tokens(self, request: web.Request) -> web.Response:
@@ -446,15 +603,21 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     return web.json_response({"error_code": code, "error_msg": message}, status=status, headers=headers)
 
 
-def sample_config(simulator: Simulator, base_url: str, *, auth: str = "token", interval: str = "15s") -> str:
-    """A config file that polls every instance of `simulator` at `base_url`."""
+def sample_config(simulator: Simulator, base_url: str, *, auth: str = "token", interval: str = "15s",
+                  discovery: bool = False) -> str:
+    """A config file that polls every instance of `simulator` at `base_url`: listed, or found by
+    discovery (refreshed every 30 s)."""
     auth_block = {
         "token": f"      type: token\n      token: {SIM_TOKEN}\n",
         "aksk": f"      type: aksk\n      access_key: {SIM_ACCESS_KEY}\n      secret_key: {SIM_SECRET_KEY}\n",
         "password": (f"      type: password\n      domain: {SIM_DOMAIN}\n      username: {SIM_USER}\n"
                      f"      password: {SIM_PASSWORD}\n"),
     }[auth]
-    instances = "".join(f"      - id: {i.id}\n        name: {i.name}\n" for i in simulator.instances.values())
+    if discovery:
+        instances = "    discovery:\n      enabled: true\n      refresh_interval: 30s\n"
+    else:
+        instances = "    instances:\n" + "".join(f"      - id: {i.id}\n        name: {i.name}\n"
+                                                for i in simulator.instances.values())
     return (
         f"# Polls the built-in simulator at {base_url}.\n"
         f"poll:\n  interval: {interval}\n  timeout: 5s\n"
@@ -464,7 +627,7 @@ def sample_config(simulator: Simulator, base_url: str, *, auth: str = "token", i
         f"    endpoint: {base_url}\n"
         f"    iam_endpoint: {base_url}\n"
         f"    auth:\n{auth_block}"
-        f"    instances:\n{instances}"
+        f"{instances}"
     )
 
 
@@ -491,7 +654,7 @@ async def _serve(args: argparse.Namespace) -> None:
     runner, base_url = await start(simulator, host or "127.0.0.1", int(port))
     if args.write_config:
         with open(args.write_config, "w", encoding="utf-8") as out:
-            out.write(sample_config(simulator, base_url, auth=args.auth))
+            out.write(sample_config(simulator, base_url, auth=args.auth, discovery=args.discovery))
     print(f"simulator listening on {base_url} with {len(simulator.instances)} instances", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -517,6 +680,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--auth", choices=["token", "aksk", "password"], default="token",
                         help="auth type written into --write-config")
     parser.add_argument("--write-config", metavar="PATH", help="write an exporter config for this simulator")
+    parser.add_argument("--discovery", action="store_true",
+                        help="the written config discovers the instances instead of listing them")
     args = parser.parse_args(argv)
     asyncio.run(_serve(args))
     return 0

@@ -175,6 +175,9 @@ class FakeApi:
     def calls_for(self, instance_id: str) -> list[float]:
         return [when for iid, when in self.calls if iid == instance_id]
 
+    def poll_interval(self, configured: float) -> float:
+        return configured
+
     async def list_sessions(self, instance_id: str, counter: SessionCounter | None = None) -> SessionList:
         number = len(self.calls_for(instance_id)) + 1
         self.calls.append((instance_id, self.clock.monotonic()))

@@ -150,11 +150,10 @@ def test_design_example_parses_into_dataclasses():
     assert config.projects[0].auth.type == "aksk"
 
 
-def test_design_example_with_discovery_is_rejected_as_unknown_key():
+def test_design_example_with_discovery_disabled_parses():
     text = DESIGN_CONFIG + "    discovery:\n      enabled: false\n      refresh_interval: 5m\n"
-    assert error_of(text, env={"HW_ACCESS_KEY": "AK123456", "HW_SECRET_KEY": "SK123456"}) == (
-        "cfg.yaml: projects[0].discovery: unknown key (allowed: allow_http, api_rate_limit, auth, ca_file, endpoint,"
-        " iam_endpoint, instances, project_id, region)")
+    config = parse(text, env={"HW_ACCESS_KEY": "AK123456", "HW_SECRET_KEY": "SK123456"})
+    assert config.projects[0].discovery is None
 
 
 def test_custom_values_for_every_key(tmp_path):
@@ -411,11 +410,11 @@ def test_load_config_uses_process_environment_by_default(tmp_path, monkeypatch):
      "cfg.yaml: metrics.max_user: unknown key (allowed: duration_buckets, hosts, idle_commands, max_databases,"
      " max_hosts, max_label_length, max_users)"),
     (project(extra="    regoin: x\n"),
-     "cfg.yaml: projects[0].regoin: unknown key (allowed: allow_http, api_rate_limit, auth, ca_file, endpoint, iam_endpoint,"
-     " instances, project_id, region)"),
-    (project(extra="    discovery: {enabled: true}\n"),
-     "cfg.yaml: projects[0].discovery: unknown key (allowed: allow_http, api_rate_limit, auth, ca_file, endpoint, iam_endpoint,"
-     " instances, project_id, region)"),
+     "cfg.yaml: projects[0].regoin: unknown key (allowed: allow_http, api_rate_limit, auth, ca_file, discovery,"
+     " endpoint, iam_endpoint, instances, project_id, region)"),
+    (project(extra="    discovery: {enabled: true, refresh: 1m}\n"),
+     "cfg.yaml: projects[0].discovery.refresh: unknown key (allowed: enabled, exclude, include,"
+     " refresh_interval, skip_frozen, skip_statuses)"),
     (project(auth="auth: {type: aksk, access_key: a, secret: b}"),
      "cfg.yaml: projects[0].auth.secret: unknown key (allowed: access_key, access_key_file, secret_key,"
      " secret_key_file, security_token, security_token_file, type)"),
@@ -435,7 +434,7 @@ def test_load_config_uses_process_environment_by_default(tmp_path, monkeypatch):
      "cfg.yaml: projects[0]: missing region"),
     (f"projects:\n  - project_id: {PID}\n    region: cn-north-4\n", "cfg.yaml: projects[0]: missing auth"),
     (f"projects:\n  - project_id: {PID}\n    region: cn-north-4\n    auth: {{type: token, token: t}}\n",
-     "cfg.yaml: projects[0]: missing instances (a list of HTAP instances to poll)"),
+     "cfg.yaml: projects[0]: missing instances (a list of HTAP instances to poll, or discovery.enabled: true)"),
     (project(instances="[{name: x}]"), "cfg.yaml: projects[0].instances[0]: missing id"),
     (project(auth="auth: {type: password, username: u, password: p}"), "cfg.yaml: projects[0].auth: missing domain"),
     (project(auth="auth: {type: password, domain: d, password: p}"), "cfg.yaml: projects[0].auth: missing username"),
