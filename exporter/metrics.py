@@ -73,17 +73,11 @@ class InstanceStatus:
 
 
 @dataclass(frozen=True)
-class Section:
-    header: bytes  # the HELP and TYPE lines of one family
-    samples: bytes
-
-
-@dataclass(frozen=True)
 class InstanceBlock:
-    """One instance's output: samples per family in both formats, and its status."""
+    """One instance's output: sample lines per family (the gauge histogram's buckets, `_gcount`
+    and `_gsum` as three entries), written once and shared by both formats, and its status."""
 
-    text: dict[str, Section]
-    openmetrics: dict[str, Section]
+    samples: dict[str, bytes]
     status: InstanceStatus
 
 
@@ -241,16 +235,16 @@ def instance_status(identity: InstanceIdentity, state: PollState) -> InstanceSta
 
 
 def render_instance(identity: InstanceIdentity, state: PollState) -> InstanceBlock:
-    samples = instance_samples(identity, state)
-    text = {name: Section(TEXT_HEADERS[name], lines) for name, lines in samples.items()}
-    openmetrics = {}
-    for name, lines in samples.items():
-        if name.startswith(ACTIVE_HISTOGRAM + "_g"):
-            continue
-        if name == ACTIVE_HISTOGRAM:  # one family in OpenMetrics, each label set's samples together
-            lines = lines + samples[name + "_gcount"] + samples[name + "_gsum"]
-        openmetrics[name] = Section(OPENMETRICS_HEADERS[name], lines)
-    return InstanceBlock(text, openmetrics, instance_status(identity, state))
+    return InstanceBlock(instance_samples(identity, state), instance_status(identity, state))
+
+
+# Family order and headers of each format. A text family is one samples entry; an OpenMetrics
+# family may be several (the gauge histogram's buckets, count and sum, kept together per instance).
+TEXT_LAYOUT: tuple[tuple[bytes, tuple[str, ...]], ...] = tuple(
+    (TEXT_HEADERS[name], (name,)) for name in TEXT_HEADERS)
+OPENMETRICS_LAYOUT: tuple[tuple[bytes, tuple[str, ...]], ...] = tuple(
+    (OPENMETRICS_HEADERS[name], (name, name + "_gcount", name + "_gsum") if kind == GAUGE_HISTOGRAM else (name,))
+    for name, kind, _ in FAMILIES)
 
 
 # --- self-metrics ----------------------------------------------------------------------------------

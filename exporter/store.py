@@ -8,23 +8,16 @@ number of concurrent scrapes) share one join.
 
 from __future__ import annotations
 
-from exporter.metrics import InstanceBlock, InstanceStatus, Section
+from exporter.metrics import OPENMETRICS_LAYOUT, TEXT_LAYOUT, InstanceBlock, InstanceStatus
 
 
 class Store:
     def __init__(self) -> None:
         self._blocks: dict[str, InstanceBlock] = {}
-        # Family name -> HELP/TYPE header per format, in the order families were first seen, so the
-        # output groups all samples of a family under one header, as both formats require.
-        self._headers: tuple[dict[str, bytes], dict[str, bytes]] = ({}, {})
         self._cache: dict[bool, tuple[int, bytes]] = {}
         self.generation = 0  # grows on every put and remove
 
     def put(self, key: str, block: InstanceBlock) -> None:
-        for headers, sections in zip(self._headers, (block.text, block.openmetrics)):
-            for name, section in sections.items():
-                if name not in headers:
-                    headers[name] = section.header
         self._blocks[key] = block
         self.generation += 1
 
@@ -41,16 +34,19 @@ class Store:
                       key=lambda status: (status.project_id, status.instance_name, status.instance_id))
 
     def render(self, openmetrics: bool = False) -> bytes:
-        """Every instance's families, text format 0.0.4 or OpenMetrics (without `# EOF`)."""
+        """Every instance's families, text format 0.0.4 or OpenMetrics (without `# EOF`): each
+        family's HELP/TYPE once, then its samples from every instance, as both formats require."""
         cached = self._cache.get(openmetrics)
         if cached is not None and cached[0] == self.generation:
             return cached[1]
-        headers = self._headers[1 if openmetrics else 0]
-        sections: list[dict[str, Section]] = [block.openmetrics if openmetrics else block.text
-                                              for block in self._blocks.values()]
+        every = [block.samples for block in self._blocks.values()]
         parts: list[bytes] = []
-        for name, header in headers.items():
-            samples = [family[name].samples for family in sections if name in family]
+        for header, names in OPENMETRICS_LAYOUT if openmetrics else TEXT_LAYOUT:
+            if len(names) == 1:
+                name = names[0]
+                samples = [family[name] for family in every if name in family]
+            else:
+                samples = [b"".join(family[part] for part in names) for family in every if names[0] in family]
             if samples:
                 parts.append(header)
                 parts.extend(samples)
