@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 import random
+import time
 import ssl
 from dataclasses import dataclass, replace
 
@@ -268,4 +269,7 @@ class Poller:
 
     async def stop(self) -> None:
         """Stop every loop; the series stay (a stop is not a removal)."""
+        started = time.monotonic()
+        count = len(self._loops)
         await self._stop_loops(list(self._loops), {instance_id: loop.spec for instance_id, loop in self._loops.items()})
+        log.info("polling stopped", extra={"loops": count, "seconds": round(time.monotonic() - started, 3)})
