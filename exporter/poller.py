@@ -28,7 +28,7 @@ from exporter.redact import Redactor
 from exporter.secrets import SecretError, ca_context
 from exporter.sessions import SessionCounter
 from exporter.store import Store
-from exporter.transport import ApiError, Proxies, RequestObserver, Transport
+from exporter.transport import ApiError, Proxies, RequestObserver, RequestSlots, Transport
 
 # A server asking us to wait longer than this is more likely broken than right.
 MAX_RETRY_AFTER = 3600.0
@@ -201,7 +201,7 @@ class Poller:
     def _use_poll_config(self, poll: PollConfig) -> Transport:
         if self._transport is None or poll != self._poll:
             self._poll = poll
-            self._transport = Transport(self.session, asyncio.Semaphore(poll.concurrency),
+            self._transport = Transport(self.session, RequestSlots(poll.concurrency),
                                         poll.timeout, poll.max_body_bytes, self.observe,
                                         self.redactor.redact, proxies=self.proxies)
             self._apis = {}

@@ -361,3 +361,42 @@ async def test_echoed_secret_is_masked_before_the_message_is_cut(http, mock):
         await transport.send("list_sessions", "GET", URL_, {})
     assert caught.value.error_msg == "bad token ********"
     assert "MIIechoed" not in str(caught.value)
+
+
+async def test_request_slots_are_fifo_and_a_cancelled_waiter_costs_nothing():
+    from exporter.transport import RequestSlots
+    slots = RequestSlots(2)
+    order: list[int] = []
+    release = asyncio.Event()
+
+    async def user(n: int) -> None:
+        async with slots:
+            order.append(n)
+            await release.wait()
+
+    holders = [asyncio.create_task(user(n)) for n in range(2)]
+    await asyncio.sleep(0)
+    waiters = [asyncio.create_task(user(n)) for n in range(2, 20_002)]
+    await asyncio.sleep(0)
+    assert order == [0, 1] and slots.locked()
+    for task in waiters[1:-1]:  # all but the first and the last give up
+        task.cancel()
+    await asyncio.gather(*waiters[1:-1], return_exceptions=True)
+    release.set()
+    await asyncio.gather(*holders, waiters[0], waiters[-1])
+    assert order == [0, 1, 2, 20_001]
+    assert not slots.locked()
+
+
+async def test_a_waiter_cancelled_after_being_handed_a_slot_passes_it_on():
+    from exporter.transport import RequestSlots
+    slots = RequestSlots(1)
+    async with slots:
+        first = asyncio.create_task(slots.__aenter__())
+        second = asyncio.create_task(slots.__aenter__())
+        await asyncio.sleep(0)
+    first.cancel()  # handed the slot by the release above, cancelled before it ran
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await asyncio.wait_for(second, 1)  # the slot went on to the next waiter
+    assert slots.locked()
