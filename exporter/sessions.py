@@ -195,16 +195,20 @@ def _field(rows: list[dict[str, Any]], name: str) -> list[Any]:
 
 
 def _plain_durations(values: list[Any]) -> list[float | int]:
-    """The usable durations among `values`, sorted. Checked at C speed when they are all plain
-    non-negative finite numbers (the usual page), one by one otherwise."""
-    if set(map(type, values)) <= {int, float}:
+    """The usable durations among `values`. Checked at C speed when they are plain non-negative
+    numbers (the usual page: whole seconds), one by one otherwise."""
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        if min(values) >= 0 and max(values) <= 2 ** 53:
+            return values
+    elif kinds <= {int, float} and values:
         try:
             total = math.fsum(values)
         except OverflowError:  # an integer beyond the float range
             total = math.inf
-        if math.isfinite(total) and (not values or min(values) >= 0):
-            return sorted(values)
-    return sorted(number for number in map(parse_duration_value, values) if number is not None)
+        if math.isfinite(total) and min(values) >= 0:
+            return values
+    return [number for number in map(parse_duration_value, values) if number is not None]
 
 
 class SessionCounter:
@@ -323,7 +327,7 @@ class SessionCounter:
             if not numbers:
                 continue
             figures.with_duration += len(numbers)
-            figures.max_duration = max(figures.max_duration, float(numbers[-1]))
+            figures.max_duration = max(figures.max_duration, float(max(numbers)))
             if command in self.config.idle_commands:
                 continue  # idle sessions have no place in the histogram, nor its sum
             figures.duration_sum += math.fsum(numbers)
