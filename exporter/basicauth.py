@@ -4,6 +4,8 @@ bcrypt is slow on purpose (cost 10 is ~70 ms), and Prometheus sends the same cre
 scrape. So each verified outcome is remembered under a keyed hash (HMAC with a key made at start
 and never stored) of user, bcrypt hash and password: the cache never holds a password or anything
 a password could be guessed from offline, and a changed hash in the file misses the cache.
+The comparison itself is bcrypt's (constant time); the cache is looked up by a digest an attacker
+cannot predict, so its timing tells nothing about the password either.
 """
 
 from __future__ import annotations

@@ -227,3 +227,29 @@ async def test_budget_knows_the_fleet_and_the_gauge_shows_the_stretched_interval
     interval = sample(registry, "htap_poll_effective_interval_seconds", project_id=sim.project_id)
     assert interval == pytest.approx(60 / (1.8 - 1.0))
     await fleet.stop()
+
+
+async def test_one_projects_failing_discovery_is_its_own(simulator: RunningSimulator, poller, clock):
+    from exporter.simulator import Simulator, start
+
+    other = Simulator(project_id="fedcba9876543210fedcba9876543210", instances=2, first_index=100)
+    other_runner, other_url = await start(other)
+    try:
+        registry = CollectorRegistry()
+        fleet = Fleet(poller=poller, clock=clock, registry=registry, rng=MidpointRandom())
+        first = sim_config(simulator).projects[0]
+        second = replace(first, project_id=other.project_id, endpoint=other_url)
+        effective = await fleet.apply(Config(file="f", poll=PollConfig(interval=10.0, timeout=5.0),
+                                             projects=(first, second)))
+        assert [len(p.instances) for p in effective.projects] == [3, 2]
+        simulator.sim.faults["list_instances"] = Fault(kind="status")
+        other.create_instance("newcomer")
+        changed = await settle_refresh(clock, poller)
+        # The failing project keeps its set; the other one follows its change.
+        assert changed is not None and [len(p.instances) for p in changed.projects] == [3, 3]
+        assert sample(registry, "htap_discovery_errors_total", project_id=simulator.sim.project_id, reason="http") == 1
+        assert sample(registry, "htap_discovery_errors_total", project_id=other.project_id, reason="http") == 0
+        assert sample(registry, "htap_discovered_instances", project_id=other.project_id) == 3
+        await fleet.stop()
+    finally:
+        await other_runner.cleanup()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -146,8 +145,11 @@ def test_problems_name_the_file_and_key(pki: Pki, text: str, where: str, problem
 
 
 def test_an_encrypted_key_is_refused_without_prompting(pki: Pki) -> None:
-    subprocess.run(["openssl", "pkey", "-in", str(pki.directory / "server.key"), "-aes256", "-passout", "pass:x",
-                    "-out", str(pki.directory / "encrypted.key")], check=True, capture_output=True)
+    from cryptography.hazmat.primitives import serialization  # comes with trustme
+
+    key = serialization.load_pem_private_key((pki.directory / "server.key").read_bytes(), password=None)
+    (pki.directory / "encrypted.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"x")))
     message = error_of(write(pki.directory, "tls_server_config:\n  cert_file: server.crt\n  key_file: encrypted.key\n"))
     assert "tls_server_config.key_file: the key is encrypted" in message
 

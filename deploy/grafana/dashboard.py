@@ -253,6 +253,24 @@ def panels() -> list[Panel]:
                            f"(rate(htap_api_request_duration_seconds_bucket{{{EXPORTER}}}[$__rate_interval])))",
                            "{{api}} p99", "B")], "s"), 8, 8)
 
+    out.append(layout.row("Fleet"))
+    project = f'{EXPORTER}, project_id=~"$project"'
+    # Every shard discovers the whole project: max, not sum, over the replicas.
+    add(timeseries("Discovered instances", "HTAP instances found by each project's last successful "
+                   "discovery, after its filters (the same on every shard of a sharded setup).",
+                   [target(f"max by (project_id) (htap_discovered_instances{{{project}}})", "{{project_id}}")],
+                   "short"), 8, 8)
+    add(timeseries("Time since last discovery", "Age of each project's instance list; the "
+                   "HtapDiscoveryStale alert fires over 30 minutes. A failed refresh keeps the last list.",
+                   [target(f"time() - max by (project_id) (htap_discovery_last_success_timestamp_seconds{{{project}}})",
+                           "{{project_id}}")], "s",
+                   steps=thresholds((None, "green"), (1800, "red"))), 8, 8)
+    add(timeseries("Effective poll interval", "The poll interval each replica sustains per project: "
+                   "poll.interval, or longer when the project's api_rate_limit cannot poll the whole "
+                   "fleet that often.",
+                   [target(f"htap_poll_effective_interval_seconds{{{project}}}", "{{project_id}} {{instance}}")],
+                   "s"), 8, 8)
+
     out.append(layout.row("Exporter"))
     add(timeseries("Poll duration", "Wall time of each instance's last poll, all pages.",
                    [target(f"htap_poll_duration_seconds{{{INSTANCE}}}", "{{instance_name}}")], "s"), 6, 8)

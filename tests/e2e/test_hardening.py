@@ -284,7 +284,8 @@ async def test_slowloris_connections_are_closed_and_scrapes_go_on(
                     await reader.read(65536)
                 except OSError:
                     pass
-            await asyncio.wait_for(asyncio.gather(*(closed(reader) for reader, _ in attackers)), read_timeout * 4)
+            # Generous for a loaded machine: without the guard they are never closed.
+            await asyncio.wait_for(asyncio.gather(*(closed(reader) for reader, _ in attackers)), read_timeout * 10)
             all_closed_after = loop.time() - attack_started
             log_bytes = sum(len(line) + 1 for line in exporter.log_lines)
             print(f"\n[{limits}] {len(attackers)} slowloris connections opened ({refused_connects} refused at connect);"
@@ -502,3 +503,4 @@ async def test_every_flag_has_help_and_the_license_is_there() -> None:
     license_text = (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
     assert 'license = "Apache-2.0"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+
