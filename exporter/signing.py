@@ -58,6 +58,8 @@ _UNENCODABLE = "request or credentials contain text that cannot be encoded as UT
 
 def _encode(text: str) -> str:
     """Percent-encode everything but the unreserved characters, as the SDK does."""
+    if text.isascii() and text.isalnum():  # "limit", "100": nothing to encode (every page asks)
+        return text
     return quote(text, safe="~")
 
 
