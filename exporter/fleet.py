@@ -46,6 +46,11 @@ def polled_view(project: ProjectConfig) -> ProjectConfig:
     return replace(project, discovery=None)
 
 
+def _client_view(project: ProjectConfig) -> ProjectConfig:
+    """What discovery depends on: not the listed instances (listing one more must not re-list)."""
+    return replace(polled_view(project), instances=())
+
+
 def effective_config(config: Config, discovered: Mapping[str, Sequence[DiscoveredInstance]],
                      shard: Shard) -> Config:
     """`config` with each discovering project's instances added (by project_id) and every instance
@@ -96,8 +101,8 @@ class Fleet:
             wanted = {p.project_id: p for p in config.projects if p.discovery is not None}
             for project_id, refresher in list(self._refreshers.items()):
                 project = wanted.get(project_id)
-                if project is None or (polled_view(project), project.discovery) != (
-                        polled_view(refresher.project), refresher.settings):
+                if project is None or (_client_view(project), project.discovery) != (
+                        _client_view(refresher.project), refresher.settings):
                     await self._stop(project_id, forget=project is None)
             new = [p for project_id, p in wanted.items() if project_id not in self._refreshers]
             for project in new:

@@ -253,3 +253,15 @@ async def test_one_projects_failing_discovery_is_its_own(simulator: RunningSimul
         await fleet.stop()
     finally:
         await other_runner.cleanup()
+
+
+async def test_listing_one_more_instance_does_not_restart_discovery(simulator: RunningSimulator, poller, clock):
+    fleet = Fleet(poller=poller, clock=clock, registry=CollectorRegistry(), rng=MidpointRandom())
+    config = sim_config(simulator)
+    await fleet.apply(config)
+    requests = dict(simulator.sim.observed.discovery_requests)
+    listed = replace(config.projects[0], instances=(InstanceConfig(instance_id_for(0), "named"),))
+    effective = await fleet.apply(replace(config, projects=(listed,)))
+    assert simulator.sim.observed.discovery_requests == requests  # no new refresh
+    assert [i.name for i in effective.projects[0].instances] == ["named", "htap-2", "htap-3"]
+    await fleet.stop()
