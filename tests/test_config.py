@@ -188,7 +188,7 @@ def test_custom_values_for_every_key(tmp_path):
 
 def test_defaults():
     config = parse(project())
-    assert config.poll == PollConfig(interval=30.0, timeout=10.0, concurrency=32, max_body_bytes=8 * 1024 * 1024,
+    assert config.poll == PollConfig(interval=30.0, timeout=10.0, concurrency=64, max_body_bytes=8 * 1024 * 1024,
                                      max_pages=200, backoff_max=None)
     assert config.poll.backoff_cap == 300.0
     assert config.metrics == MetricsConfig(max_users=50, max_databases=50, hosts=False, max_hosts=50,
@@ -660,7 +660,7 @@ def test_summary_masks_every_secret():
     assert_no_secret(summary)
     assert summary == "\n".join([
         "config file: cfg.yaml",
-        "poll: interval=30s timeout=10s concurrency=32",
+        "poll: interval=30s timeout=10s concurrency=64",
         "metrics: max_users=50 max_databases=50 hosts=false max_hosts=50 max_label_length=128 idle_commands=Daemon,Sleep"
         " duration_buckets=1,5,10,30,60,300,600,1800,3600",
         f"projects[0]: project_id={PID} region=cn-north-4 endpoint=https://gaussdb.cn-north-4.myhuaweicloud.com"
