@@ -13,12 +13,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.deploy.tools import DASHBOARD, PROMETHEUS_SERIES, RULES, exported_names, metric_names, rules
 from tests.e2e.harness import Exporter, wait_until
-from tests.e2e.test_prometheus import free_port, require
+from tests.e2e.prometheus import PrometheusServer
 
 SCRAPE = "1s"
 # What Grafana would substitute for a short dashboard range with a 1 s scrape interval.
@@ -34,26 +33,6 @@ def dashboard_variables() -> list[dict[str, Any]]:
     return [v for v in json.loads(DASHBOARD.read_text(encoding="utf-8"))["templating"]["list"] if v["type"] == "query"]
 
 
-class PrometheusApi:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    async def get(self, path: str, **params: Any) -> dict[str, Any]:
-        async with aiohttp.ClientSession() as session:
-            async with session.get(self.url + path, params=params) as response:
-                return await response.json(content_type=None)
-
-    async def query(self, expr: str) -> dict[str, Any]:
-        return await self.get("/api/v1/query", query=expr)
-
-    async def result(self, expr: str) -> list[dict[str, Any]]:
-        try:
-            answer = await self.query(expr)
-        except (aiohttp.ClientError, ValueError):
-            return []   # not listening yet, or "Service Unavailable" while it starts
-        return answer["data"]["result"] if answer.get("status") == "success" else []
-
-
 def substitute(expr: str, values: dict[str, list[str]]) -> str:
     """Grafana's substitution for a Prometheus query: multi-values become a regex alternation."""
     for name, value in GRAFANA_INTERVALS.items():
@@ -67,21 +46,12 @@ def substitute(expr: str, values: dict[str, list[str]]) -> str:
 
 @pytest.mark.slow
 async def test_rules_and_dashboard_queries_run_on_a_real_prometheus(tmp_path: Path) -> None:
-    prometheus = require("prometheus")
     async with Exporter(["--demo"]) as exporter:
         target = exporter.url.removeprefix("http://")
-        (tmp_path / "prometheus.yml").write_text(
-            f"global:\n  scrape_interval: {SCRAPE}\n  evaluation_interval: {SCRAPE}\n"
-            f"rule_files: ['{RULES}']\n"
-            f"scrape_configs:\n  - job_name: htap-exporter\n    static_configs:\n      - targets: ['{target}']\n")
-        port = free_port()
-        server = await asyncio.create_subprocess_exec(
-            prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-        try:
-            api = PrometheusApi(f"http://127.0.0.1:{port}")
-
+        config = (f"global:\n  scrape_interval: {SCRAPE}\n  evaluation_interval: {SCRAPE}\n"
+                  f"rule_files: ['{RULES}']\n"
+                  f"scrape_configs:\n  - job_name: htap-exporter\n    static_configs:\n      - targets: ['{target}']\n")
+        async with PrometheusServer(tmp_path, config) as api:
             async def five_up() -> bool:
                 return len(await api.result("htap_up == 1")) == 5
 
@@ -142,9 +112,6 @@ async def test_rules_and_dashboard_queries_run_on_a_real_prometheus(tmp_path: Pa
             buckets = await api.result(substitute(next(t["expr"] for title, t in dashboard_targets()
                                                        if title == "Active session durations"), values))
             assert len(buckets) == 10
-        finally:
-            server.terminate()
-            await server.wait()
 
 
 async def test_every_metric_in_the_rules_and_dashboard_is_exported() -> None:

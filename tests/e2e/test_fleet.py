@@ -298,49 +298,30 @@ def test_bad_shard_flags_exit_1_with_one_line(flags, message):
 @pytest.mark.slow
 async def test_prometheus_scraping_every_shard_sees_each_instance_once(tmp_path):
     """Three shards, one Prometheus scraping all of them, as the README's sharded setup does."""
-    from tests.e2e.test_prometheus import free_port, require
+    from tests.e2e.prometheus import PrometheusServer
 
-    prometheus = require("prometheus")
     sim = small_fleet(30)
     runner, base_url = await start(sim)
     path = config(tmp_path, discovery_project(RunningSimulator(sim, base_url), refresh="30s"), interval="2s")
     shards = [Exporter(["--config.file", str(path), "--shard.index", str(k), "--shard.count", "3"]) for k in range(3)]
-    server = None
     try:
         await asyncio.gather(*(shard.start() for shard in shards))
         targets = ", ".join(f"'{shard.url.removeprefix('http://')}'" for shard in shards)
-        (tmp_path / "prometheus.yml").write_text(
-            "global:\n  scrape_interval: 1s\n"
-            f"scrape_configs:\n  - job_name: htap\n    static_configs:\n      - targets: [{targets}]\n")
-        port = free_port()
-        server = await asyncio.create_subprocess_exec(
-            prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        scrape = ("global:\n  scrape_interval: 1s\n"
+                  f"scrape_configs:\n  - job_name: htap\n    static_configs:\n      - targets: [{targets}]\n")
+        async with PrometheusServer(tmp_path, scrape) as server:
+            async def all_up() -> bool:
+                return len(await server.result("htap_up == 1")) == 30
 
-        async def query(expr: str) -> list[dict]:
-            try:
-                async with aiohttp.ClientSession() as session:
-                    async with session.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": expr}) as answer:
-                        return (await answer.json())["data"]["result"] if answer.status == 200 else []
-            except (aiohttp.ClientError, ValueError):
-                return []
-
-        async def all_up() -> bool:
-            return len(await query("htap_up == 1")) == 30
-
-        await wait_until(all_up, timeout=60, what="Prometheus to see all 30 instances up")
-        assert [r["value"][1] for r in await query('count(up{job="htap"} == 1)')] == ["3"]
-        per_instance = await query("count by (instance_id) (htap_instance_info)")
-        assert {r["metric"]["instance_id"] for r in per_instance} == set(sim.instances)
-        assert {r["value"][1] for r in per_instance} == {"1"}  # each from exactly one replica
-        # Every replica exports its own share, as the hash says.
-        for r in await query("htap_instance_info"):
-            owner = next(k for k, shard in enumerate(shards) if shard.url.endswith(r["metric"]["instance"]))
-            assert shard_of(r["metric"]["instance_id"], 3) == owner
+            await wait_until(all_up, timeout=60, what="Prometheus to see all 30 instances up")
+            assert [r["value"][1] for r in await server.result('count(up{job="htap"} == 1)')] == ["3"]
+            per_instance = await server.result("count by (instance_id) (htap_instance_info)")
+            assert {r["metric"]["instance_id"] for r in per_instance} == set(sim.instances)
+            assert {r["value"][1] for r in per_instance} == {"1"}  # each from exactly one replica
+            # Every replica exports its own share, as the hash says.
+            for r in await server.result("htap_instance_info"):
+                owner = next(k for k, shard in enumerate(shards) if shard.url.endswith(r["metric"]["instance"]))
+                assert shard_of(r["metric"]["instance_id"], 3) == owner
     finally:
-        if server is not None:
-            server.terminate()
-            await server.wait()
         await asyncio.gather(*(shard.stop() for shard in shards))
         await runner.cleanup()

@@ -1,0 +1,65 @@
+"""A real Prometheus server on loopback, started by a test with its own config and queried through
+its HTTP API, the way dashboards and alerting read the exporter's data."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.deploy.tools import require
+
+
+def free_port() -> int:
+    """Prometheus cannot bind port 0 and report it, so take a free one from the kernel."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrometheusServer:
+    """`async with PrometheusServer(tmp_path, config_text) as server:` runs `prometheus` with that
+    config (written to tmp_path/prometheus.yml, TSDB in tmp_path/data) until the block ends."""
+
+    def __init__(self, directory: Path, config: str) -> None:
+        self.directory = directory
+        self.config = config
+        self.url = ""
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> "PrometheusServer":
+        binary = require("prometheus")
+        config_file = self.directory / "prometheus.yml"
+        config_file.write_text(self.config, encoding="utf-8")
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self._process = await asyncio.create_subprocess_exec(
+            binary, f"--config.file={config_file}", f"--storage.tsdb.path={self.directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            await self._process.wait()
+
+    async def get(self, path: str, **params: Any) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(self.url + path, params=params) as response:
+                return await response.json(content_type=None)
+
+    async def query(self, expr: str) -> dict[str, Any]:
+        return await self.get("/api/v1/query", query=expr)
+
+    async def result(self, expr: str) -> list[dict[str, Any]]:
+        """The query's result vector; empty while the server is not listening yet or still starting
+        ("Service Unavailable"), so that callers can wait on it."""
+        try:
+            answer = await self.query(expr)
+        except (aiohttp.ClientError, ValueError):
+            return []
+        return answer["data"]["result"] if answer.get("status") == "success" else []
