@@ -327,13 +327,10 @@ class Simulator:
             return _error(401, "APIG.0301", f"Incorrect IAM authentication information: {problem}")
         self.observed.request(instance_id)
         self.observed.api_request()
-        try:
-            limit = int(request.query.get("limit", "100"))
-            offset = int(request.query.get("offset", "0"))
-        except ValueError:
-            return _error(400, "DBS.200001", "Invalid parameter: limit and offset must be integers.")
-        if not 1 <= limit <= 100 or offset < 0:
-            return _error(400, "DBS.200001", "Invalid parameter: limit must be 1-100, offset >= 0.")
+        window = _page_window(request)
+        if isinstance(window, web.Response):
+            return window
+        limit, offset = window
         instance = self.instances.get(instance_id)
         if project_id != self.project_id or instance is None:
             return _error(400, "DBS.200022", "Instance not found.")
@@ -356,13 +353,10 @@ class Simulator:
             self.observed.auth_failed()
             return _error(401, "APIG.0301", f"Incorrect IAM authentication information: {problem}")
         self.observed.discovery_request("list_instances")
-        try:
-            limit = int(request.query.get("limit", "100"))
-            offset = int(request.query.get("offset", "0"))
-        except ValueError:
-            return _error(400, "DBS.200001", "Invalid parameter: limit and offset must be integers.")
-        if not 1 <= limit <= 100 or offset < 0:
-            return _error(400, "DBS.200001", "Invalid parameter: limit must be 1-100, offset >= 0.")
+        window = _page_window(request)
+        if isinstance(window, web.Response):
+            return window
+        limit, offset = window
         if request.match_info["project_id"] != self.project_id:
             return _error(403, "DBS.200023", "The project does not match the credentials.")
         fault = self._fault_for("list_instances")
@@ -597,6 +591,18 @@ def _padded_page(offset: int, limit: int, size: int) -> bytes:
     rows = [{"id": str(offset + i), "user": padding + str(offset + i), "database": padding,
              "host": padding, "sql_statement": padding, "command": "Query", "duration": 1} for i in range(limit)]
     return json.dumps({"process_list": rows}).encode()
+
+
+def _page_window(request: web.Request) -> tuple[int, int] | web.Response:
+    """The request's `limit` and `offset`, validated as the API does, or its 400 answer."""
+    try:
+        limit = int(request.query.get("limit", "100"))
+        offset = int(request.query.get("offset", "0"))
+    except ValueError:
+        return _error(400, "DBS.200001", "Invalid parameter: limit and offset must be integers.")
+    if not 1 <= limit <= 100 or offset < 0:
+        return _error(400, "DBS.200001", "Invalid parameter: limit must be 1-100, offset >= 0.")
+    return limit, offset
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
