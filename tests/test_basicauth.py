@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import base64
 
-import bcrypt
 
 from exporter.basicauth import BasicAuthVerifier, parse_basic_auth
-from tests.webtls import bcrypt_hash
+from tests.webtls import CountingCheck, bcrypt_hash
 
 
 def header(user: str, password: str) -> str:
@@ -21,17 +20,8 @@ def test_parse_basic_auth() -> None:
         assert parse_basic_auth(bad) is None
 
 
-class Counting:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, password: bytes, hashed: bytes) -> bool:
-        self.calls += 1
-        return bcrypt.checkpw(password, hashed)
-
-
 async def test_right_wrong_unknown_and_caching() -> None:
-    checkpw = Counting()
+    checkpw = CountingCheck()
     verifier = BasicAuthVerifier(checkpw)
     users = {"alice": bcrypt_hash("right").encode()}
     assert await verifier.verify(users, "alice", "right")

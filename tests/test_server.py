@@ -6,7 +6,6 @@ import base64
 import gzip
 from pathlib import Path
 
-import bcrypt
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -14,7 +13,7 @@ from exporter.basicauth import BasicAuthVerifier
 from exporter.server import ServerState, make_app
 from exporter.webaccess import TokenBucket, WebAccess, peer_sans
 from exporter.webconfig import RateLimit, WebConfigWatcher
-from tests.webtls import bcrypt_hash
+from tests.webtls import CountingCheck, bcrypt_hash
 
 
 class FakeStore:
@@ -33,15 +32,6 @@ class FakeStore:
 class FakeSelf:
     def render(self, openmetrics: bool = False) -> bytes:
         return b"# HELP htap_exporter_build_info V.\n# TYPE htap_exporter_build_info gauge\nhtap_exporter_build_info 1.0\n"
-
-
-class CountingCheck:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, password: bytes, hashed: bytes) -> bool:
-        self.calls += 1
-        return bcrypt.checkpw(password, hashed)
 
 
 def auth(user: str, password: str) -> dict[str, str]:

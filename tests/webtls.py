@@ -13,6 +13,17 @@ import trustme
 TEST_COST = 4
 
 
+class CountingCheck:
+    """bcrypt.checkpw that counts its calls, to prove verified credentials are cached."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, password: bytes, hashed: bytes) -> bool:
+        self.calls += 1
+        return bcrypt.checkpw(password, hashed)
+
+
 def bcrypt_hash(password: str, cost: int = TEST_COST) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from exporter.simulator import Simulator
-from tests.deploy.tools import COMPOSE, DEPLOY, ROOT, load_yaml, require, run
+from tests.deploy.tools import COMPOSE, DEPLOY, ROOT, load_yaml, require, require_unshare, run
 
 
 def services() -> dict:
@@ -110,11 +109,7 @@ DRIVER = textwrap.dedent("""
 @pytest.mark.slow
 def test_the_simulator_and_exporter_services_work_together(tmp_path: Path) -> None:
     """docker compose's two services, by their own command lines, with `simulator` resolving as in compose."""
-    unshare = shutil.which("unshare")
-    if unshare is None or subprocess.run([unshare, "-rmn", "true"]).returncode != 0:
-        if os.environ.get("HTAP_REQUIRE_PROMTOOL") == "1":
-            pytest.fail("unshare (util-linux) with network and mount namespaces is required here")
-        pytest.skip("no network namespaces here (unshare -rmn)")
+    unshare = require_unshare("-rmn", "network and mount namespaces")
     simulator, exporter = services()["simulator"], services()["exporter"]
     mount = next(v for v in exporter["volumes"] if v.endswith(":/etc/htap-exporter/config.yaml:ro"))
     image_command = ["htap-exporter", "--config.file=/etc/htap-exporter/config.yaml"]   # the Dockerfile's

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.tools import ROOT, require, run
+from tests.deploy.tools import ROOT, require, require_unshare, run
 
 DOCKERFILE = ROOT / "Dockerfile"
 CONFIG_IN_IMAGE = "/etc/htap-exporter/config.yaml"
@@ -124,11 +123,7 @@ DRIVER = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_the_images_command_runs_the_exporter_built_from_the_wheel(tmp_path: Path) -> None:
-    unshare = shutil.which("unshare")
-    if unshare is None or subprocess.run([unshare, "-rn", "true"]).returncode != 0:
-        if os.environ.get("HTAP_REQUIRE_PROMTOOL") == "1":
-            pytest.fail("unshare (util-linux) with network namespaces is required here")
-        pytest.skip("no network namespaces here (unshare -rn)")
+    unshare = require_unshare("-rn", "network namespaces")
     wheels = tmp_path / "wheels"
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                             "--wheel-dir", str(wheels), str(ROOT)], capture_output=True, text=True)

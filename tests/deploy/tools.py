@@ -40,6 +40,17 @@ def require(tool: str) -> str:
     return path
 
 
+def require_unshare(flags: str, what: str) -> str:
+    """`unshare` able to make the namespaces `flags` asks for (e.g. "-rn"): skips a developer's run
+    without them, fails CI (HTAP_REQUIRE_PROMTOOL=1)."""
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, flags, "true"]).returncode != 0:
+        if os.environ.get("HTAP_REQUIRE_PROMTOOL") == "1":
+            pytest.fail(f"unshare (util-linux) with {what} is required here")
+        pytest.skip(f"no network namespaces here (unshare {flags})")
+    return unshare
+
+
 def run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=120)
 
