@@ -31,6 +31,8 @@ REPLACEMENT = "\ufffd"
 # Session ids longer than this are remembered by a 16-byte digest: a poll keeps every id it saw
 # (de-duplication across pages), and a hostile server must not make that cost 16 KB per row.
 MAX_ID_LENGTH = 64
+# Raw values that may be counted before cleaning: equal ones always get equal labels.
+_RAW_COUNTABLE = frozenset({str, type(None)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +266,11 @@ class SessionCounter:
                 group.append(row.get("duration"))
         except TypeError:  # an unhashable value (a list, an object) somewhere: this page the slow way
             states, users, databases, groups = self._count_slowly(fresh)
+        else:
+            # True == 1 == 1.0 in Python, but they are three labels ("unknown", "1", "1.0"): raw
+            # values other than strings are counted again after cleaning (a handful of keys to check).
+            if not all(set(map(type, raw)) <= _RAW_COUNTABLE for raw in (states, users, databases, groups)):
+                states, users, databases, groups = self._count_slowly(fresh)
         self._fold(states, self._states)
         self._fold(users, self._users)
         self._fold(databases, self._databases)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 
@@ -89,6 +90,82 @@ def test_counting_page_by_page_equals_counting_all_rows_at_once(rows, config, cu
     reference = aggregate([parse_session(row) for row in rows], config)
     assert reference.__dict__ | {"active_sum": 0} == one.__dict__ | {"active_sum": 0}
     assert math.isclose(reference.active_sum, one.active_sum, rel_tol=1e-9, abs_tol=1e-9)
+
+
+# --- an independent per-row reference -----------------------------------------------------------
+
+
+def per_row_reference(rows, config: MetricsConfig) -> dict:
+    """The figures counted the plain way, one cleaned row at a time: what the fast counting must
+    equal (it counts raw values and cleans each distinct one once)."""
+    from bisect import bisect_left
+    from exporter.sessions import KNOWN_COMMANDS, KNOWN_STATES, MAX_ENUM_VALUES, cap_counts, cap_maxima, client_ip
+
+    bounds = tuple(config.duration_buckets) + (math.inf,)
+    states = {state: 0 for state in KNOWN_STATES}
+    commands = {command: 0 for command in KNOWN_COMMANDS}
+    maxima = {command: 0.0 for command in KNOWN_COMMANDS}
+    users: dict[str, int] = {}
+    databases: dict[str, int] = {}
+    hosts: dict[str, int] = {}
+    buckets = [0] * len(bounds)
+    active_count = without_duration = 0
+    for row in rows:
+        session = parse_session(row, config.max_label_length)
+        states[session.state] = states.get(session.state, 0) + 1
+        commands[session.command] = commands.get(session.command, 0) + 1
+        users[session.user] = users.get(session.user, 0) + 1
+        databases[session.database] = databases.get(session.database, 0) + 1
+        host = client_ip(session.host)
+        hosts[host] = hosts.get(host, 0) + 1
+        if session.duration is None:
+            without_duration += 1
+            continue
+        maxima[session.command] = max(maxima.get(session.command, 0.0), session.duration)
+        if session.command not in config.idle_commands:
+            active_count += 1
+            buckets[bisect_left(bounds, session.duration)] += 1
+    kept_commands = cap_counts(commands, MAX_ENUM_VALUES, KNOWN_COMMANDS)
+    return {
+        "sessions": len(rows),
+        "by_state": cap_counts(states, MAX_ENUM_VALUES, KNOWN_STATES),
+        "by_command": kept_commands,
+        "by_user": cap_counts(users, config.max_users),
+        "by_database": cap_counts(databases, config.max_databases),
+        "by_host": cap_counts(hosts, config.max_hosts) if config.hosts else None,
+        "max_duration_by_command": cap_maxima(maxima, kept_commands),
+        "active_buckets": tuple(zip(bounds, itertools.accumulate(buckets))),
+        "active_count": active_count,
+        "rows_without_duration": without_duration,
+    }
+
+
+@SETTINGS
+@given(rows=rows, config=metrics_configs(), cuts=st.lists(st.integers(0, 60), max_size=4))
+def test_counting_equals_the_per_row_reference(rows, config, cuts):
+    counter = SessionCounter(config)
+    bounds = sorted({0, len(rows), *[min(cut, len(rows)) for cut in cuts]})
+    for start, end in zip(bounds, bounds[1:]):
+        counter.add_page(rows[start:end])
+    stats = counter.result().__dict__
+    assert {key: stats[key] for key in stats if key != "active_sum"} == per_row_reference(rows, config)
+
+
+def test_values_equal_in_python_but_not_as_labels_are_counted_apart():
+    # True == 1 == 1.0 and False == 0 in Python, so counting raw values in one dict would merge them;
+    # as labels they are "unknown", "1", "1.0" and "0".
+    rows = [{"user": True, "state": 1, "database": 1.0, "command": False, "duration": 1},
+            {"user": 1, "state": True, "database": 1, "command": 0, "duration": 2},
+            {"user": 1.0, "state": 1.0, "database": True, "command": "0", "duration": 3}]
+    config = MetricsConfig(max_users=5, max_databases=5)
+    counter = SessionCounter(config)
+    counter.add_page(rows)
+    stats = counter.result()
+    assert stats.by_user == {"unknown": 1, "1": 1, "1.0": 1}
+    assert stats.by_database == {"1.0": 1, "1": 1, "unknown": 1}
+    assert {k: v for k, v in stats.by_state.items() if v} == {"1": 1, "unknown": 1, "1.0": 1}
+    assert {k: v for k, v in stats.by_command.items() if v} == {"unknown": 1, "0": 2}
+    assert stats.__dict__ | {"active_sum": 0} == per_row_reference(rows, config) | {"active_sum": 0}
 
 
 def test_ids_are_deduplicated_across_pages_and_long_ids_kept_as_digests():
