@@ -143,8 +143,11 @@ _SMALL_NUMBERS = tuple(floatToGoString(number) for number in range(4096))
 
 def number_text(value: float) -> str:
     """prometheus_client's float formatting (Go's), so values read back bit-identical."""
-    if type(value) is int and 0 <= value < 4096:
-        return _SMALL_NUMBERS[value]
+    if type(value) is int:
+        if 0 <= value < 4096:
+            return _SMALL_NUMBERS[value]
+    elif type(value) is float and 0.0 < value < 4096.0 and value.is_integer():
+        return _SMALL_NUMBERS[int(value)]  # whole seconds, bucket bounds: the same text as the int
     return floatToGoString(value)
 
 
