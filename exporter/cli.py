@@ -25,6 +25,7 @@ from exporter.metrics import SelfMetrics
 from exporter.poller import Poller
 from exporter.redact import Redactor
 from exporter.server import ServerState, make_app
+from exporter.sending import BodySender
 from exporter.sharding import Shard, ordinal_from_hostname
 from exporter.store import Store
 from exporter.webaccess import WebAccess
@@ -175,7 +176,8 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
 
     app = make_app(ServerState(store=store, self_metrics=self_metrics, is_ready=poller.ready.is_set,
                                reload=reload_all, telemetry_path=args.telemetry_path,
-                               access=WebAccess(web_config)))
+                               access=WebAccess(web_config),
+                               sender=BodySender(stall_timeout=args.guard_limits.write_stall_timeout)))
     tls = RotatingSSLContext(web_config) if web_config is not None and web_config.current.tls else None
     guard = ConnectionGuard(args.guard_limits)
     # keepalive_timeout: aiohttp closes idle connections, and stalled follow-up requests, after it.

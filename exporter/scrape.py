@@ -122,6 +122,10 @@ async def _compress_open(data: bytes) -> "_OpenGzip":
     return _OpenGzip(prefix)
 
 
+async def _compress_part(store_part: Callable[[], Awaitable[bytes]]) -> "_OpenGzip":
+    return await _compress_open(await store_part())
+
+
 @dataclass
 class _OpenGzip:
     prefix: _Prefix
@@ -146,10 +150,10 @@ class GzipCache:
         self._key: object = None
         self._pending: asyncio.Future[_OpenGzip] | None = None
 
-    async def body(self, key: object, store_part: Callable[[], bytes], tail: bytes) -> tuple[bytes, bytes]:
+    async def body(self, key: object, store_part: Callable[[], Awaitable[bytes]], tail: bytes) -> tuple[bytes, bytes]:
         if key != self._key or self._pending is None:
             self._key = key
-            self._pending = asyncio.ensure_future(_compress_open(store_part()))
+            self._pending = asyncio.ensure_future(_compress_part(store_part))
         pending = self._pending
         try:
             opened = await asyncio.shield(pending)

@@ -13,6 +13,7 @@ from exporter.scrape import (OPENMETRICS_EOF, OPENMETRICS_FORMAT, TEXT_FORMAT, G
                                  filter_names, gzip_accepted, wants_openmetrics)
 from exporter.landing import render_landing
 from exporter.metrics import SelfMetrics
+from exporter.sending import BodySender
 from exporter.store import Store
 from exporter.webaccess import WebAccess
 
@@ -33,6 +34,7 @@ class ServerState:
     telemetry_path: str = "/metrics"
     access: WebAccess = field(default_factory=lambda: WebAccess(None))
     now: Callable[[], float] = time.time
+    sender: BodySender = field(default_factory=BodySender)
 
 
 def make_app(state: ServerState) -> web.Application:
@@ -52,23 +54,22 @@ def make_app(state: ServerState) -> web.Application:
             response.headers["Content-Encoding"] = "gzip"
         parts: tuple[bytes, ...]
         if names:
-            parts = (filter_names(state.store.render(openmetrics=openmetrics) + tail, names) + eof,)
+            parts = (filter_names(await state.store.body(openmetrics=openmetrics) + tail, names) + eof,)
             if gzipped:
                 parts = (await compress(parts[0]),)
         elif gzipped:
             # The store's part is compressed once per generation and shared; only the self-metrics
             # are compressed per scrape.
             parts = await gzip_cache.body((state.store.generation, openmetrics),
-                                          lambda: state.store.render(openmetrics=openmetrics), tail + eof)
+                                          lambda: state.store.body(openmetrics=openmetrics), tail + eof)
         else:
-            parts = (state.store.render(openmetrics=openmetrics), tail + eof)
+            parts = (await state.store.body(openmetrics=openmetrics), tail + eof)
         # Written part by part: the store's bytes (megabytes with many instances) are sent as
         # cached, never copied into a new body per scrape.
         response.content_length = sum(len(part) for part in parts)
         await response.prepare(request)
         if request.method != "HEAD":
-            for part in parts:
-                await response.write(part)
+            await state.sender.send(request, response, parts)
         await response.write_eof()
         return response
 
@@ -97,6 +98,10 @@ def make_app(state: ServerState) -> web.Application:
             return web.Response(text="Reloaded.\n")
         return web.Response(status=500, text=f"Reload failed, the previous configuration stays: {problem}\n")
 
+    async def stop_sending(app: web.Application) -> None:
+        state.sender.close()
+
+    app.on_shutdown.append(stop_sending)
     app.router.add_get(state.telemetry_path, metrics)
     app.router.add_get("/", landing)
     app.router.add_get("/-/healthy", healthy)

@@ -67,14 +67,20 @@ async def test_gzip_cache_shares_one_compression_per_key(monkeypatch) -> None:
     monkeypatch.setattr(scrape, "_gzip_open", counting)
     store_part = generate_latest(registry()) * 20000  # > THREAD_THRESHOLD: compressed in a thread
     cache = GzipCache()
-    bodies = await asyncio.gather(*(cache.body(1, lambda: store_part, f"tail {n}\n".encode()) for n in range(5)))
+
+    def part(data: bytes):
+        async def get() -> bytes:
+            return data
+        return get
+
+    bodies = await asyncio.gather(*(cache.body(1, part(store_part), f"tail {n}\n".encode()) for n in range(5)))
     assert len(calls) == 1
     assert len({id(prefix) for prefix, _ in bodies}) == 1  # one shared prefix, not copies
     for n, body in enumerate(bodies):
         assert gzip.decompress(b"".join(body)) == store_part + f"tail {n}\n".encode()
-    assert gzip.decompress(b"".join(await cache.body(1, lambda: b"ignored", b""))) == store_part
+    assert gzip.decompress(b"".join(await cache.body(1, part(b"ignored"), b""))) == store_part
     assert len(calls) == 1
-    assert gzip.decompress(b"".join(await cache.body(2, lambda: b"# new\n", b"x\n"))) == b"# new\nx\n"
+    assert gzip.decompress(b"".join(await cache.body(2, part(b"# new\n"), b"x\n"))) == b"# new\nx\n"
     assert len(calls) == 2
     parsed = list(text_string_to_metric_families(gzip.decompress(b"".join(bodies[0])).decode().split("tail")[0]))
     assert parsed

@@ -25,6 +25,9 @@ class FakeStore:
         self.renders += 1
         return b'# HELP htap_up Up.\n# TYPE htap_up gauge\nhtap_up{instance_id="a"} 1.0\n'
 
+    async def body(self, openmetrics: bool = False) -> bytes:
+        return self.render(openmetrics)
+
     def statuses(self) -> list:
         return []
 

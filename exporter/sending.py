@@ -1,0 +1,102 @@
+"""Writing a big response body without holding the event loop that polls.
+
+At 10,000 instances a scrape is ~80 MB of text. Handed to the transport in one piece, asyncio
+copies it (aiohttp joins it with the headers, the transport keeps what the socket did not take in
+a buffer of its own), and then sends at most one socket buffer per turn of the event loop: a turn
+that also runs hundreds of polls. The scrape took most of a second and the copies stalled every
+poll for tens of milliseconds.
+
+So a big body on a plain TCP connection is sent from a thread, with `sendall` on a duplicate of the
+socket: it waits for the socket in C without the GIL and sends as fast as the client reads, while
+the event loop goes on polling. A few threads at most: a slow reader holds one for as long as it
+reads (up to the stall timeout), and when all are busy, or on TLS (whose bytes only the transport
+can encrypt), the body goes through the transport in slices, so the loop never copies more than a
+slice at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+from aiohttp import web
+
+# Below this a body goes through the transport whole: one copy of it costs less than a thread hop.
+THREAD_MIN_BYTES = 1024 * 1024
+SLICE_BYTES = 1024 * 1024
+
+
+class BodySender:
+    def __init__(self, *, threads: int = 4, stall_timeout: float = 60.0) -> None:
+        self._threads = threads
+        self._stall_timeout = stall_timeout
+        self._executor: ThreadPoolExecutor | None = None
+        self._sockets: set[socket.socket] = set()  # in use by a thread, shut down on close()
+        self.threaded = 0  # bodies sent from a thread (tests and benchmarks read it)
+
+    async def send(self, request: web.Request, response: web.StreamResponse, parts: Sequence[bytes]) -> None:
+        """Write `parts` as the body of the prepared `response`."""
+        fd = self._plain_socket(request) if sum(map(len, parts)) >= THREAD_MIN_BYTES else None
+        if fd is not None:
+            await response.write(b"")  # the headers go out first, alone
+            transport = request.transport
+            if transport is not None and transport.get_write_buffer_size() == 0:
+                await self._send_from_thread(request, fd, parts)
+                return
+        for part in parts:
+            view = memoryview(part)
+            for start in range(0, len(view), SLICE_BYTES):
+                await response.write(view[start:start + SLICE_BYTES])
+
+    def _plain_socket(self, request: web.Request) -> int | None:
+        transport = request.transport
+        if transport is None or transport.is_closing() or len(self._sockets) >= self._threads:
+            return None
+        if transport.get_extra_info("sslcontext") is not None:
+            return None
+        sock = transport.get_extra_info("socket")
+        return sock.fileno() if sock is not None and sock.type == socket.SOCK_STREAM else None
+
+    async def _send_from_thread(self, request: web.Request, fd: int, parts: Sequence[bytes]) -> None:
+        sock = socket.socket(fileno=os.dup(fd))
+        sock.settimeout(self._stall_timeout)  # a client that stops reading is dropped, as by the guard
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="htap-send")
+        self._sockets.add(sock)
+        self.threaded += 1
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, _send_all, sock, parts)
+        except OSError as problem:  # the client went away or stopped reading: half a body is no body
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError(f"sending the body failed: {problem}") from None
+        except asyncio.CancelledError:
+            _shut_down(sock)  # the thread fails at once and closes its socket
+            raise
+        finally:
+            self._sockets.discard(sock)
+
+    def close(self) -> None:
+        """Unblock every thread still sending (a stop must not wait for slow readers)."""
+        for sock in list(self._sockets):
+            _shut_down(sock)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+
+def _send_all(sock: socket.socket, parts: Sequence[bytes]) -> None:
+    """In the thread; the socket (a duplicate) is closed here, never while a send may be using it."""
+    with sock:
+        for part in parts:
+            sock.sendall(part)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed by its thread
+        pass

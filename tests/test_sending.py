@@ -1,0 +1,210 @@
+"""Big bodies leave from a thread on plain TCP, through the transport in slices otherwise; a reader
+that stops is dropped; a stop unblocks every sending thread; the store joins big bodies once."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import socket
+import ssl
+from pathlib import Path
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from exporter import store as store_module
+from exporter.metrics import InstanceIdentity, PollState, render_instance
+from exporter.sending import BodySender
+from exporter.server import ServerState, make_app
+from exporter.store import Store
+from tests.webtls import Pki
+
+BIG = b"".join(b'htap_sessions{instance_id="%d",instance_name="n"} 1.0\n' % i for i in range(80_000))  # ~4 MB
+TAIL = b"# HELP htap_exporter_build_info V.\n# TYPE htap_exporter_build_info gauge\nhtap_exporter_build_info 1.0\n"
+
+
+class BigStore:
+    generation = 1
+
+    def __init__(self, body: bytes = BIG) -> None:
+        self.data = body
+
+    def render(self, openmetrics: bool = False) -> bytes:
+        return self.data
+
+    async def body(self, openmetrics: bool = False) -> bytes:
+        return self.data
+
+    def statuses(self) -> list:
+        return []
+
+
+class Tail:
+    def render(self, openmetrics: bool = False) -> bytes:
+        return TAIL
+
+
+async def serve(sender: BodySender, body: bytes = BIG, tls: ssl.SSLContext | None = None) -> TestServer:
+    async def reload() -> str | None:
+        return None
+
+    state = ServerState(store=BigStore(body), self_metrics=Tail(), is_ready=lambda: True,  # type: ignore[arg-type]
+                        reload=reload, sender=sender)
+    server = TestServer(make_app(state))
+    await server.start_server(ssl=tls)
+    return server
+
+
+def two_scrapes_on_one_connection(port: int) -> list[bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        bodies = []
+        for _ in range(2):
+            connection.request("GET", "/metrics")
+            answer = connection.getresponse()
+            assert answer.status == 200
+            bodies.append(answer.read())
+            assert not answer.will_close
+        return bodies
+    finally:
+        connection.close()
+
+
+async def until(condition, seconds: float = 10.0) -> None:
+    """Wait for a condition the code under test reaches on its own (no event to wait for)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_big_body_leaves_from_a_thread_and_the_connection_stays_usable():
+    sender = BodySender()
+    server = await serve(sender)
+    try:
+        bodies = await asyncio.to_thread(two_scrapes_on_one_connection, server.port)
+        assert bodies == [BIG + TAIL, BIG + TAIL]  # exact framing: the second response parsed whole
+        assert sender.threaded == 2
+        async with aiohttp.ClientSession() as session:
+            async with session.head(server.make_url("/metrics"), headers={"Accept-Encoding": "identity"}) as answer:
+                assert answer.status == 200 and answer.content_length == len(BIG + TAIL)
+        assert sender.threaded == 2  # HEAD sends no body
+    finally:
+        await server.close()
+
+
+async def test_small_bodies_and_tls_go_through_the_transport(tmp_path: Path):
+    sender = BodySender()
+    server = await serve(sender, body=BIG[:10_000])
+    try:
+        assert await asyncio.to_thread(two_scrapes_on_one_connection, server.port) == [BIG[:10_000] + TAIL] * 2
+        assert sender.threaded == 0
+    finally:
+        await server.close()
+
+    pki = Pki.create(tmp_path)
+    cert, key = pki.issue_server("localhost")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server = await serve(sender, tls=tls)
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"https://localhost:{server.port}/metrics"
+            async with session.get(url, ssl=pki.client_context(), headers={"Accept-Encoding": "identity"}) as answer:
+                assert await answer.read() == BIG + TAIL
+        assert sender.threaded == 0  # only the transport can encrypt: sent in slices
+    finally:
+        await server.close()
+
+
+async def test_the_transport_path_sends_the_same_bytes_when_every_thread_is_busy():
+    sender = BodySender(threads=0)
+    server = await serve(sender)
+    try:
+        assert await asyncio.to_thread(two_scrapes_on_one_connection, server.port) == [BIG + TAIL] * 2
+        assert sender.threaded == 0
+    finally:
+        await server.close()
+
+
+def stalled_reader(port: int) -> socket.socket:
+    """A client that asks for /metrics, then reads nothing (a tiny receive window fills at once)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    return sock
+
+
+async def test_a_reader_that_stops_is_dropped_and_its_thread_freed():
+    sender = BodySender(stall_timeout=0.5)
+    server = await serve(sender, body=BIG * 4)
+    sock = stalled_reader(server.port)
+    try:
+        await until(lambda: sender.threaded == 1)
+        await until(lambda: not sender._sockets)
+        # the connection was closed: reading what was sent ends in EOF or a reset, not a hang
+        sock.settimeout(10)
+        try:
+            while sock.recv(1 << 20):
+                pass
+        except ConnectionResetError:
+            pass
+        assert await asyncio.to_thread(two_scrapes_on_one_connection, server.port) == [BIG * 4 + TAIL] * 2
+    finally:
+        sock.close()
+        await server.close()
+
+
+async def test_a_stop_unblocks_a_thread_stuck_on_a_slow_reader():
+    sender = BodySender(stall_timeout=300)
+    server = await serve(sender, body=BIG * 4)
+    sock = stalled_reader(server.port)
+    try:
+        await until(lambda: len(sender._sockets) == 1)
+        started = asyncio.get_running_loop().time()
+        sender.close()
+        await until(lambda: not sender._sockets)
+        assert asyncio.get_running_loop().time() - started < 5
+    finally:
+        sock.close()
+        await server.close()
+
+
+# --- the store's join --------------------------------------------------------------------------------
+
+
+def filled_store(instances: int) -> Store:
+    store = Store()
+    for index in range(instances):
+        identity = InstanceIdentity(f"id{index}", f"name{index}", "p", "r")
+        store.put(identity.instance_id, render_instance(identity, PollState(up=False)))
+    return store
+
+
+async def test_concurrent_scrapes_share_one_join_in_a_thread(monkeypatch):
+    monkeypatch.setattr(store_module, "THREAD_PIECES", 1)
+    joins = []
+    real = asyncio.to_thread
+
+    async def counting(function, *args):
+        joins.append(function)
+        return await real(function, *args)
+
+    monkeypatch.setattr(store_module.asyncio, "to_thread", counting)
+    store = filled_store(50)
+    bodies = await asyncio.gather(*(store.body() for _ in range(5)))
+    assert len(joins) == 1 and all(body is bodies[0] for body in bodies)
+    assert bodies[0] == store.render() and await store.body() is bodies[0]
+    openmetrics = await store.body(openmetrics=True)
+    assert openmetrics == store.render(openmetrics=True) and len(joins) == 2
+
+    # a change while a join runs: that scrape gets the body it started with, the next the new one
+    before = store.render()
+    pending = asyncio.ensure_future(store.body())
+    await asyncio.sleep(0)
+    identity = InstanceIdentity("id0", "renamed", "p", "r")
+    store.put("id0", render_instance(identity, PollState(up=True)))
+    assert await pending == before
+    after = await store.body()
+    assert after != before and after == store.render() and b'instance_name="renamed"' in after
