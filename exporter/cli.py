@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from exporter import __version__
+from exporter import __version__, gcsettings
 from exporter.clock import Clock
 from exporter.config import Config, ConfigError, load_config, parse_config, parse_duration
 from exporter.fleet import Fleet
@@ -315,6 +315,7 @@ def main(argv: list[str] | None = None, hangups: list[int] | None = None) -> int
         log.warning("--web.max-connections lowered to fit the open file limit",
                     extra={"max_connections": max_connections, "open_file_limit": open_files})
     args.guard_limits = GuardLimits(read_timeout=read_timeout, max_connections=max_connections)
+    gcsettings.configure()
     try:
         if args.demo:
             return asyncio.run(serve_demo(args, redactor, hangups, web_config))
