@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import datetime
 import hashlib
 import json
@@ -34,6 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
+from exporter import gcsettings
 from exporter.signing import verify_authorization
 
 SIM_PROJECT_ID = "0123456789abcdef0123456789abcdef"
@@ -281,6 +283,7 @@ class Simulator:
         app.router.add_post("/v3/auth/tokens", self.issue_token)
         app.router.add_get(CONTROL_PREFIX + "/state", self.control_state)
         app.router.add_get(CONTROL_PREFIX + "/totals", self.control_totals)
+        app.router.add_get(CONTROL_PREFIX + "/arrivals", self.control_arrivals)
         app.router.add_put(CONTROL_PREFIX + "/faults/{target}", self.control_set_fault)
         app.router.add_delete(CONTROL_PREFIX + "/faults/{target}", self.control_clear_fault)
         app.router.add_delete(CONTROL_PREFIX + "/faults", self.control_clear_faults)
@@ -488,6 +491,16 @@ class Simulator:
                                   # pages one poll of every instance reads (static pages only)
                                   "pages_per_round": sum(len(i.static_pages or ()) for i in self.instances.values())})
 
+    async def control_arrivals(self, request: web.Request) -> web.Response:
+        """When the cloud API requests arrived (unix time), from `?since=` on: a client's pauses
+        show as gaps between them (the benchmark's measure of how long a scrape stalls polling)."""
+        try:
+            since = float(request.query.get("since", "0"))
+        except ValueError:
+            return _error(400, "SIM.0001", "since must be a number")
+        times = self.observed.api_request_times
+        return web.json_response(times[bisect.bisect_left(times, since):])
+
     async def control_state(self, request: web.Request) -> web.Response:
         observed = self.observed
         return web.json_response({
@@ -689,6 +702,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--discovery", action="store_true",
                         help="the written config discovers the instances instead of listing them")
     args = parser.parse_args(argv)
+    gcsettings.configure()  # the benchmark's simulator holds 10,000 instances' pages: see gcsettings
     asyncio.run(_serve(args))
     return 0
 

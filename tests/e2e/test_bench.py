@@ -20,7 +20,7 @@ def test_bench_prints_a_complete_row_for_a_small_fleet():
     lines = [line for line in result.stdout.splitlines() if line.startswith("|")]
     header, rule, row = lines
     columns = [cell.strip() for cell in row.strip("|").split("|")]
-    assert len(columns) == len(header.strip("|").split("|")) == 13
+    assert len(columns) == len(header.strip("|").split("|")) == 14
     assert columns[0] == "20" and columns[1] == "1 s" and columns[2] == "4"
     fetched, demanded = (int(n.replace(",", "")) for n in columns[6].split(" (")[0].split(" / "))
     assert fetched > 0 and demanded > 0
