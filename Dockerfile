@@ -3,14 +3,16 @@
 #   docker run -p 9978:9978 -e HW_ACCESS_KEY -e HW_SECRET_KEY \
 #     -v "$PWD/config.yaml:/etc/htap-exporter/config.yaml:ro" htap-exporter
 
-# Stage 1: build the wheel from the checkout and install it with its dependencies into a venv.
+# Stage 1: build the wheel from the checkout and install it, with its dependencies and the `fast`
+# extra (msgspec), into a venv.
 FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
 RUN python -m venv /opt/htap-exporter \
     && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && /opt/htap-exporter/bin/pip install --no-cache-dir /wheels/*.whl
+    && wheel="$(echo /wheels/htap_exporter-*.whl)" \
+    && /opt/htap-exporter/bin/pip install --no-cache-dir "${wheel}[fast]"
 
 # Stage 2: the same slim base with only the venv; no compiler, no pip cache, no sources.
 FROM python:3.12-slim

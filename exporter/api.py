@@ -17,6 +17,7 @@ from exporter.auth import Authenticator, OutgoingRequest
 from exporter.budget import ApiBudget
 from exporter.clock import RateLimiter
 from exporter.config import MetricsConfig
+from exporter.pages import decode_rows
 from exporter.sessions import Session, SessionCounter, InstanceStats
 from exporter.transport import ApiError, Prepare, Response, Transport
 
@@ -86,6 +87,12 @@ class HtapApi:
             headers={"Content-Type": "application/json", "X-Language": "en-us"},
         )
         response = await self.call(request)
+        fast = decode_rows(response.body)
+        if fast is not None:
+            if len(fast) > PAGE_LIMIT:
+                raise ApiError("bad_response", f"page has {len(fast)} rows, more than limit={PAGE_LIMIT}",
+                               status=response.status)
+            return fast
         document = response.json()
         if not isinstance(document, dict):
             raise ApiError("bad_response", "response is not a JSON object", status=response.status)

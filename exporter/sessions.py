@@ -9,12 +9,13 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
+import operator
 import re
-from itertools import repeat
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from exporter.config import MetricsConfig
+from exporter.pages import Row, as_mapping, rows_of
 
 UNKNOWN = "unknown"
 OTHER = "__other__"
@@ -33,6 +34,7 @@ REPLACEMENT = "\ufffd"
 MAX_ID_LENGTH = 64
 # Raw values that may be counted before cleaning: equal ones always get equal labels.
 _RAW_COUNTABLE = frozenset({str, type(None)})
+_ROW_ID = operator.attrgetter("id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,11 +193,6 @@ class _CommandFigures:
         self.buckets = [0] * buckets
 
 
-def _field(rows: list[dict[str, Any]], name: str) -> list[Any]:
-    """One field of every row, at C speed (operator.methodcaller is several times slower)."""
-    return list(map(dict.get, rows, repeat(name)))
-
-
 def _plain_durations(values: list[Any]) -> list[float | int]:
     """The usable durations among `values`. Checked at C speed when they are plain non-negative
     numbers (the usual page: whole seconds), one by one otherwise."""
@@ -240,10 +237,15 @@ class SessionCounter:
         self._cleaned: dict[str, str] = {}
 
     def add_page(self, rows: list[Any]) -> int:
-        """Count the rows not seen before in this poll; returns how many new ids the page had."""
+        """Count the rows not seen before in this poll; returns how many new ids the page had.
+        `rows`: Rows (see pages.decode_rows), or parsed JSON values (objects become Rows, other
+        values are left out and counted in `skipped_rows`)."""
+        if set(map(type, rows)) - {Row}:
+            rows, skipped = rows_of(rows)
+            self.skipped_rows += skipped
         fresh, new_ids = self._fresh_rows(rows)
         if self.kept is not None:
-            self.kept.extend(parse_session(row, self._max_length) for row in fresh)
+            self.kept.extend(parse_session(as_mapping(row), self._max_length) for row in fresh)
         self.pages += 1
         self.sessions += len(fresh)
         states: dict[Any, int] = {}
@@ -253,17 +255,17 @@ class SessionCounter:
         try:
             # One pass over the page, raw values only: no call per row (the hot loop of a poll).
             for row in fresh:
-                value = row.get("state")
+                value = row.state
                 states[value] = states.get(value, 0) + 1
-                value = row.get("user")
+                value = row.user
                 users[value] = users.get(value, 0) + 1
-                value = row.get("database")
+                value = row.database
                 databases[value] = databases.get(value, 0) + 1
-                value = row.get("command")
+                value = row.command
                 group = groups.get(value)
                 if group is None:
                     group = groups[value] = []
-                group.append(row.get("duration"))
+                group.append(row.duration)
         except TypeError:  # an unhashable value (a list, an object) somewhere: this page the slow way
             states, users, databases, groups = self._count_slowly(fresh)
         else:
@@ -276,42 +278,38 @@ class SessionCounter:
         self._fold(databases, self._databases)
         if self.config.hosts:
             for row in fresh:
-                host = client_ip(self._clean(row.get("host")))
+                host = client_ip(self._clean(row.host))
                 self._hosts[host] = self._hosts.get(host, 0) + 1
         self._count_commands(groups)
         return new_ids
 
-    def _count_slowly(self, rows: list[dict[str, Any]]) -> tuple[dict[Any, int], dict[Any, int], dict[Any, int],
-                                                                   dict[Any, list[Any]]]:
+    def _count_slowly(self, rows: list[Row]) -> tuple[dict[Any, int], dict[Any, int], dict[Any, int],
+                                                      dict[Any, list[Any]]]:
         counts: tuple[dict[Any, int], dict[Any, int], dict[Any, int]] = ({}, {}, {})
         groups: dict[Any, list[Any]] = {}
         for row in rows:
             for name, found in zip(("state", "user", "database"), counts):
-                value = self._clean(row.get(name))
+                value = self._clean(getattr(row, name))
                 found[value] = found.get(value, 0) + 1
-            groups.setdefault(self._clean(row.get("command")), []).append(row.get("duration"))
+            groups.setdefault(self._clean(row.command), []).append(row.duration)
         return counts[0], counts[1], counts[2], groups
 
-    def _fresh_rows(self, rows: list[Any]) -> tuple[list[dict[str, Any]], int]:
-        """The page's objects whose id was not seen before in this poll (rows without one count)."""
+    def _fresh_rows(self, rows: list[Row]) -> tuple[list[Row], int]:
+        """The page's rows whose id was not seen before in this poll (rows without one count)."""
         seen = self._seen
         before = len(seen)
-        # The usual page, checked at C speed: objects with short string ids, all new.
-        if set(map(type, rows)) == {dict}:
-            ids = _field(rows, "id")
-            if set(map(type, ids)) == {str}:
-                keys = list(map(str.strip, ids))
-                if min(map(len, keys)) > 0 and max(map(len, ids)) <= MAX_ID_LENGTH:
-                    new = set(keys)
-                    if len(new) == len(keys) and seen.isdisjoint(new):
-                        seen.update(new)
-                        return rows, len(keys)
+        # The usual page, checked at C speed: short string ids, all new.
+        ids = list(map(_ROW_ID, rows))
+        if ids and set(map(type, ids)) == {str}:
+            keys = list(map(str.strip, ids))
+            if min(map(len, keys)) > 0 and max(map(len, ids)) <= MAX_ID_LENGTH:
+                new = set(keys)
+                if len(new) == len(keys) and seen.isdisjoint(new):
+                    seen.update(new)
+                    return rows, len(keys)
         fresh = []
-        for row in rows:
-            if type(row) is not dict:
-                self.skipped_rows += 1
-                continue
-            key = session_id_key(row.get("id"))
+        for row, raw_id in zip(rows, ids):
+            key = session_id_key(raw_id)
             if key is None:
                 fresh.append(row)
             elif key not in seen:

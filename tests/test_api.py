@@ -10,6 +10,7 @@ from aioresponses import aioresponses
 
 from yarl import URL
 
+from exporter import api as api_module
 from exporter.api import PAGE_LIMIT, HtapApi
 from exporter.auth import StaticTokenAuthenticator
 from exporter.clock import RateLimiter
@@ -25,6 +26,15 @@ PROJECT = "054e292c9880d4992f02c0196d3ea468"
 INSTANCE = "af315b8e6aaa41799bd9a31f2de15abcin17"
 TOKEN = "MIIstatic-token-value-0123456789"
 PATH = f"/v3/{PROJECT}/instances/{INSTANCE}/htap/process"
+
+
+@pytest.fixture(autouse=True, params=["msgspec", "generic"])
+def page_decoding(request, monkeypatch):
+    """Every test twice: pages decoded into Rows by msgspec, and the generic way (standard library)."""
+    if request.param == "generic":
+        monkeypatch.setattr(api_module, "decode_rows", lambda body: None)
+    else:
+        pytest.importorskip("msgspec")
 
 
 def page_url(offset: int) -> str:
