@@ -96,6 +96,26 @@ def filter_names(body: bytes, names: Iterable[str]) -> bytes:
     return b"".join(part + b"\n" for part in out)
 
 
+def select_families(families: Iterable[tuple[bytes, list[bytes]]], names: Iterable[str]) -> bytes:
+    """`filter_names` over the store's families, a family at a time: one whose samples are all
+    wanted is joined as it is, one with none is skipped unread, and only a family partly wanted
+    (an OpenMetrics gauge histogram asked for its `_gcount` alone) is filtered line by line. At
+    10,000 instances a filtered scrape then costs what its answer holds, not a pass over 80 MB."""
+    wanted = {name.encode("utf-8") for name in names}
+    text_names = list(names)
+    pieces: list[bytes] = []
+    for header, samples in families:
+        present = {match.group(0) for line in samples[0].splitlines() if (match := _SAMPLE_NAME_RE.match(line))}
+        if not present & wanted:
+            continue
+        if present <= wanted:
+            pieces.append(header)
+            pieces.extend(samples)
+        else:
+            pieces.append(filter_names(header + b"".join(samples), text_names))
+    return b"".join(pieces)
+
+
 @dataclass
 class _Prefix:
     """A gzip stream holding the store's part of a body, left open so each scrape appends its own

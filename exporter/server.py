@@ -10,7 +10,7 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.scrape import (OPENMETRICS_EOF, OPENMETRICS_FORMAT, TEXT_FORMAT, GzipCache, compress,
-                                 filter_names, gzip_accepted, wants_openmetrics)
+                             filter_names, gzip_accepted, select_families, wants_openmetrics)
 from exporter.landing import render_landing
 from exporter.metrics import SelfMetrics
 from exporter.sending import BodySender
@@ -54,7 +54,8 @@ def make_app(state: ServerState) -> web.Application:
             response.headers["Content-Encoding"] = "gzip"
         parts: tuple[bytes, ...]
         if names:
-            parts = (filter_names(await state.store.body(openmetrics=openmetrics) + tail, names) + eof,)
+            parts = (select_families(state.store.families(openmetrics=openmetrics), names)
+                     + filter_names(tail, names) + eof,)
             if gzipped:
                 parts = (await compress(parts[0]),)
         elif gzipped:

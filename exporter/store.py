@@ -69,6 +69,12 @@ class Store:
                 pieces.extend(column.values())
         return pieces
 
+    def families(self, openmetrics: bool = False) -> list[tuple[bytes, list[bytes]]]:
+        """Each family's header and its instances' sample lines (families without samples left out)."""
+        return [(header, list(column.values()))
+                for header, names in (OPENMETRICS_LAYOUT if openmetrics else TEXT_LAYOUT)
+                if (column := self._columns[names])]
+
     def render(self, openmetrics: bool = False) -> bytes:
         """Every instance's families, text format 0.0.4 or OpenMetrics (without `# EOF`)."""
         cached = self._bodies.get(openmetrics)

@@ -11,7 +11,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import scrape
-from exporter.scrape import GzipCache, filter_names, gzip_accepted, wants_openmetrics
+from exporter.scrape import GzipCache, filter_names, gzip_accepted, select_families, wants_openmetrics
 
 PROMETHEUS_2_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
                        "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
@@ -84,3 +84,25 @@ async def test_gzip_cache_shares_one_compression_per_key(monkeypatch) -> None:
     assert len(calls) == 2
     parsed = list(text_string_to_metric_families(gzip.decompress(b"".join(bodies[0])).decode().split("tail")[0]))
     assert parsed
+
+
+def test_selecting_families_equals_filtering_the_whole_body() -> None:
+    from exporter.metrics import InstanceIdentity, PollState, render_instance
+    from exporter.sessions import SessionCounter
+    from exporter.config import MetricsConfig
+    from exporter.store import Store
+
+    counter = SessionCounter(MetricsConfig())
+    counter.add_page([{"id": str(n), "user": f"u{n % 3}", "command": ["Query", "Sleep"][n % 2], "duration": n}
+                      for n in range(40)])
+    store = Store()
+    for index, up in enumerate([True, False, True]):
+        identity = InstanceIdentity(f"id{index}", f"n{index}", "p", "r")
+        store.put(identity.instance_id, render_instance(identity, PollState(up=up, stats=counter.result(),
+                                                                            poll_duration=0.5)))
+    for names in (["htap_up"], ["htap_sessions_by_user", "htap_poll_errors_total"], ["htap_poll_errors"],
+                  ["htap_active_session_duration_seconds_bucket"], ["htap_active_session_duration_seconds_gcount"],
+                  ["htap_active_session_duration_seconds_gsum", "htap_up", "nothing"], ["nothing"], []):
+        for openmetrics in (False, True):
+            assert (select_families(store.families(openmetrics), names)
+                    == filter_names(store.render(openmetrics), names)), (names, openmetrics)

@@ -28,6 +28,10 @@ class FakeStore:
     async def body(self, openmetrics: bool = False) -> bytes:
         return self.render(openmetrics)
 
+    def families(self, openmetrics: bool = False) -> list[tuple[bytes, list[bytes]]]:
+        header, sample = self.render(openmetrics).split(b"gauge\n")
+        return [(header + b"gauge\n", [sample])]
+
     def statuses(self) -> list:
         return []
 
