@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable
+from types import TracebackType
+from typing import Callable
 
 from yarl import URL
 
@@ -83,38 +83,64 @@ class AuthGate:
             raise ApiError("auth", f"credentials were rejected {self.failures} time(s) in a row;"
                                    f" not retried for another {wait:.0f}s")
 
-    @asynccontextmanager
-    async def attempt(self) -> AsyncIterator[None]:
-        if self.verified:
-            self._check()
-            async with self._outcome():
-                yield
-            return
-        async with self._lock:
-            self._check()
-            async with self._outcome():
-                yield
+    def attempt(self) -> _Attempt:
+        """`async with gate.attempt():` around one request (a class, not a generator: it runs for
+        every request of every poll)."""
+        return _Attempt(self)
 
-    @asynccontextmanager
-    async def _outcome(self) -> AsyncIterator[None]:
+    def _outcome(self, epoch: int, problem: BaseException | None) -> None:
         # Outcomes of requests that started before the last change of verdict are stale: eight
         # concurrent 401s are one rejection, and a success racing a rejection must not unblock it.
-        epoch = self._epoch
-        try:
-            yield
-        except ApiError as problem:
-            # Only 401 says the credentials are wrong; a 403 (no permission on one instance) must not
-            # pause the project's other instances.
-            if problem.status == 401 and epoch == self._epoch:
-                self._epoch += 1
-                self.failures += 1
-                self.verified = False
-                self.blocked_until = self._clock.monotonic() + auth_pause(self.failures)
-            raise
-        if epoch == self._epoch:
+        if epoch != self._epoch:
+            return
+        if problem is None:
             self.failures = 0
             self.verified = True
             self.blocked_until = 0.0
+        # Only 401 says the credentials are wrong; a 403 (no permission on one instance) must not
+        # pause the project's other instances.
+        elif isinstance(problem, ApiError) and problem.status == 401:
+            self._epoch += 1
+            self.failures += 1
+            self.verified = False
+            self.blocked_until = self._clock.monotonic() + auth_pause(self.failures)
+
+
+class _Attempt:
+    """One request through an AuthGate: free while the credentials are known good, else one at a
+    time under the gate's lock."""
+
+    __slots__ = ("_gate", "_epoch", "_locked")
+
+    def __init__(self, gate: AuthGate) -> None:
+        self._gate = gate
+        self._epoch = 0
+        self._locked = False
+
+    async def __aenter__(self) -> None:
+        gate = self._gate
+        if not gate.verified:
+            await gate._lock.acquire()
+            self._locked = True
+        try:
+            gate._check()
+        except BaseException:
+            self._release()
+            raise
+        self._epoch = gate._epoch
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        try:
+            if exc_type is None or isinstance(exc, ApiError):
+                self._gate._outcome(self._epoch, exc)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._locked:
+            self._locked = False
+            self._gate._lock.release()
 
 
 class FileBackedSecret:
