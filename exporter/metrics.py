@@ -11,6 +11,7 @@ require both to parse to identical samples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Iterator, Mapping
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector,
@@ -39,6 +40,11 @@ class InstanceIdentity:
     @property
     def labels(self) -> list[str]:
         return [self.instance_id, self.instance_name]
+
+    @cached_property
+    def writer(self) -> _InstanceWriter:
+        """Its sample writer, made once: the label text of an instance never changes."""
+        return _InstanceWriter(self)
 
 
 @dataclass
@@ -182,6 +188,7 @@ class _InstanceWriter:
                      for key in keys]
         return "".join(lines).encode()
 
+    @cached_property
     def info(self) -> bytes:
         identity = self.identity
         labels = {"instance_id": identity.instance_id, "instance_name": identity.instance_name,
@@ -200,9 +207,9 @@ class _InstanceWriter:
 
 def instance_samples(identity: InstanceIdentity, state: PollState) -> dict[str, bytes]:
     """Family name -> sample lines of one instance (the gauge histogram as three entries)."""
-    writer = _InstanceWriter(identity)
+    writer = identity.writer
     samples = {} if state.pending else {"htap_up": writer.single("htap_up", 1 if state.up else 0)}
-    samples["htap_instance_info"] = writer.info()
+    samples["htap_instance_info"] = writer.info
     stats = state.stats if state.up else None
     if stats is not None:
         samples["htap_sessions"] = writer.single("htap_sessions", stats.sessions)
