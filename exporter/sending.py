@@ -24,6 +24,8 @@ from typing import Sequence
 
 from aiohttp import web
 
+from exporter.threads import background_executor
+
 # Below this a body goes through the transport whole: one copy of it costs less than a thread hop.
 THREAD_MIN_BYTES = 1024 * 1024
 SLICE_BYTES = 1024 * 1024
@@ -64,7 +66,7 @@ class BodySender:
         sock = socket.socket(fileno=os.dup(fd))
         sock.settimeout(self._stall_timeout)  # a client that stops reading is dropped, as by the guard
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="htap-send")
+            self._executor = background_executor(self._threads, "htap-send")
         self._sockets.add(sock)
         self.threaded += 1
         try:

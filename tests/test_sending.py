@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import os
 import socket
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
@@ -185,14 +187,14 @@ def filled_store(instances: int) -> Store:
 async def test_concurrent_scrapes_share_one_join_in_a_thread(monkeypatch):
     monkeypatch.setattr(store_module, "THREAD_PIECES", 1)
     joins = []
-    real = asyncio.to_thread
 
-    async def counting(function, *args):
-        joins.append(function)
-        return await real(function, *args)
+    class Counting(ThreadPoolExecutor):
+        def submit(self, function, *args, **kwargs):
+            joins.append(function)
+            return super().submit(function, *args, **kwargs)
 
-    monkeypatch.setattr(store_module.asyncio, "to_thread", counting)
     store = filled_store(50)
+    store._joiner = Counting(max_workers=1)
     bodies = await asyncio.gather(*(store.body() for _ in range(5)))
     assert len(joins) == 1 and all(body is bodies[0] for body in bodies)
     assert bodies[0] == store.render() and await store.body() is bodies[0]
@@ -208,3 +210,15 @@ async def test_concurrent_scrapes_share_one_join_in_a_thread(monkeypatch):
     assert await pending == before
     after = await store.body()
     assert after != before and after == store.render() and b'instance_name="renamed"' in after
+
+
+def test_bulk_threads_run_at_background_priority():
+    from exporter.threads import background_executor
+
+    executor = background_executor(1, "test-bulk")
+    try:
+        here = os.getpriority(os.PRIO_PROCESS, 0)
+        assert executor.submit(os.getpriority, os.PRIO_PROCESS, 0).result() == max(10, here)
+        assert os.getpriority(os.PRIO_PROCESS, 0) == here  # the event loop's thread keeps its own
+    finally:
+        executor.shutdown()
