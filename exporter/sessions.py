@@ -335,7 +335,10 @@ class SessionCounter:
             figures.max_duration = max(figures.max_duration, float(max(numbers)))
             if command in self.config.idle_commands:
                 continue  # idle sessions have no place in the histogram, nor its sum
-            figures.duration_sum += math.fsum(numbers)
+            try:
+                figures.duration_sum += math.fsum(numbers)
+            except OverflowError:  # durations near the float maximum ("1e308" twice): the sum is +Inf
+                figures.duration_sum = math.inf
             buckets = figures.buckets
             for number in numbers:
                 buckets[bisect.bisect_left(bounds, number)] += 1

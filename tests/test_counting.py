@@ -154,6 +154,13 @@ def test_counting_equals_the_per_row_reference(rows, config, cuts):
     assert {key: stats[key] for key in stats if key != "active_sum"} == per_row_reference(rows, config)
 
 
+def test_durations_near_the_float_maximum_sum_to_infinity():
+    counter = SessionCounter(MetricsConfig())
+    counter.add_page([{"id": str(n), "command": "Query", "duration": "1.5e308"} for n in range(3)])
+    stats = counter.result()
+    assert stats.active_sum == math.inf and stats.active_count == 3
+
+
 def test_values_equal_in_python_but_not_as_labels_are_counted_apart():
     # True == 1 == 1.0 and False == 0 in Python, so counting raw values in one dict would merge them;
     # as labels they are "unknown", "1", "1.0" and "0".
