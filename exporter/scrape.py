@@ -11,7 +11,7 @@ import asyncio
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterable
+from typing import Awaitable, Callable, Iterable, Sequence
 
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_FORMAT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -126,23 +126,25 @@ class _Prefix:
 
 
 async def compress(data: bytes) -> bytes:
-    return (await _compress_open(data)).compressed_closed()
+    return (await _compress_open([data])).compressed_closed()
 
 
-def _gzip_open(data: bytes) -> _Prefix:
+def _gzip_open(parts: Sequence[bytes]) -> _Prefix:
     compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
-    return _Prefix(compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH), compressor)
+    compressed = [compressor.compress(part) for part in parts]
+    compressed.append(compressor.flush(zlib.Z_SYNC_FLUSH))
+    return _Prefix(b"".join(compressed), compressor)
 
 
-async def _compress_open(data: bytes) -> "_OpenGzip":
-    if len(data) > THREAD_THRESHOLD:
-        prefix = await asyncio.to_thread(_gzip_open, data)
+async def _compress_open(parts: Sequence[bytes]) -> "_OpenGzip":
+    if sum(map(len, parts)) > THREAD_THRESHOLD:
+        prefix = await asyncio.to_thread(_gzip_open, parts)
     else:
-        prefix = _gzip_open(data)
+        prefix = _gzip_open(parts)
     return _OpenGzip(prefix)
 
 
-async def _compress_part(store_part: Callable[[], Awaitable[bytes]]) -> "_OpenGzip":
+async def _compress_part(store_part: Callable[[], Awaitable[Sequence[bytes]]]) -> "_OpenGzip":
     return await _compress_open(await store_part())
 
 
@@ -170,7 +172,8 @@ class GzipCache:
         self._key: object = None
         self._pending: asyncio.Future[_OpenGzip] | None = None
 
-    async def body(self, key: object, store_part: Callable[[], Awaitable[bytes]], tail: bytes) -> tuple[bytes, bytes]:
+    async def body(self, key: object, store_part: Callable[[], Awaitable[Sequence[bytes]]],
+                   tail: bytes) -> tuple[bytes, bytes]:
         if key != self._key or self._pending is None:
             self._key = key
             self._pending = asyncio.ensure_future(_compress_part(store_part))

@@ -64,7 +64,7 @@ def make_app(state: ServerState) -> web.Application:
             parts = await gzip_cache.body((state.store.generation, openmetrics),
                                           lambda: state.store.body(openmetrics=openmetrics), tail + eof)
         else:
-            parts = (await state.store.body(openmetrics=openmetrics), tail + eof)
+            parts = (*await state.store.body(openmetrics=openmetrics), tail + eof)
         # Written part by part: the store's bytes (megabytes with many instances) are sent as
         # cached, never copied into a new body per scrape.
         response.content_length = sum(len(part) for part in parts)

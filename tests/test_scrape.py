@@ -69,8 +69,8 @@ async def test_gzip_cache_shares_one_compression_per_key(monkeypatch) -> None:
     cache = GzipCache()
 
     def part(data: bytes):
-        async def get() -> bytes:
-            return data
+        async def get() -> list[bytes]:
+            return [data[:1000], data[1000:]]
         return get
 
     bodies = await asyncio.gather(*(cache.body(1, part(store_part), f"tail {n}\n".encode()) for n in range(5)))

@@ -34,8 +34,8 @@ class BigStore:
     def render(self, openmetrics: bool = False) -> bytes:
         return self.data
 
-    async def body(self, openmetrics: bool = False) -> bytes:
-        return self.data
+    async def body(self, openmetrics: bool = False) -> list[bytes]:
+        return [self.data]
 
     def statuses(self) -> list:
         return []
@@ -196,10 +196,12 @@ async def test_concurrent_scrapes_share_one_join_in_a_thread(monkeypatch):
     store = filled_store(50)
     store._joiner = Counting(max_workers=1)
     bodies = await asyncio.gather(*(store.body() for _ in range(5)))
-    assert len(joins) == 1 and all(body is bodies[0] for body in bodies)
-    assert bodies[0] == store.render() and await store.body() is bodies[0]
+    assert len(joins) == 1 and all(body == bodies[0] for body in bodies)
+    assert b"".join(bodies[0]) == store.render()
+    again = await store.body()  # nothing changed: the same joined parts, no new join
+    assert len(joins) == 1 and all(a is b for a, b in zip(again, bodies[0]))
     openmetrics = await store.body(openmetrics=True)
-    assert openmetrics == store.render(openmetrics=True) and len(joins) == 2
+    assert b"".join(openmetrics) == store.render(openmetrics=True)
 
     # a change while a join runs: that scrape gets the body it started with, the next the new one
     before = store.render()
@@ -207,18 +209,23 @@ async def test_concurrent_scrapes_share_one_join_in_a_thread(monkeypatch):
     await asyncio.sleep(0)
     identity = InstanceIdentity("id0", "renamed", "p", "r")
     store.put("id0", render_instance(identity, PollState(up=True)))
-    assert await pending == before
-    after = await store.body()
+    assert b"".join(await pending) == before
+    after = b"".join(await store.body())
     assert after != before and after == store.render() and b'instance_name="renamed"' in after
 
 
-def test_bulk_threads_run_at_background_priority():
-    from exporter.threads import background_executor
-
-    executor = background_executor(1, "test-bulk")
-    try:
-        here = os.getpriority(os.PRIO_PROCESS, 0)
-        assert executor.submit(os.getpriority, os.PRIO_PROCESS, 0).result() == max(10, here)
-        assert os.getpriority(os.PRIO_PROCESS, 0) == here  # the event loop's thread keeps its own
-    finally:
-        executor.shutdown()
+async def test_only_changed_families_are_joined_again(monkeypatch):
+    monkeypatch.setattr(store_module, "THREAD_PIECES", 10**9)  # joined on the spot, counted below
+    store = filled_store(20)
+    first = await store.body()
+    identity = InstanceIdentity("id3", "name3", "p", "r")
+    state = PollState(up=False, poll_duration=1.5)  # only htap_poll_duration_seconds changes
+    store.put("id3", render_instance(identity, state))
+    second = await store.body()
+    changed = [a for a, b in zip(first, second) if a is not b]
+    assert len(second) == len(first) + 2  # a new family: its header and samples
+    assert b"".join(second) == store.render()
+    kept = {id(part) for part in first} & {id(part) for part in second}
+    assert len(kept) >= len(first) - 2  # every other family's join reused as it was
+    store.remove("id3")
+    assert b'"id3"' not in b"".join(await store.body()) and b"".join(await store.body()) == store.render()

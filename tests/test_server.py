@@ -25,8 +25,8 @@ class FakeStore:
         self.renders += 1
         return b'# HELP htap_up Up.\n# TYPE htap_up gauge\nhtap_up{instance_id="a"} 1.0\n'
 
-    async def body(self, openmetrics: bool = False) -> bytes:
-        return self.render(openmetrics)
+    async def body(self, openmetrics: bool = False) -> list[bytes]:
+        return [self.render(openmetrics)]
 
     def families(self, openmetrics: bool = False) -> list[tuple[bytes, list[bytes]]]:
         header, sample = self.render(openmetrics).split(b"gauge\n")
