@@ -111,8 +111,8 @@ class Store:
 
     def families(self, openmetrics: bool = False) -> list[tuple[bytes, list[bytes]]]:
         """Each family's header and its instances' sample lines (families without samples left out)."""
-        return [(header, list(filter(None, column.slots)))
-                for header, names in self._layout(openmetrics) if (column := self._columns[names]).present]
+        return [(header, samples) for header, names in self._layout(openmetrics)
+                if (samples := list(filter(None, self._columns[names].slots)))]
 
     def _parts(self, openmetrics: bool) -> list[bytes]:
         """The body as parts: each family's header, then its joined samples, as both formats

@@ -96,13 +96,23 @@ def test_selecting_families_equals_filtering_the_whole_body() -> None:
     counter.add_page([{"id": str(n), "user": f"u{n % 3}", "command": ["Query", "Sleep"][n % 2], "duration": n}
                       for n in range(40)])
     store = Store()
+    empty = SessionCounter(MetricsConfig()).result()  # families present with no samples (no users yet)
+    identity = InstanceIdentity("idle", "idle", "p", "r")
+    store.put(identity.instance_id, render_instance(identity, PollState(up=True, stats=empty)))
     for index, up in enumerate([True, False, True]):
         identity = InstanceIdentity(f"id{index}", f"n{index}", "p", "r")
         store.put(identity.instance_id, render_instance(identity, PollState(up=up, stats=counter.result(),
                                                                             poll_duration=0.5)))
     for names in (["htap_up"], ["htap_sessions_by_user", "htap_poll_errors_total"], ["htap_poll_errors"],
+                  ["htap_sessions_by_database"],
                   ["htap_active_session_duration_seconds_bucket"], ["htap_active_session_duration_seconds_gcount"],
                   ["htap_active_session_duration_seconds_gsum", "htap_up", "nothing"], ["nothing"], []):
         for openmetrics in (False, True):
             assert (select_families(store.families(openmetrics), names)
                     == filter_names(store.render(openmetrics), names)), (names, openmetrics)
+    idle_only = Store()  # a family every instance has, none with samples: nothing to select
+    idle_only.put("idle", render_instance(InstanceIdentity("idle", "idle", "p", "r"), PollState(up=True, stats=empty)))
+    for openmetrics in (False, True):
+        names = ["htap_sessions_by_user"]
+        assert select_families(idle_only.families(openmetrics), names) == b""
+        assert filter_names(idle_only.render(openmetrics), names) == b""
