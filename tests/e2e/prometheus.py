@@ -20,6 +20,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def scrape_config(exporter_urls: list[str], *, job: str = "htap", interval: str = "1s",
+                  rule_files: tuple[str, ...] = ()) -> str:
+    """A Prometheus config that scrapes these exporters (`http://host:port`) every `interval`."""
+    targets = ", ".join(f"'{url.removeprefix('http://')}'" for url in exporter_urls)
+    text = f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
+    if rule_files:
+        text += "rule_files: [" + ", ".join(f"'{name}'" for name in rule_files) + "]\n"
+    return text + f"scrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: [{targets}]\n"
+
+
 class PrometheusServer:
     """`async with PrometheusServer(tmp_path, config_text) as server:` runs `prometheus` with that
     config (written to tmp_path/prometheus.yml, TSDB in tmp_path/data) until the block ends."""

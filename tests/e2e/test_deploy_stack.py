@@ -17,7 +17,7 @@ import pytest
 
 from tests.deploy.tools import DASHBOARD, PROMETHEUS_SERIES, RULES, exported_names, metric_names, rules
 from tests.e2e.harness import Exporter, wait_until
-from tests.e2e.prometheus import PrometheusServer
+from tests.e2e.prometheus import PrometheusServer, scrape_config
 
 SCRAPE = "1s"
 # What Grafana would substitute for a short dashboard range with a 1 s scrape interval.
@@ -47,10 +47,7 @@ def substitute(expr: str, values: dict[str, list[str]]) -> str:
 @pytest.mark.slow
 async def test_rules_and_dashboard_queries_run_on_a_real_prometheus(tmp_path: Path) -> None:
     async with Exporter(["--demo"]) as exporter:
-        target = exporter.url.removeprefix("http://")
-        config = (f"global:\n  scrape_interval: {SCRAPE}\n  evaluation_interval: {SCRAPE}\n"
-                  f"rule_files: ['{RULES}']\n"
-                  f"scrape_configs:\n  - job_name: htap-exporter\n    static_configs:\n      - targets: ['{target}']\n")
+        config = scrape_config([exporter.url], job="htap-exporter", interval=SCRAPE, rule_files=(str(RULES),))
         async with PrometheusServer(tmp_path, config) as api:
             async def five_up() -> bool:
                 return len(await api.result("htap_up == 1")) == 5

@@ -298,7 +298,7 @@ def test_bad_shard_flags_exit_1_with_one_line(flags, message):
 @pytest.mark.slow
 async def test_prometheus_scraping_every_shard_sees_each_instance_once(tmp_path):
     """Three shards, one Prometheus scraping all of them, as the README's sharded setup does."""
-    from tests.e2e.prometheus import PrometheusServer
+    from tests.e2e.prometheus import PrometheusServer, scrape_config
 
     sim = small_fleet(30)
     runner, base_url = await start(sim)
@@ -306,10 +306,7 @@ async def test_prometheus_scraping_every_shard_sees_each_instance_once(tmp_path)
     shards = [Exporter(["--config.file", str(path), "--shard.index", str(k), "--shard.count", "3"]) for k in range(3)]
     try:
         await asyncio.gather(*(shard.start() for shard in shards))
-        targets = ", ".join(f"'{shard.url.removeprefix('http://')}'" for shard in shards)
-        scrape = ("global:\n  scrape_interval: 1s\n"
-                  f"scrape_configs:\n  - job_name: htap\n    static_configs:\n      - targets: [{targets}]\n")
-        async with PrometheusServer(tmp_path, scrape) as server:
+        async with PrometheusServer(tmp_path, scrape_config([shard.url for shard in shards])) as server:
             async def all_up() -> bool:
                 return len(await server.result("htap_up == 1")) == 30
 

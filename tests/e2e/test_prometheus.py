@@ -7,15 +7,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import Exporter, wait_until
-from tests.e2e.prometheus import PrometheusServer
+from tests.e2e.prometheus import PrometheusServer, scrape_config
 
 
 async def test_prometheus_scrapes_the_demo(tmp_path: Path) -> None:
     async with Exporter(["--demo"]) as exporter:
-        target = exporter.url.removeprefix("http://")
-        config = ("global:\n  scrape_interval: 1s\n"
-                  f"scrape_configs:\n  - job_name: htap\n    static_configs:\n      - targets: ['{target}']\n")
-        async with PrometheusServer(tmp_path, config) as server:
+        async with PrometheusServer(tmp_path, scrape_config([exporter.url])) as server:
             async def five_up() -> bool:
                 return len(await server.result("htap_up == 1")) == 5
 
