@@ -101,11 +101,14 @@ def select_families(families: Iterable[tuple[bytes, list[bytes]]], names: Iterab
     wanted is joined as it is, one with none is skipped unread, and only a family partly wanted
     (an OpenMetrics gauge histogram asked for its `_gcount` alone) is filtered line by line. At
     10,000 instances a filtered scrape then costs what its answer holds, not a pass over 80 MB."""
-    wanted = {name.encode("utf-8") for name in names}
     text_names = list(names)
+    wanted = {name.encode("utf-8") for name in text_names}
     pieces: list[bytes] = []
     for header, samples in families:
-        present = {match.group(0) for line in samples[0].splitlines() if (match := _SAMPLE_NAME_RE.match(line))}
+        first = next(filter(None, samples), None)  # a family without samples is left out, as filtered
+        if first is None:
+            continue
+        present = {match.group(0) for line in first.splitlines() if (match := _SAMPLE_NAME_RE.match(line))}
         if not present & wanted:
             continue
         if present <= wanted:

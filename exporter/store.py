@@ -110,9 +110,10 @@ class Store:
         return OPENMETRICS_LAYOUT if openmetrics else TEXT_LAYOUT
 
     def families(self, openmetrics: bool = False) -> list[tuple[bytes, list[bytes]]]:
-        """Each family's header and its instances' sample lines (families without samples left out)."""
-        return [(header, samples) for header, names in self._layout(openmetrics)
-                if (samples := list(filter(None, self._columns[names].slots)))]
+        """Each family's header and its slots' sample lines (b"" for an instance without samples),
+        for a reader in this same step: the lists are the store's own, not copies, so that picking
+        a few families of 10,000 instances does not gather the others."""
+        return [(header, self._columns[names].slots) for header, names in self._layout(openmetrics)]
 
     def _parts(self, openmetrics: bool) -> list[bytes]:
         """The body as parts: each family's header, then its joined samples, as both formats
