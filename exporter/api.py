@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from yarl import URL
 
@@ -17,7 +16,7 @@ from exporter.auth import Authenticator, OutgoingRequest
 from exporter.budget import ApiBudget
 from exporter.clock import RateLimiter
 from exporter.config import MetricsConfig
-from exporter.pages import decode_rows
+from exporter.pages import Page, decode_page, page_of
 from exporter.sessions import Session, SessionCounter, InstanceStats
 from exporter.transport import ApiError, Prepare, Response, Transport
 
@@ -67,18 +66,18 @@ class HtapApi:
         if counter is None:
             counter = SessionCounter(MetricsConfig(), keep_sessions=True)
         offset = 0
-        for page in range(1, self._max_pages + 1):
-            rows = await self._page(instance_id, offset)
-            new_ids = counter.add_page(rows)
-            if len(rows) < PAGE_LIMIT or (new_ids == 0 and counter.has_ids):
+        for number in range(1, self._max_pages + 1):
+            page = await self._page(instance_id, offset)
+            new_ids = counter.add(page)
+            if page.size < PAGE_LIMIT or (new_ids == 0 and counter.has_ids):
                 if self.budget is not None:
-                    self.budget.record_poll(instance_id, page)
-                return SessionList(counter.result(), page, counter.skipped_rows, counter.kept)
-            offset += len(rows)
-            del rows  # the next page is fetched without this one in memory
+                    self.budget.record_poll(instance_id, number)
+                return SessionList(counter.result(), number, counter.skipped_rows, counter.kept)
+            offset += page.size
+            del page  # the next page is fetched without this one in memory
         raise ApiError("bad_response", f"pagination did not end after {self._max_pages} pages of {PAGE_LIMIT}")
 
-    async def _page(self, instance_id: str, offset: int) -> list[Any]:
+    async def _page(self, instance_id: str, offset: int) -> Page:
         request = OutgoingRequest(
             method="GET",
             endpoint=self._endpoint,
@@ -87,10 +86,10 @@ class HtapApi:
             headers={"Content-Type": "application/json", "X-Language": "en-us"},
         )
         response = await self.call(request)
-        fast = decode_rows(response.body)
+        fast = decode_page(response.body)
         if fast is not None:
-            if len(fast) > PAGE_LIMIT:
-                raise ApiError("bad_response", f"page has {len(fast)} rows, more than limit={PAGE_LIMIT}",
+            if fast.size > PAGE_LIMIT:
+                raise ApiError("bad_response", f"page has {fast.size} rows, more than limit={PAGE_LIMIT}",
                                status=response.status)
             return fast
         document = response.json()
@@ -104,7 +103,7 @@ class HtapApi:
         if len(rows) > PAGE_LIMIT:
             raise ApiError("bad_response", f"page has {len(rows)} rows, more than limit={PAGE_LIMIT}",
                            status=response.status)
-        return rows
+        return page_of(rows)
 
     async def call(self, request: OutgoingRequest, api: str = SESSIONS_API) -> Response:
         """Send with credentials; on a 401 the authenticator may renew them, then one retry."""

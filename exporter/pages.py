@@ -4,19 +4,30 @@ With msgspec (the `fast` extra) a well-formed page is decoded straight into `Row
 fields nobody reads, above all `sql_statement` (customer SQL, often most of a page's bytes), are
 skipped without ever becoming Python strings, and no dictionary is built per row. Measured on
 pages of 100 simulator rows (their SQL text made three times longer, 13-25 KB a page): 37 us per
-page against 67 us for orjson into dictionaries. Whatever
-msgspec does not decode that way (malformed JSON, a row that is not an object, a number beyond
-the float range, a lone surrogate, deep nesting) returns None and goes the generic way, where the
-standard library decides, exactly as without msgspec: msgspec either agrees with it or refuses.
+page against 67 us for orjson into dictionaries.
+
+msgspec also checks the field types as it decodes, at C speed: on the usual page every label field
+is a string or missing, every id a string of at most MAX_ID_LENGTH characters, every duration a
+non-negative number (or a string, or missing), and the page is marked `checked`, so that counting
+need not check them again row by row. A page that breaks one of these rules is decoded again
+without the checks, and counted the careful way. Whatever msgspec does not decode at all
+(malformed JSON, a row that is not an object, a number beyond the float range, a lone surrogate,
+deep nesting) returns None and goes the generic way, where the standard library decides, exactly
+as without msgspec: msgspec either agrees with it or refuses.
 
 Without msgspec, `Row` is a plain class and every page goes the generic way.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 FIELDS = ("id", "user", "host", "state", "database", "command", "duration")
+# Session ids longer than this are remembered by a digest (see sessions.session_id_key).
+MAX_ID_LENGTH = 64
+# Durations up to 2**53 seconds convert to floats exactly.
+MAX_EXACT_DURATION = 2 ** 53
 
 try:
     import msgspec
@@ -33,10 +44,27 @@ if msgspec is not None:
         command: Any = None
         duration: Any = None
 
+    _Label = str | None
+    _Duration = (Annotated[int, msgspec.Meta(ge=0, le=MAX_EXACT_DURATION)] | Annotated[float, msgspec.Meta(ge=0)]
+                 | str | None)
+
+    class _CheckedRow(msgspec.Struct, gc=False):
+        id: Annotated[str, msgspec.Meta(max_length=MAX_ID_LENGTH)] | None = None
+        user: _Label = None
+        host: _Label = None
+        state: _Label = None
+        database: _Label = None
+        command: _Label = None
+        duration: _Duration = None
+
     class _Page(msgspec.Struct, gc=False):
         process_list: list[Row]
 
+    class _CheckedPage(msgspec.Struct, gc=False):
+        process_list: list[_CheckedRow]
+
     _DECODER: Any = msgspec.json.Decoder(_Page)
+    _CHECKED_DECODER: Any = msgspec.json.Decoder(_CheckedPage)
 else:  # pragma: no cover
     class Row:  # type: ignore[no-redef]
         __slots__ = FIELDS
@@ -46,24 +74,47 @@ else:  # pragma: no cover
             self.id, self.user, self.host, self.state = id, user, host, state
             self.database, self.command, self.duration = database, command, duration
 
-    _DECODER = None
+    _DECODER = _CHECKED_DECODER = None
 
 
-def decode_rows(body: bytes) -> list[Row] | None:
-    """The page's rows when it is an object whose `process_list` holds only objects; else None."""
+@dataclass(slots=True)
+class Page:
+    """A page's rows, ready for counting."""
+
+    rows: list[Any]  # Rows; _CheckedRows (which have the same fields) when `checked`
+    checked: bool = False  # the field types were checked while decoding (see above)
+    skipped: int = 0  # values of the page that were not JSON objects, left out
+
+    @property
+    def size(self) -> int:
+        """The page's length as the API sent it, for pagination."""
+        return len(self.rows) + self.skipped
+
+
+def decode_page(body: bytes) -> Page | None:
+    """The page when it is an object whose `process_list` holds only objects; else None."""
     if _DECODER is None:
         return None
     try:
-        return _DECODER.decode(body).process_list  # type: ignore[no-any-return]
+        return Page(_CHECKED_DECODER.decode(body).process_list, checked=True)
+    except msgspec.ValidationError:  # well-formed, but a field of an unusual type or range
+        pass
     except (ValueError, RecursionError):  # msgspec's errors are ValueErrors
+        return None
+    try:
+        return Page(_DECODER.decode(body).process_list)
+    except (ValueError, RecursionError):
         return None
 
 
-def rows_of(values: list[Any]) -> tuple[list[Row], int]:
-    """Parsed JSON rows as Rows, and how many were not objects (left out)."""
-    rows = [Row(**{name: value.get(name) for name in FIELDS}) for value in values if type(value) is dict]
-    return rows, len(values) - len(rows)
+def page_of(values: list[Any]) -> Page:
+    """Parsed JSON rows (or Rows) as a Page; values that are not objects are left out and counted."""
+    if all(type(value) is Row for value in values):
+        return Page(values)
+    rows = [value if type(value) is Row else Row(**{name: value.get(name) for name in FIELDS})
+            for value in values if type(value) is dict or type(value) is Row]
+    return Page(rows, skipped=len(values) - len(rows))
 
 
-def as_mapping(row: Row) -> dict[str, Any]:
+def as_mapping(row: Any) -> dict[str, Any]:
     return {name: getattr(row, name) for name in FIELDS}

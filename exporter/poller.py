@@ -26,7 +26,7 @@ from exporter.config import Config, InstanceConfig, MetricsConfig, PollConfig, P
 from exporter.metrics import InstanceIdentity, PollState, render_instance
 from exporter.redact import Redactor
 from exporter.secrets import SecretError, ca_context
-from exporter.sessions import SessionCounter
+from exporter.sessions import LabelCache, SessionCounter
 from exporter.store import Store
 from exporter.transport import ApiError, Proxies, RequestObserver, RequestSlots, Transport
 
@@ -101,7 +101,7 @@ class _Loop:
         identity = self.identity
         try:
             deadline = POLL_DEADLINE_INTERVALS * self.api.poll_interval(self.spec.poll.interval)
-            counter = SessionCounter(self.spec.metrics)
+            counter = SessionCounter(self.spec.metrics, labels=self.poller.label_cache(self.spec.metrics))
             try:
                 async with Deadline(clock, deadline, self.poller.deadlines):
                     result = await self.api.list_sessions(identity.instance_id, counter)
@@ -173,6 +173,13 @@ class Poller:
         self._awaiting_first_poll: set[str] = set()
         # Counters of instances whose loop restarts on reload, so they stay monotonic.
         self._states: dict[str, PollState] = {}
+        self._labels = LabelCache()
+
+    def label_cache(self, metrics: MetricsConfig) -> LabelCache:
+        """The fleet's cleaned label values, for the metrics config's label length."""
+        if self._labels.max_length != metrics.max_label_length:
+            self._labels = LabelCache(metrics.max_label_length)
+        return self._labels
 
     def first_poll_done(self, instance_id: str) -> None:
         self._awaiting_first_poll.discard(instance_id)

@@ -32,7 +32,7 @@ PATH = f"/v3/{PROJECT}/instances/{INSTANCE}/htap/process"
 def page_decoding(request, monkeypatch):
     """Every test twice: pages decoded into Rows by msgspec, and the generic way (standard library)."""
     if request.param == "generic":
-        monkeypatch.setattr(api_module, "decode_rows", lambda body: None)
+        monkeypatch.setattr(api_module, "decode_page", lambda body: None)
     else:
         pytest.importorskip("msgspec")
 

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from exporter.clock import Deadline
 from exporter.config import MetricsConfig
-from exporter.sessions import (CONTROL_CHARACTERS, DEFAULT_MAX_LABEL_LENGTH, UNKNOWN, SessionCounter, aggregate,
-                               label_value, parse_session)
-from exporter.pages import decode_rows
+from exporter.sessions import (CONTROL_CHARACTERS, DEFAULT_MAX_LABEL_LENGTH, UNKNOWN, LabelCache, SessionCounter,
+                               aggregate, label_value, parse_session)
+from exporter.pages import MAX_EXACT_DURATION, MAX_ID_LENGTH, Page, decode_page
 from exporter.transport import _fast_loads, parse_json
 from tests.fakes import FakeClock
 from tests.test_properties import field_value, json_value, metrics_configs
@@ -186,6 +186,25 @@ def test_ids_are_deduplicated_across_pages_and_long_ids_kept_as_digests():
     assert all(len(key) <= 64 for key in counter._seen)
 
 
+def test_a_label_cache_shared_by_polls_counts_alike_and_stays_bounded():
+    config = MetricsConfig(max_users=3, max_label_length=32)
+    cache = LabelCache(config.max_label_length, limit=10)
+    for poll in range(5):
+        rows = [{"id": str(n), "user": f" user{(n + poll) % 25}\x00 ", "database": "d" * 40, "command": "Query",
+                 "duration": n} for n in range(30)]
+        shared = SessionCounter(config, labels=cache)
+        shared.add_page(rows)
+        alone = SessionCounter(config)
+        alone.add_page(rows)
+        assert shared.result() == alone.result()
+        assert len(cache.labels) <= 10
+        assert all(len(raw) <= 32 for raw in cache.labels)  # long values are cleaned each time, not kept
+    # a cache made for another label length is not used
+    other = SessionCounter(MetricsConfig(max_label_length=20), labels=cache)
+    other.add_page([{"id": "1", "user": "a-much-longer-user-name"}])
+    assert "a-much-longer-user-name" not in cache.labels and len(next(iter(other.result().by_user))) == 20
+
+
 # --- JSON: msgspec and the standard library agree ----------------------------------------------------
 
 BODIES = [b'{"process_list": []}', b'{"a": "\\ud800"}', b'{"n": 1e400}', b'{"n": 9223372036854775807}',
@@ -214,7 +233,8 @@ def _json_ok(body: bytes) -> bool:
 
 def test_msgspec_is_used_when_installed():
     pytest.importorskip("msgspec")
-    assert _fast_loads is not None and decode_rows(b'{"process_list": [{"id": "1"}]}') is not None
+    page = decode_page(b'{"process_list": [{"id": "1", "user": "u", "duration": 3}]}')
+    assert _fast_loads is not None and page is not None and page.checked
 
 
 @SETTINGS
@@ -226,7 +246,10 @@ def test_parse_json_agrees_on_any_document(document):
 
 def counted(rows, config: MetricsConfig, skipped: int = 0):
     counter = SessionCounter(config)
-    counter.add_page(rows)
+    if isinstance(rows, Page):
+        counter.add(rows)
+    else:
+        counter.add_page(rows)
     return counter.result().__dict__, counter.skipped_rows + skipped
 
 
@@ -237,12 +260,53 @@ def test_rows_decoded_by_msgspec_count_as_the_parsed_json_does(document, config)
     """A page decoded straight into Rows counts exactly as the same page parsed by the standard
     library; a page msgspec does not decode that way goes the generic way (None)."""
     body = json.dumps(document).encode("utf-8", "surrogatepass")
-    rows = decode_rows(body)
+    page = decode_page(body)
     generic = json.loads(body)["process_list"]
-    if rows is None:
+    if page is None:
         assert not all(type(row) is dict for row in generic) or not _fast_decodable(body)
         return
-    assert counted(rows, config) == counted(generic, config)
+    assert counted(page, config) == counted(generic, config)
+
+
+# Rows as the API sends them, and near misses of the types a checked page allows.
+api_ids = st.one_of(st.none(), st.text(max_size=MAX_ID_LENGTH + 4), st.sampled_from(["1", "2", " 1 ", ""]),
+                    st.integers(0, 3))
+api_labels = st.one_of(st.none(), st.sampled_from(["OK", "Sleep", "Query", "Daemon", "root", " ", ""]),
+                       st.text(max_size=5), st.integers(0, 2))
+api_durations = st.one_of(st.none(), st.integers(0, 5000), st.integers(MAX_EXACT_DURATION - 2, MAX_EXACT_DURATION + 2),
+                          st.floats(min_value=0, max_value=1e6), st.just(-0.0), st.integers(-3, -1),
+                          st.floats(min_value=1e300, max_value=1.7e308), st.sampled_from(["12", " 7.5 ", "x", "-1"]))
+api_row = st.fixed_dictionaries({}, optional={"id": api_ids, "user": api_labels, "host": api_labels,
+                                              "state": api_labels, "database": api_labels, "command": api_labels,
+                                              "duration": api_durations})
+
+
+def _checkable(row: dict) -> bool:
+    def label(value):
+        return value is None or type(value) is str
+    duration = row.get("duration")
+    return (all(label(row.get(name)) for name in ("user", "host", "state", "database", "command"))
+            and (row.get("id") is None or (type(row.get("id")) is str and len(row["id"]) <= MAX_ID_LENGTH))
+            and (duration is None or type(duration) is str or (type(duration) is float and duration >= 0)
+                 or (type(duration) is int and 0 <= duration <= MAX_EXACT_DURATION)))
+
+
+@SETTINGS
+@given(rows=st.lists(api_row, max_size=30), config=metrics_configs(), cut=st.integers(0, 30))
+def test_checked_pages_count_as_the_generic_way(rows, config, cut):
+    """A page whose field types msgspec checked while decoding is counted on that trust (no type
+    checks per value); one that breaks a rule is decoded again unchecked. Both count as the standard
+    library's parse of the same bytes does, page by page."""
+    pages = [rows[:cut], rows[cut:]]
+    decoded = [decode_page(json.dumps({"process_list": part}).encode()) for part in pages]
+    for part, page in zip(pages, decoded):
+        assert page is not None and page.checked == all(_checkable(row) for row in part)
+    fast, generic = SessionCounter(config), SessionCounter(config)
+    for part, page in zip(pages, decoded):
+        assert fast.add(page) == generic.add_page(json.loads(json.dumps(part)))
+    one, other = fast.result().__dict__, generic.result().__dict__
+    assert math.isclose(one.pop("active_sum"), other.pop("active_sum"), rel_tol=1e-12)
+    assert one == other
 
 
 def _fast_decodable(body: bytes) -> bool:
@@ -253,12 +317,16 @@ def _fast_decodable(body: bytes) -> bool:
 
 
 def test_a_page_that_is_not_objects_only_goes_the_generic_way():
-    assert decode_rows(b'{"process_list": [{"id": "a"}, 5]}') is None
-    assert decode_rows(b'{"process_list": [{"id": NaN}]}') is None
-    assert decode_rows(b'{"process_list": null}') is None
-    assert decode_rows(b'{"other": []}') is None
-    rows = decode_rows(b'{"process_list": [{"id": "a", "sql_statement": "select 1", "user": "u"}], "x": 1}')
-    assert rows is not None and [(row.id, row.user, row.state) for row in rows] == [("a", "u", None)]
+    assert decode_page(b'{"process_list": [{"id": "a"}, 5]}') is None
+    assert decode_page(b'{"process_list": [{"id": NaN}]}') is None
+    assert decode_page(b'{"process_list": null}') is None
+    assert decode_page(b'{"other": []}') is None
+    page = decode_page(b'{"process_list": [{"id": "a", "sql_statement": "select 1", "user": "u"}], "x": 1}')
+    assert page is not None and page.checked
+    assert [(row.id, row.user, row.state) for row in page.rows] == [("a", "u", None)]
+    unusual = decode_page(b'{"process_list": [{"id": 7, "user": true, "duration": -1}]}')
+    assert unusual is not None and not unusual.checked
+    assert [(row.id, row.user, row.duration) for row in unusual.rows] == [(7, True, -1)]
 
 
 # --- the poll deadline on the injected clock -----------------------------------------------------------
