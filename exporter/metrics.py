@@ -165,18 +165,26 @@ def escape_label_value(value: str) -> str:
 
 
 class _InstanceWriter:
-    """Writes one instance's sample lines; label names are sorted, as prometheus_client writes them."""
+    """Writes one instance's sample lines; label names are sorted, as prometheus_client writes them.
+
+    A family whose figures equal the last poll's keeps the lines written then: between two polls
+    most of an instance's counts (by state, user, database, command) do not change. Numbers that
+    are equal get the same text (1 and 1.0 are both "1.0"), but for -0.0 and 0.0."""
 
     def __init__(self, identity: InstanceIdentity) -> None:
         self.ids = (f'instance_id="{escape_label_value(identity.instance_id)}",'
                     f'instance_name="{escape_label_value(identity.instance_name)}"')
         self.identity = identity
+        self._written: dict[str, tuple[object, Any]] = {}  # family -> (its figures, its lines)
 
     def single(self, name: str, value: float) -> bytes:
         return f"{name}{{{self.ids}}} {number_text(value)}\n".encode()
 
     def by_label(self, name: str, label: str, values: Mapping[str, float], order: tuple[str, ...] = ()) -> bytes:
         """One sample per label value, sorted by value unless `order` gives the order."""
+        written = self._written.get(name)
+        if written is not None and written[0] == values:
+            return written[1]
         ids = self.ids
         keys = order or sorted(values)
         # "command", "database", "host" sort before "instance_id"; "state", "user", "reason" after.
@@ -186,7 +194,9 @@ class _InstanceWriter:
         else:
             lines = [f'{name}{{{ids},{label}="{escape_label_value(key)}"}} {number_text(values[key])}\n'
                      for key in keys]
-        return "".join(lines).encode()
+        text = "".join(lines).encode()
+        self._written[name] = (values, text)
+        return text
 
     @cached_property
     def info(self) -> bytes:
@@ -197,12 +207,18 @@ class _InstanceWriter:
         return f"htap_instance_info{{{text}}} 1.0\n".encode()
 
     def histogram(self, stats: InstanceStats) -> tuple[bytes, bytes, bytes]:
+        figures = (stats.active_buckets, stats.active_count, stats.active_sum)
+        written = self._written.get(ACTIVE_HISTOGRAM)
+        if written is not None and written[0] == figures:
+            return written[1]  # type: ignore[no-any-return]
         ids = self.ids
         buckets = "".join(f'{ACTIVE_HISTOGRAM}_bucket{{{ids},le="{number_text(float(bound))}"}} {number_text(count)}\n'
                           for bound, count in stats.active_buckets)
         gcount = f"{ACTIVE_HISTOGRAM}_gcount{{{ids}}} {number_text(stats.active_count)}\n"
         gsum = f"{ACTIVE_HISTOGRAM}_gsum{{{ids}}} {number_text(stats.active_sum)}\n"
-        return buckets.encode(), gcount.encode(), gsum.encode()
+        lines = (buckets.encode(), gcount.encode(), gsum.encode())
+        self._written[ACTIVE_HISTOGRAM] = (figures, lines)
+        return lines
 
 
 def instance_samples(identity: InstanceIdentity, state: PollState) -> dict[str, bytes]:
