@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 FIELDS = ("id", "user", "host", "state", "database", "command", "duration")
-# Session ids longer than this are remembered by a digest (see sessions.session_id_key).
+# Session ids longer than this are remembered by a 16-byte digest (sessions.session_id_key): a poll
+# keeps every id it saw (de-duplication across pages), and a hostile server must not make that cost
+# 16 KB per row.
 MAX_ID_LENGTH = 64
 # Durations up to 2**53 seconds convert to floats exactly.
 MAX_EXACT_DURATION = 2 ** 53
@@ -65,6 +67,7 @@ if msgspec is not None:
 
     _DECODER: Any = msgspec.json.Decoder(_Page)
     _CHECKED_DECODER: Any = msgspec.json.Decoder(_CheckedPage)
+    _ROW_TYPES: frozenset[type] = frozenset({Row, _CheckedRow})
 else:  # pragma: no cover
     class Row:  # type: ignore[no-redef]
         __slots__ = FIELDS
@@ -75,6 +78,7 @@ else:  # pragma: no cover
             self.database, self.command, self.duration = database, command, duration
 
     _DECODER = _CHECKED_DECODER = None
+    _ROW_TYPES = frozenset({Row})
 
 
 @dataclass(slots=True)
@@ -108,11 +112,12 @@ def decode_page(body: bytes) -> Page | None:
 
 
 def page_of(values: list[Any]) -> Page:
-    """Parsed JSON rows (or Rows) as a Page; values that are not objects are left out and counted."""
-    if all(type(value) is Row for value in values):
+    """Parsed JSON rows (or rows of a decoded page) as a Page; values that are not objects are left
+    out and counted."""
+    if all(type(value) in _ROW_TYPES for value in values):
         return Page(values)
-    rows = [value if type(value) is Row else Row(**{name: value.get(name) for name in FIELDS})
-            for value in values if type(value) is dict or type(value) is Row]
+    rows = [value if type(value) in _ROW_TYPES else Row(**{name: value.get(name) for name in FIELDS})
+            for value in values if type(value) is dict or type(value) in _ROW_TYPES]
     return Page(rows, skipped=len(values) - len(rows))
 
 

@@ -30,8 +30,6 @@ DEFAULT_MAX_LABEL_LENGTH = 128
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
 CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 REPLACEMENT = "\ufffd"
-# Session ids longer than MAX_ID_LENGTH are remembered by a 16-byte digest: a poll keeps every id it
-# saw (de-duplication across pages), and a hostile server must not make that cost 16 KB per row.
 # Raw values that may be counted before cleaning: equal ones always get equal labels.
 _RAW_COUNTABLE = frozenset({str, type(None)})
 _INT = {int}
@@ -318,7 +316,8 @@ class SessionCounter:
             # True == 1 == 1.0 in Python, but they are three labels ("unknown", "1", "1.0"): raw
             # values other than strings are counted again after cleaning (a handful of keys to check;
             # a checked page has none).
-            if not checked and not all(set(map(type, raw)) <= _RAW_COUNTABLE for raw in (states, users, databases, groups)):
+            if not checked and not all(set(map(type, raw)) <= _RAW_COUNTABLE
+                                       for raw in (states, users, databases, groups)):
                 states, users, databases, groups = self._count_slowly(fresh)
         self._fold(states, self._states)
         self._fold(users, self._users)

@@ -327,6 +327,8 @@ def test_a_page_that_is_not_objects_only_goes_the_generic_way():
     unusual = decode_page(b'{"process_list": [{"id": 7, "user": true, "duration": -1}]}')
     assert unusual is not None and not unusual.checked
     assert [(row.id, row.user, row.duration) for row in unusual.rows] == [(7, True, -1)]
+    counter = SessionCounter(MetricsConfig())  # rows of decoded pages, checked or not, count as rows
+    assert counter.add_page(page.rows + unusual.rows) == 2 and counter.sessions == 2 and counter.skipped_rows == 0
 
 
 # --- the poll deadline on the injected clock -----------------------------------------------------------
