@@ -169,7 +169,8 @@ class _InstanceWriter:
 
     A family whose figures equal the last poll's keeps the lines written then: between two polls
     most of an instance's counts (by state, user, database, command) do not change. Numbers that
-    are equal get the same text (1 and 1.0 are both "1.0"), but for -0.0 and 0.0."""
+    are equal get the same text (1 and 1.0 are both "1.0"); -0.0 would not, and the counting never
+    gives one."""
 
     def __init__(self, identity: InstanceIdentity) -> None:
         self.ids = (f'instance_id="{escape_label_value(identity.instance_id)}",'

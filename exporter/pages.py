@@ -101,7 +101,9 @@ def decode_page(body: bytes) -> Page | None:
         return None
     try:
         return Page(_CHECKED_DECODER.decode(body).process_list, checked=True)
-    except msgspec.ValidationError:  # well-formed, but a field of an unusual type or range
+    except msgspec.ValidationError:
+        # Well-formed JSON that the checked types refuse: a field of an unusual type or range
+        # (decoded again, unchecked), or a page of another shape (which that refuses too).
         pass
     except (ValueError, RecursionError):  # msgspec's errors are ValueErrors
         return None

@@ -209,13 +209,17 @@ def _plain_durations(values: list[Any]) -> list[float | int]:
 class LabelCache:
     """label_value of short raw strings, remembered across polls and instances: the users, databases,
     states and commands of a fleet repeat, so each is cleaned about once, not once per poll. Bounded
-    (emptied when full), so a server inventing values costs at most `limit` entries."""
+    in entries and in characters (emptied when full), so a server inventing values, or long ones,
+    costs at most ~`limit_characters` characters whatever `max_length` is."""
 
-    __slots__ = ("max_length", "limit", "labels")
+    __slots__ = ("max_length", "limit", "limit_characters", "characters", "labels")
 
-    def __init__(self, max_length: int = DEFAULT_MAX_LABEL_LENGTH, limit: int = 4096) -> None:
+    def __init__(self, max_length: int = DEFAULT_MAX_LABEL_LENGTH, limit: int = 4096,
+                 limit_characters: int = 1 << 20) -> None:
         self.max_length = max_length
         self.limit = limit
+        self.limit_characters = limit_characters
+        self.characters = 0
         self.labels: dict[str, str] = {}
 
     def clean(self, raw: Any) -> str:
@@ -224,9 +228,11 @@ class LabelCache:
         if clean is None:
             clean = label_value(raw, self.max_length)
             if type(raw) is str and len(raw) <= self.max_length:  # a long value is cleaned each time
-                if len(labels) >= self.limit:
+                if len(labels) >= self.limit or self.characters >= self.limit_characters:
                     labels.clear()
+                    self.characters = 0
                 labels[raw] = clean
+                self.characters += len(raw) + len(clean)
         return clean
 
 
@@ -248,8 +254,8 @@ class SessionCounter:
     holds for label_value, so values cleaned early and late land on the same label.
 
     This is the hot path of a poll (a third of the exporter's CPU at 1,000 instances before it was
-    tuned): the usual page is counted with one Python loop over its rows and otherwise C-speed
-    passes (map, set, sorted); anything unusual goes a slower, per-value way.
+    tuned): the usual page is counted with one Python loop over its rows (two with `metrics.hosts`)
+    and otherwise C-speed passes (map, set, sorted); anything unusual goes a slower, per-value way.
     """
 
     def __init__(self, config: MetricsConfig, *, keep_sessions: bool = False,
@@ -267,6 +273,7 @@ class SessionCounter:
         self._users: dict[str, int] = {}
         self._databases: dict[str, int] = {}
         self._hosts: dict[str, int] = {}
+        self._host_labels: dict[str, str] = {}  # raw host -> cleaned client address, for this poll
         self._commands: dict[str, _CommandFigures] = {}
         if labels is None or labels.max_length != config.max_label_length:
             labels = LabelCache(config.max_label_length)
@@ -323,8 +330,15 @@ class SessionCounter:
         self._fold(users, self._users)
         self._fold(databases, self._databases)
         if self.config.hosts:
+            # Not through the fleet's label cache: every client port makes a new raw value.
+            hosts = self._host_labels
             for row in fresh:
-                host = client_ip(self._clean(row.host))
+                raw = row.host
+                host = hosts.get(raw) if type(raw) is str else None
+                if host is None:
+                    host = client_ip(label_value(raw, self._max_length))
+                    if type(raw) is str and len(raw) <= self._max_length:
+                        hosts[raw] = host
                 self._hosts[host] = self._hosts.get(host, 0) + 1
         self._count_commands(groups, checked)
         return new_ids
@@ -387,7 +401,7 @@ class SessionCounter:
                     continue
                 longest = max(numbers)
             if longest > figures.max_duration:
-                figures.max_duration = float(longest)
+                figures.max_duration = float(longest) + 0.0  # -0.0 (a JSON "-0.0") as 0.0
             if command not in self._idle:  # idle sessions have no place in the histogram, nor its sum
                 active += numbers
         if active:

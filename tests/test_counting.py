@@ -199,6 +199,12 @@ def test_a_label_cache_shared_by_polls_counts_alike_and_stays_bounded():
         assert shared.result() == alone.result()
         assert len(cache.labels) <= 10
         assert all(len(raw) <= 32 for raw in cache.labels)  # long values are cleaned each time, not kept
+    # long values, however long labels may be, are held up to a number of characters
+    roomy = LabelCache(65536, limit_characters=10_000)
+    for n in range(20):
+        roomy.clean("x" * 3000 + str(n))
+        held = sum(len(raw) + len(clean) for raw, clean in roomy.labels.items())
+        assert held == roomy.characters <= 10_000 + 2 * 3002  # the limit, and the entry that reached it
     # a cache made for another label length is not used
     other = SessionCounter(MetricsConfig(max_label_length=20), labels=cache)
     other.add_page([{"id": "1", "user": "a-much-longer-user-name"}])
@@ -307,6 +313,29 @@ def test_checked_pages_count_as_the_generic_way(rows, config, cut):
     one, other = fast.result().__dict__, generic.result().__dict__
     assert math.isclose(one.pop("active_sum"), other.pop("active_sum"), rel_tol=1e-12)
     assert one == other
+
+
+@SETTINGS
+@given(rows=st.lists(api_row.map(lambda row: {k: v for k, v in row.items() if k != "id"}), max_size=30),
+       config=metrics_configs())
+def test_checked_pages_count_as_the_per_row_reference(rows, config):
+    page = decode_page(json.dumps({"process_list": rows}).encode())
+    counter = SessionCounter(config)
+    counter.add(page)
+    stats = counter.result().__dict__
+    assert {key: stats[key] for key in stats if key != "active_sum"} == per_row_reference(rows, config)
+
+
+def test_a_duration_of_minus_zero_is_written_as_zero():
+    """-0.0 and 0.0 are equal, so a family written for one would be kept for the other: the count
+    never gives -0.0 (it has no meaning as a duration)."""
+    for body in (b'{"process_list": [{"id": "1", "command": "X", "duration": -0.0}]}',
+                 b'{"process_list": [{"id": "1", "command": "X", "duration": "-0"}]}'):
+        counter = SessionCounter(MetricsConfig())
+        counter.add(decode_page(body))
+        stats = counter.result()
+        assert math.copysign(1, stats.max_duration_by_command["X"]) == 1
+        assert math.copysign(1, stats.active_sum) == 1
 
 
 def _fast_decodable(body: bytes) -> bool:

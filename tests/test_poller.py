@@ -8,7 +8,8 @@ import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
-from exporter.config import Config, InstanceConfig, PollConfig, ProjectConfig, Secret, SecretSource, TokenAuth
+from exporter.config import (Config, InstanceConfig, MetricsConfig, PollConfig, ProjectConfig, Secret, SecretSource,
+                             TokenAuth)
 from exporter.poller import JITTER, MAX_RETRY_AFTER, Poller, backoff_delay
 from exporter.redact import Redactor
 from exporter.store import Store
@@ -318,6 +319,13 @@ async def test_apply_with_nothing_to_poll_is_ready_and_stop_ends_loops(env):
     assert env.poller.ready.is_set()
     assert task.cancelled()
     assert env.store.keys() == set()
+
+
+async def test_polls_share_one_label_cache_until_the_label_length_changes(env):
+    first = env.poller.label_cache(MetricsConfig(max_label_length=64))
+    assert env.poller.label_cache(MetricsConfig(max_label_length=64, max_users=3)) is first
+    reloaded = env.poller.label_cache(MetricsConfig(max_label_length=200))
+    assert reloaded is not first and reloaded.max_length == 200
 
 
 # --- the real stack under a wrong key ------------------------------------------------------------------------
