@@ -37,27 +37,18 @@ except ImportError:  # pragma: no cover - the test extra installs msgspec; tests
     msgspec = None
 
 if msgspec is not None:
-    class Row(msgspec.Struct, gc=False):  # decoded JSON holds no cycles: nothing for the collector
-        id: Any = None
-        user: Any = None
-        host: Any = None
-        state: Any = None
-        database: Any = None
-        command: Any = None
-        duration: Any = None
-
-    _Label = str | None
-    _Duration = (Annotated[int, msgspec.Meta(ge=0, le=MAX_EXACT_DURATION)] | Annotated[float, msgspec.Meta(ge=0)]
-                 | str | None)
-
-    class _CheckedRow(msgspec.Struct, gc=False):
-        id: Annotated[str, msgspec.Meta(max_length=MAX_ID_LENGTH)] | None = None
-        user: _Label = None
-        host: _Label = None
-        state: _Label = None
-        database: _Label = None
-        command: _Label = None
-        duration: _Duration = None
+    _LABEL = str | None
+    # The types a checked page's fields may have (see above); anything goes in a Row.
+    _CHECKED_TYPES: dict[str, Any] = {
+        "id": Annotated[str, msgspec.Meta(max_length=MAX_ID_LENGTH)] | None,
+        "user": _LABEL, "host": _LABEL, "state": _LABEL, "database": _LABEL, "command": _LABEL,
+        "duration": (Annotated[int, msgspec.Meta(ge=0, le=MAX_EXACT_DURATION)]
+                     | Annotated[float, msgspec.Meta(ge=0)] | str | None),
+    }
+    # Decoded JSON holds no cycles (gc=False): nothing for the collector to track.
+    Row = msgspec.defstruct("Row", [(name, Any, None) for name in FIELDS], module=__name__, gc=False)
+    _CheckedRow = msgspec.defstruct("_CheckedRow", [(name, _CHECKED_TYPES[name], None) for name in FIELDS],
+                                    module=__name__, gc=False)
 
     class _Page(msgspec.Struct, gc=False):
         process_list: list[Row]
