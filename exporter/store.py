@@ -58,6 +58,11 @@ class _Column:
             self.version += 1
 
 
+# Each family of a body: its header, column, the column's version, and its current join or a copy of
+# its slots to join.
+_Plan = list[tuple[bytes, _Column, int, bytes | list[bytes]]]
+
+
 class Store:
     def __init__(self) -> None:
         self._blocks: dict[str, InstanceBlock] = {}
@@ -115,15 +120,20 @@ class Store:
         a few families of 10,000 instances does not gather the others."""
         return [(header, self._columns[names].slots) for header, names in self._layout(openmetrics)]
 
-    def _parts(self, openmetrics: bool) -> list[bytes]:
-        """The body as parts: each family's header, then its joined samples, as both formats
-        require (every column joined)."""
-        parts: list[bytes] = []
+    def _plan(self, openmetrics: bool) -> _Plan:
+        """The body's plan, taken in one step: each family's header with its current join, or with
+        a copy of its slots to join; every part of the body is then of this moment. Families no
+        instance has are left out."""
+        plan: _Plan = []
         for header, names in self._layout(openmetrics):
             column = self._columns[names]
-            if column.present:
-                parts += (header, column.joined)
-        return parts
+            if not column.present:
+                continue
+            if column.joined_version != column.version:
+                plan.append((header, column, column.version, column.slots.copy()))
+            else:
+                plan.append((header, column, column.version, column.joined))
+        return plan
 
     def render(self, openmetrics: bool = False) -> bytes:
         """Every instance's families, text format 0.0.4 or OpenMetrics (without `# EOF`), in one
@@ -131,11 +141,8 @@ class Store:
         cached = self._rendered.get(openmetrics)
         if cached is not None and cached[0] == self.generation:
             return cached[1]
-        for _, names in self._layout(openmetrics):
-            column = self._columns[names]
-            if column.joined_version != column.version:
-                column.joined, column.joined_version = b"".join(column.slots), column.version
-        body = b"".join(self._parts(openmetrics))
+        plan = self._plan(openmetrics)
+        body = b"".join(self._assemble(plan, _join_each(_copies(plan))))
         self._rendered[openmetrics] = (self.generation, body)
         return body
 
@@ -145,20 +152,10 @@ class Store:
         generation = self.generation
         refreshing = self._refreshing.get(openmetrics)
         if refreshing is None or refreshing[0] != generation:
-            # The plan, taken in one step: each family's header with its current join, or with a
-            # copy of its slots to join; every part of the body is then of this moment.
-            plan: list[tuple[bytes, _Column, int, bytes | list[bytes]]] = []
-            for header, names in self._layout(openmetrics):
-                column = self._columns[names]
-                if not column.present:
-                    continue
-                if column.joined_version != column.version:
-                    plan.append((header, column, column.version, column.slots.copy()))
-                else:
-                    plan.append((header, column, column.version, column.joined))
-            copies = [part for _, _, _, part in plan if isinstance(part, list)]
+            plan = self._plan(openmetrics)
+            copies = _copies(plan)
             if sum(map(len, copies)) < THREAD_PIECES:
-                return self._assemble(plan, [b"".join(copy) for copy in copies])
+                return self._assemble(plan, _join_each(copies))
             if self._joiner is None:
                 self._joiner = background_executor(1, "htap-join")
             joined = asyncio.get_running_loop().run_in_executor(self._joiner, _join_each, copies)
@@ -171,12 +168,11 @@ class Store:
             if self._refreshing.get(openmetrics) is refreshing and future.done():
                 del self._refreshing[openmetrics]
 
-    async def _finish(self, plan: list[tuple[bytes, _Column, int, bytes | list[bytes]]],
-                      joined: asyncio.Future[list[bytes]]) -> list[bytes]:
+    async def _finish(self, plan: _Plan, joined: asyncio.Future[list[bytes]]) -> list[bytes]:
         return self._assemble(plan, await joined)
 
     @staticmethod
-    def _assemble(plan: list[tuple[bytes, _Column, int, bytes | list[bytes]]], bodies: list[bytes]) -> list[bytes]:
+    def _assemble(plan: _Plan, bodies: list[bytes]) -> list[bytes]:
         """The body's parts from the plan, the fresh joins kept in their columns for later scrapes."""
         fresh = iter(bodies)
         parts: list[bytes] = []
@@ -189,6 +185,11 @@ class Store:
                 body = part
             parts += (header, body)
         return parts
+
+
+def _copies(plan: _Plan) -> list[list[bytes]]:
+    """The slot copies of a plan's families to join, in order."""
+    return [part for _, _, _, part in plan if isinstance(part, list)]
 
 
 def _join_each(copies: list[list[bytes]]) -> list[bytes]:
