@@ -273,11 +273,10 @@ class SessionCounter:
         self._users: dict[str, int] = {}
         self._databases: dict[str, int] = {}
         self._hosts: dict[str, int] = {}
-        self._host_labels: dict[str, str] = {}  # raw host -> cleaned client address, for this poll
+        self._host_labels = LabelCache(config.max_label_length)  # raw host -> label, for this poll
         self._commands: dict[str, _CommandFigures] = {}
         if labels is None or labels.max_length != config.max_label_length:
             labels = LabelCache(config.max_label_length)
-        self._labels = labels
         self._clean = labels.clean
         # The gauge histogram of non-idle sessions: counts per bucket (not cumulative), sum, count.
         self._active_buckets = [0] * len(self._bounds)
@@ -331,14 +330,9 @@ class SessionCounter:
         self._fold(databases, self._databases)
         if self.config.hosts:
             # Not through the fleet's label cache: every client port makes a new raw value.
-            hosts = self._host_labels
+            clean_host = self._host_labels.clean
             for row in fresh:
-                raw = row.host
-                host = hosts.get(raw) if type(raw) is str else None
-                if host is None:
-                    host = client_ip(label_value(raw, self._max_length))
-                    if type(raw) is str and len(raw) <= self._max_length:
-                        hosts[raw] = host
+                host = client_ip(clean_host(row.host))
                 self._hosts[host] = self._hosts.get(host, 0) + 1
         self._count_commands(groups, checked)
         return new_ids
@@ -434,11 +428,8 @@ class SessionCounter:
         return bool(self._seen)
 
     def _fold(self, raw_counts: dict[Any, int], counts: dict[str, int]) -> None:
-        cleaned = self._labels.labels
         for raw, count in raw_counts.items():
-            value = cleaned.get(raw) if type(raw) is str else None
-            if value is None:
-                value = self._clean(raw)
+            value = self._clean(raw)
             counts[value] = counts.get(value, 0) + count
 
     def result(self) -> InstanceStats:
