@@ -86,24 +86,11 @@ class HtapApi:
             headers={"Content-Type": "application/json", "X-Language": "en-us"},
         )
         response = await self.call(request)
-        fast = decode_page(response.body)
-        if fast is not None:
-            if fast.size > PAGE_LIMIT:
-                raise ApiError("bad_response", f"page has {fast.size} rows, more than limit={PAGE_LIMIT}",
-                               status=response.status)
-            return fast
-        document = response.json()
-        if not isinstance(document, dict):
-            raise ApiError("bad_response", "response is not a JSON object", status=response.status)
-        rows = document.get("process_list")
-        if rows is None:
-            raise ApiError("bad_response", "response has no process_list", status=response.status)
-        if not isinstance(rows, list):
-            raise ApiError("bad_response", "process_list is not a list", status=response.status)
-        if len(rows) > PAGE_LIMIT:
-            raise ApiError("bad_response", f"page has {len(rows)} rows, more than limit={PAGE_LIMIT}",
+        page = decode_page(response.body) or _generic_page(response)
+        if page.size > PAGE_LIMIT:
+            raise ApiError("bad_response", f"page has {page.size} rows, more than limit={PAGE_LIMIT}",
                            status=response.status)
-        return page_of(rows)
+        return page
 
     async def call(self, request: OutgoingRequest, api: str = SESSIONS_API) -> Response:
         """Send with credentials; on a 401 the authenticator may renew them, then one retry."""
@@ -128,3 +115,16 @@ class HtapApi:
     async def _send(self, request: OutgoingRequest, prepare: Prepare, api: str) -> Response:
         return await self._transport.send_prepared(api, request.method, prepare, request.body,
                                                    limiter=self._limiter)
+
+
+def _generic_page(response: Response) -> Page:
+    """A page that msgspec did not decode (or without msgspec): parsed by the standard library."""
+    document = response.json()
+    if not isinstance(document, dict):
+        raise ApiError("bad_response", "response is not a JSON object", status=response.status)
+    rows = document.get("process_list")
+    if rows is None:
+        raise ApiError("bad_response", "response has no process_list", status=response.status)
+    if not isinstance(rows, list):
+        raise ApiError("bad_response", "process_list is not a list", status=response.status)
+    return page_of(rows)
