@@ -25,7 +25,6 @@ After the table, each row is judged against the targets of the work that made th
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import signal
@@ -424,7 +423,6 @@ def main(argv: list[str] | None = None) -> int:
     low_n, high_n = int(low), int(high or low)
     print(HEADER)
     print("|" + "---|" * HEADER.count(" | ") + "---|")
-    notes: list[str] = []
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="htap-bench-") as workdir:
         for instances in (int(n) for n in args.instances.split(",")):
@@ -434,10 +432,9 @@ def main(argv: list[str] | None = None) -> int:
                          low_n, high_n - low_n, Path(workdir), args.exporter_tree.resolve())
             print(row(result), flush=True)
             results.append(result)
-            notes.append(f"{result.instances:,} instances: bare loop (two runs) fetched {result.bare_pages:,} / "
-                         f"{result.bare_demanded:,} pages; the simulator used {100 * result.sim_busy:.0f} % of a core")
-    for note in notes:
-        print(note)
+    for result in results:
+        print(f"{result.instances:,} instances: bare loop (two runs) fetched {result.bare_pages:,} / "
+              f"{result.bare_demanded:,} pages; the simulator used {100 * result.sim_busy:.0f} % of a core")
     print("\nTargets:")
     missed = 0
     for result in results:
