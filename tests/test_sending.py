@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import os
 import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
@@ -222,7 +221,6 @@ async def test_only_changed_families_are_joined_again(monkeypatch):
     state = PollState(up=False, poll_duration=1.5)  # only htap_poll_duration_seconds changes
     store.put("id3", render_instance(identity, state))
     second = await store.body()
-    changed = [a for a, b in zip(first, second) if a is not b]
     assert len(second) == len(first) + 2  # a new family: its header and samples
     assert b"".join(second) == store.render()
     kept = {id(part) for part in first} & {id(part) for part in second}

@@ -7,7 +7,6 @@ exporter really writes.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from pathlib import Path
