@@ -8,7 +8,7 @@
 FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY exporter ./exporter
+COPY htap_exporter ./htap_exporter
 RUN python -m venv /opt/htap-exporter \
     && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && wheel="$(echo /wheels/htap_exporter-*.whl)" \

@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporter.simulator import SIM_PROJECT_ID, SIM_TOKEN, instance_id_for  # noqa: E402
+from htap_exporter.simulator import SIM_PROJECT_ID, SIM_TOKEN, instance_id_for  # noqa: E402
 
 PAGE_LIMIT = 100
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -308,7 +308,7 @@ def generate_latest_ms(body: bytes) -> float:
 
 def run(instances: int, interval: float, concurrency: int | None, window: float, scrape_window: float,
         latency: float, low: int, spread: int, workdir: Path, tree: Path) -> Result:
-    sim = Process([sys.executable, "-m", "exporter.simulator", "--listen", "127.0.0.1:0", "--instances",
+    sim = Process([sys.executable, "-m", "htap_exporter.simulator", "--listen", "127.0.0.1:0", "--instances",
                    str(instances), "--sessions", str(low), "--sessions-spread", str(spread), "--static",
                    "--delay", str(latency)], r"simulator listening on (\S+)")
     exporter = None
@@ -318,13 +318,13 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
         write_config(config, base_url, instances, interval, concurrency)
         effective = concurrency
         if effective is None:
-            check = subprocess.run([sys.executable, "-m", "exporter", "--config.file", str(config), "--config.check"],
+            check = subprocess.run([sys.executable, "-m", "htap_exporter", "--config.file", str(config), "--config.check"],
                                    capture_output=True, text=True, cwd=tree)
             effective = int(re.search(r"concurrency=(\d+)", check.stdout).group(1))  # type: ignore[union-attr]
         # The bare loop runs before the exporter and again after it: the machine's pace drifts
         # (other tenants, clock speed), and the two runs around the exporter's window average it out.
         bare_before = bare_loop(base_url, instances, interval, effective, window)
-        exporter = Process([sys.executable, "-m", "exporter", "--config.file", str(config),
+        exporter = Process([sys.executable, "-m", "htap_exporter", "--config.file", str(config),
                             "--web.listen-address", "127.0.0.1:0"], r"listening on ([0-9A-Za-z.:\[\]]+)",
                            cwd=tree)
         metrics_url = "http://" + exporter.wait_ready(60).group(1)

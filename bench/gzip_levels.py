@@ -13,11 +13,11 @@ import sys
 import time
 import zlib
 
-from exporter.config import MetricsConfig
-from exporter.metrics import InstanceIdentity, PollState, render_instance
-from exporter.sessions import aggregate, parse_session
-from exporter.simulator import Simulator
-from exporter.store import Store
+from htap_exporter.config import MetricsConfig
+from htap_exporter.exposition.metrics import InstanceIdentity, PollState, render_instance
+from htap_exporter.collectors.sessions.counting import aggregate, parse_session
+from htap_exporter.simulator import Simulator
+from htap_exporter.exposition.store import Store
 
 
 def body(instances: int) -> bytes:

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from exporter.simulator import Simulator, start
+from htap_exporter.simulator import Simulator, start
 from tests.fakes import FakeClock
 
 

@@ -16,11 +16,11 @@ from typing import Any, Callable
 
 from yarl import URL
 
-from exporter.api import SessionList
-from exporter.clock import Clock
-from exporter.config import MetricsConfig
-from exporter.sessions import Session, SessionCounter
-from exporter.transport import Prepare, Response, Transport
+from htap_exporter.cloud.client import SessionList
+from htap_exporter.clock import Clock
+from htap_exporter.config import MetricsConfig
+from htap_exporter.collectors.sessions.counting import Session, SessionCounter
+from htap_exporter.cloud.transport import Prepare, Response, Transport
 
 EPOCH = 1_700_000_000.0
 
@@ -47,7 +47,7 @@ async def settle(max_rounds: int = 2000) -> None:
 
 
 class FakeClock(Clock):
-    """exporter.clock.Clock in virtual time: monotonic() starts at `start`, time() = EPOCH + monotonic()."""
+    """htap_exporter.clock.Clock in virtual time: monotonic() starts at `start`, time() = EPOCH + monotonic()."""
 
     def __init__(self, start: float = 1000.0, epoch: float = EPOCH) -> None:
         self.now = float(start)

@@ -10,14 +10,14 @@ from aioresponses import aioresponses
 
 from yarl import URL
 
-from exporter import api as api_module
-from exporter.api import PAGE_LIMIT, HtapApi
-from exporter.auth import StaticTokenAuthenticator
-from exporter.clock import RateLimiter
-from exporter.config import Secret, SecretSource, TokenAuth
-from exporter.redact import Redactor
-from exporter.sessions import UNKNOWN, Session
-from exporter.transport import ApiError
+from htap_exporter.cloud import client as api_module
+from htap_exporter.cloud.client import PAGE_LIMIT, HtapApi
+from htap_exporter.cloud.auth import StaticTokenAuthenticator
+from htap_exporter.clock import RateLimiter
+from htap_exporter.config import Secret, SecretSource, TokenAuth
+from htap_exporter.redact import Redactor
+from htap_exporter.collectors.sessions.counting import UNKNOWN, Session
+from htap_exporter.cloud.transport import ApiError
 
 from tests.fakes import RecordingTransport
 
@@ -326,5 +326,5 @@ async def test_rate_limiter_spaces_pages(transport, clock, mock):
     ("http://127.0.0.1:8080/prefix/", "http://127.0.0.1:8080/prefix/v3/p/x?limit=1"),
 ])
 def test_request_url_keeps_the_endpoint_authority_and_prefix(endpoint, expected):
-    from exporter.auth import OutgoingRequest
+    from htap_exporter.cloud.auth import OutgoingRequest
     assert str(OutgoingRequest("GET", URL(endpoint), "/v3/p/x").url("limit=1")) == expected

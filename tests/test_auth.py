@@ -12,8 +12,8 @@ import pytest
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
-from exporter.api import HtapApi
-from exporter.auth import (
+from htap_exporter.cloud.client import HtapApi
+from htap_exporter.cloud.auth import (
     AUTH_PAUSE_MAX,
     AuthGate,
     FileBackedSecret,
@@ -23,9 +23,9 @@ from exporter.auth import (
     auth_pause,
     token_refresh_delay,
 )
-from exporter.config import PasswordAuth, Secret, SecretSource, TokenAuth
-from exporter.redact import Redactor
-from exporter.transport import ApiError
+from htap_exporter.config import PasswordAuth, Secret, SecretSource, TokenAuth
+from htap_exporter.redact import Redactor
+from htap_exporter.cloud.transport import ApiError
 
 from tests.fakes import FakeClock, RecordingTransport, settle
 

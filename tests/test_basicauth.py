@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 
-from exporter.basicauth import BasicAuthVerifier, parse_basic_auth
+from htap_exporter.web.basicauth import BasicAuthVerifier, parse_basic_auth
 from tests.webtls import CountingCheck, bcrypt_hash
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from exporter.budget import POLL_SHARE, ApiBudget
-from exporter.clock import RateLimiter
+from htap_exporter.cloud.budget import POLL_SHARE, ApiBudget
+from htap_exporter.clock import RateLimiter
 from tests.fakes import FakeClock
 
 
@@ -117,12 +117,12 @@ def test_discovery_cannot_starve_polling_entirely(clock: FakeClock):
 async def test_iam_token_requests_are_not_counted(simulator, http, clock: FakeClock):
     """A password-auth project fetches its IAM token outside the budget: with a budget of one
     request and no burst, the first session page still goes at once after the token request."""
-    from exporter.api import HtapApi
-    from exporter.auth import PasswordAuthenticator
-    from exporter.config import PasswordAuth, Secret, SecretSource
-    from exporter.redact import Redactor
-    from exporter.simulator import SIM_DOMAIN, SIM_PASSWORD, SIM_USER, instance_id_for
-    from exporter.transport import Transport
+    from htap_exporter.cloud.client import HtapApi
+    from htap_exporter.cloud.auth import PasswordAuthenticator
+    from htap_exporter.config import PasswordAuth, Secret, SecretSource
+    from htap_exporter.redact import Redactor
+    from htap_exporter.simulator import SIM_DOMAIN, SIM_PASSWORD, SIM_USER, instance_id_for
+    from htap_exporter.cloud.transport import Transport
 
     sim = simulator.sim
     transport = Transport(http, asyncio.Semaphore(4), 5.0, 8 * 1024 * 1024)

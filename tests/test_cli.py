@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-from exporter.cli import parse_listen_address
-from exporter.logs import JsonFormatter, LogfmtFormatter
+from htap_exporter.cli import parse_listen_address
+from htap_exporter.logs import JsonFormatter, LogfmtFormatter
 
 
 def record(message: str) -> logging.LogRecord:
-    return logging.LogRecord("exporter.poller", logging.WARNING, __file__, 1, message, None, None)
+    return logging.LogRecord("htap_exporter.runtime.scheduler", logging.WARNING, __file__, 1, message, None, None)
 
 
 def test_logfmt_escapes_what_a_server_could_smuggle_into_a_message() -> None:
@@ -42,7 +42,7 @@ def test_listen_addresses(address: str, expected: tuple[str | None, int]) -> Non
     (["--web.listen-address", "localhost"], "--web.listen-address 'localhost': expected [HOST]:PORT"),
 ])
 def test_bad_flags_exit_1_with_one_line(flags: list[str], message: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "exporter", "--demo", *flags], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "htap_exporter", "--demo", *flags], capture_output=True,
                             text=True, timeout=30)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()

@@ -1,4 +1,4 @@
-"""exporter/config.py: parsing, defaults, durations, ${VAR} expansion, every validation message,
+"""htap_exporter/config/loader.py: parsing, defaults, durations, ${VAR} expansion, every validation message,
 secrets never shown, and the CLI's handling of a bad or good config file."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import (AkSkAuth, Config, ConfigError, InstanceConfig, MetricsConfig, PasswordAuth,
+from htap_exporter.config import (AkSkAuth, Config, ConfigError, InstanceConfig, MetricsConfig, PasswordAuth,
                              PollConfig, ProjectConfig, Secret, SecretSource, TokenAuth, expand_env,
                              load_config, parse_config, parse_duration)
 
@@ -765,7 +765,7 @@ def test_yaml_error_next_to_a_secret_does_not_show_it():
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-    return subprocess.run([sys.executable, "-m", "exporter", *args], cwd=cwd, env={**base, **(env or {})},
+    return subprocess.run([sys.executable, "-m", "htap_exporter", *args], cwd=cwd, env={**base, **(env or {})},
                           capture_output=True, text=True, timeout=60)
 
 

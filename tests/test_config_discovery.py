@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.config import DEFAULT_SKIP_STATUSES, ConfigError, DiscoveryConfig, parse_config
+from htap_exporter.config import DEFAULT_SKIP_STATUSES, ConfigError, DiscoveryConfig, parse_config
 
 PID = "054e292c9880d4992f02c0196d3ea468"
 PID2 = "1234567890abcdefABCDEF1234567890"

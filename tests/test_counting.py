@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.clock import Deadline
-from exporter.config import MetricsConfig
-from exporter.sessions import (CONTROL_CHARACTERS, DEFAULT_MAX_LABEL_LENGTH, UNKNOWN, LabelCache, SessionCounter,
+from htap_exporter.clock import Deadline
+from htap_exporter.config import MetricsConfig
+from htap_exporter.collectors.sessions.counting import (CONTROL_CHARACTERS, DEFAULT_MAX_LABEL_LENGTH, UNKNOWN, LabelCache, SessionCounter,
                                aggregate, label_value, parse_session)
-from exporter.pages import MAX_EXACT_DURATION, MAX_ID_LENGTH, Page, decode_page
-from exporter.transport import _fast_loads, parse_json
+from htap_exporter.collectors.sessions.pages import MAX_EXACT_DURATION, MAX_ID_LENGTH, Page, decode_page
+from htap_exporter.cloud.transport import _fast_loads, parse_json
 from tests.fakes import FakeClock
 from tests.test_properties import field_value, json_value, metrics_configs
 
@@ -102,7 +102,7 @@ def per_row_reference(rows, config: MetricsConfig) -> dict:
     """The figures counted the plain way, one cleaned row at a time: what the fast counting must
     equal (it counts raw values and cleans each distinct one once)."""
     from bisect import bisect_left
-    from exporter.sessions import KNOWN_COMMANDS, KNOWN_STATES, MAX_ENUM_VALUES, cap_counts, cap_maxima, client_ip
+    from htap_exporter.collectors.sessions.counting import KNOWN_COMMANDS, KNOWN_STATES, MAX_ENUM_VALUES, cap_counts, cap_maxima, client_ip
 
     bounds = tuple(config.duration_buckets) + (math.inf,)
     states = {state: 0 for state in KNOWN_STATES}
@@ -418,7 +418,7 @@ async def test_an_outside_cancel_stays_a_cancellation():
 
 
 async def test_deadline_queue_holds_one_timer_and_fires_in_order():
-    from exporter.clock import DeadlineQueue
+    from htap_exporter.clock import DeadlineQueue
     clock = FakeClock()
     queue = DeadlineQueue(clock)
     fired: list[str] = []
@@ -436,7 +436,7 @@ async def test_deadline_queue_holds_one_timer_and_fires_in_order():
 
 
 async def test_many_deadlines_that_end_early_cost_one_timer():
-    from exporter.clock import DeadlineQueue
+    from htap_exporter.clock import DeadlineQueue
     clock = FakeClock()
     queue = DeadlineQueue(clock)
     for _ in range(1000):
@@ -446,7 +446,7 @@ async def test_many_deadlines_that_end_early_cost_one_timer():
 
 
 async def test_a_queued_deadline_times_out_a_poll():
-    from exporter.clock import DeadlineQueue
+    from htap_exporter.clock import DeadlineQueue
     clock = FakeClock()
     queue = DeadlineQueue(clock)
 

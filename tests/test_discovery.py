@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
-from exporter.api import HtapApi
-from exporter.auth import StaticTokenAuthenticator
-from exporter.config import DiscoveryConfig, Secret, SecretSource, TokenAuth
-from exporter.discovery import DiscoveredInstance, DiscoveryClient, discover, kept, parse_htap_instance
-from exporter.redact import Redactor
-from exporter.simulator import SIM_TOKEN, Fault, taurus_id_for
-from exporter.transport import ApiError, Transport
+from htap_exporter.cloud.client import HtapApi
+from htap_exporter.cloud.auth import StaticTokenAuthenticator
+from htap_exporter.config import DiscoveryConfig, Secret, SecretSource, TokenAuth
+from htap_exporter.fleet.discovery import DiscoveredInstance, DiscoveryClient, discover, kept, parse_htap_instance
+from htap_exporter.redact import Redactor
+from htap_exporter.simulator import SIM_TOKEN, Fault, taurus_id_for
+from htap_exporter.cloud.transport import ApiError, Transport
 from tests.conftest import RunningSimulator
 
 IN17 = "0123456789abcdef0123456789abcdefin17"

@@ -18,12 +18,12 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from exporter.config import MetricsConfig
-from exporter.metrics import (DOCUMENTATION, InstanceIdentity, InstanceStatus, PollState, SelfMetrics,
+from htap_exporter.config import MetricsConfig
+from htap_exporter.exposition.metrics import (DOCUMENTATION, InstanceIdentity, InstanceStatus, PollState, SelfMetrics,
                               render_instance)
-from exporter.sessions import aggregate, parse_session
-from exporter.store import Store
-from exporter.transport import REASONS
+from htap_exporter.collectors.sessions.counting import aggregate, parse_session
+from htap_exporter.exposition.store import Store
+from htap_exporter.cloud.transport import REASONS
 from tests.test_metrics import promtool
 
 INSTANCE_LABELS = ["instance_id", "instance_name"]
@@ -288,7 +288,7 @@ def test_promtool_accepts_random_states(items):
 
 
 def test_values_are_finite_and_identical_to_go_formatting():
-    from exporter.metrics import number_text
+    from htap_exporter.exposition.metrics import number_text
     for value in (0, 1, 4095, 4096, 10**15, 10**16, 0.1, 1e-7, 123456789.0, 1700000000.25, 2.5e300):
         assert number_text(value) == floatToGoString(value)
         assert math.isfinite(float(number_text(value)))

@@ -10,17 +10,17 @@ from dataclasses import replace
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.api import HtapApi
-from exporter.auth import StaticTokenAuthenticator
-from exporter.budget import ApiBudget
-from exporter.config import (Config, DiscoveryConfig, InstanceConfig, PollConfig, ProjectConfig, Secret,
+from htap_exporter.cloud.client import HtapApi
+from htap_exporter.cloud.auth import StaticTokenAuthenticator
+from htap_exporter.cloud.budget import ApiBudget
+from htap_exporter.config import (Config, DiscoveryConfig, InstanceConfig, PollConfig, ProjectConfig, Secret,
                              SecretSource, TokenAuth)
-from exporter.discovery import DiscoveredInstance
-from exporter.fleet import Fleet, effective_config
-from exporter.redact import Redactor
-from exporter.sharding import Shard, shard_of
-from exporter.simulator import SIM_TOKEN, Fault, instance_id_for
-from exporter.transport import Transport
+from htap_exporter.fleet.discovery import DiscoveredInstance
+from htap_exporter.fleet.fleet import Fleet, effective_config
+from htap_exporter.redact import Redactor
+from htap_exporter.fleet.sharding import Shard, shard_of
+from htap_exporter.simulator import SIM_TOKEN, Fault, instance_id_for
+from htap_exporter.cloud.transport import Transport
 from tests.conftest import RunningSimulator
 from tests.fakes import FakeClock, MidpointRandom
 
@@ -230,7 +230,7 @@ async def test_budget_knows_the_fleet_and_the_gauge_shows_the_stretched_interval
 
 
 async def test_one_projects_failing_discovery_is_its_own(simulator: RunningSimulator, poller, clock):
-    from exporter.simulator import Simulator, start
+    from htap_exporter.simulator import Simulator, start
 
     other = Simulator(project_id="fedcba9876543210fedcba9876543210", instances=2, first_index=100)
     other_runner, other_url = await start(other)

@@ -1,4 +1,4 @@
-"""exporter/httpguard.py: the read deadline, the connection cap (evict the oldest idle one, else 503),
+"""htap_exporter/web/guards.py: the read deadline, the connection cap (evict the oldest idle one, else 503),
 slow readers, and the open-file limit arithmetic, against a real aiohttp server on loopback."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import AsyncIterator
 import pytest
 from aiohttp import web
 
-from exporter.httpguard import ConnectionGuard, GuardedSite, GuardLimits, connection_cap, raise_open_file_limit
+from htap_exporter.web.guards import ConnectionGuard, GuardedSite, GuardLimits, connection_cap, raise_open_file_limit
 
 
 class Served:

@@ -1,15 +1,15 @@
-"""exporter/logs.py: extra fields as keys (logfmt and JSON), repeated lines held back."""
+"""htap_exporter/logs.py: extra fields as keys (logfmt and JSON), repeated lines held back."""
 
 from __future__ import annotations
 
 import json
 import logging
 
-from exporter.logs import JsonFormatter, LogfmtFormatter, RepeatFilter
+from htap_exporter.logs import JsonFormatter, LogfmtFormatter, RepeatFilter
 
 
 def record(msg: str, level: int = logging.WARNING, **extra: object) -> logging.LogRecord:
-    made = logging.LogRecord("exporter.poller", level, __file__, 1, msg, (), None)
+    made = logging.LogRecord("htap_exporter.runtime.scheduler", level, __file__, 1, msg, (), None)
     for key, value in extra.items():
         setattr(made, key, value)
     return made

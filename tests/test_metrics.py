@@ -1,4 +1,4 @@
-"""exporter/metrics.py + exporter/store.py: the exposition as Prometheus parses it, exact samples."""
+"""htap_exporter/exposition/metrics.py + htap_exporter/exposition/store.py: the exposition as Prometheus parses it, exact samples."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import __version__
-from exporter.config import MetricsConfig
-from exporter.metrics import InstanceIdentity, PollState, SelfMetrics, render_instance
-from exporter.sessions import CONTROL_CHARACTERS, aggregate, parse_session
-from exporter.store import Store
-from exporter.transport import REASONS
+from htap_exporter import __version__
+from htap_exporter.config import MetricsConfig
+from htap_exporter.exposition.metrics import InstanceIdentity, PollState, SelfMetrics, render_instance
+from htap_exporter.collectors.sessions.counting import CONTROL_CHARACTERS, aggregate, parse_session
+from htap_exporter.exposition.store import Store
+from htap_exporter.cloud.transport import REASONS
 
 PID = "054e292c9880d4992f02c0196d3ea468"
 A = InstanceIdentity("af315b8e6aaa41799bd9a31f2de15abcin17", "orders-htap", PID, "cn-north-4")

@@ -8,12 +8,12 @@ import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
-from exporter.config import (Config, InstanceConfig, MetricsConfig, PollConfig, ProjectConfig, Secret, SecretSource,
+from htap_exporter.config import (Config, InstanceConfig, MetricsConfig, PollConfig, ProjectConfig, Secret, SecretSource,
                              TokenAuth)
-from exporter.poller import JITTER, MAX_RETRY_AFTER, Poller, backoff_delay
-from exporter.redact import Redactor
-from exporter.store import Store
-from exporter.transport import ApiError
+from htap_exporter.runtime.scheduler import JITTER, MAX_RETRY_AFTER, Poller, backoff_delay
+from htap_exporter.redact import Redactor
+from htap_exporter.exposition.store import Store
+from htap_exporter.cloud.transport import ApiError
 
 from tests.fakes import EPOCH, FakeApi, FakeClock, MidpointRandom, session
 

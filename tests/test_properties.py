@@ -11,14 +11,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.api import PAGE_LIMIT, HtapApi, SessionList
-from exporter.auth import Authenticator, OutgoingRequest
-from exporter.clock import Clock
-from exporter.config import MetricsConfig
-from exporter.metrics import InstanceIdentity, PollState, render_instance
-from exporter.sessions import KNOWN_COMMANDS, KNOWN_STATES, OTHER, aggregate, parse_session
-from exporter.store import Store
-from exporter.transport import ApiError, Response
+from htap_exporter.cloud.client import PAGE_LIMIT, HtapApi, SessionList
+from htap_exporter.cloud.auth import Authenticator, OutgoingRequest
+from htap_exporter.clock import Clock
+from htap_exporter.config import MetricsConfig
+from htap_exporter.exposition.metrics import InstanceIdentity, PollState, render_instance
+from htap_exporter.collectors.sessions.counting import KNOWN_COMMANDS, KNOWN_STATES, OTHER, aggregate, parse_session
+from htap_exporter.exposition.store import Store
+from htap_exporter.cloud.transport import ApiError, Response
 
 SETTINGS = settings(derandomize=True, deadline=None, max_examples=300, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

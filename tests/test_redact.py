@@ -1,4 +1,4 @@
-"""exporter/redact.py: every escaped form and every 8-character run of a secret is masked; slots
+"""htap_exporter/redact.py: every escaped form and every 8-character run of a secret is masked; slots
 keep the current and the previous value only."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import urllib.parse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.redact import MASK, Redactor
+from htap_exporter.redact import MASK, Redactor
 
 PASSWORD = 'Päss"word-\\-0123456789'
 

@@ -10,8 +10,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import scrape
-from exporter.scrape import GzipCache, filter_names, gzip_accepted, select_families, wants_openmetrics
+from htap_exporter.exposition import negotiation as scrape
+from htap_exporter.exposition.negotiation import GzipCache, filter_names, gzip_accepted, select_families, wants_openmetrics
 
 PROMETHEUS_2_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
                        "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
@@ -87,10 +87,10 @@ async def test_gzip_cache_shares_one_compression_per_key(monkeypatch) -> None:
 
 
 def test_selecting_families_equals_filtering_the_whole_body() -> None:
-    from exporter.metrics import InstanceIdentity, PollState, render_instance
-    from exporter.sessions import SessionCounter
-    from exporter.config import MetricsConfig
-    from exporter.store import Store
+    from htap_exporter.exposition.metrics import InstanceIdentity, PollState, render_instance
+    from htap_exporter.collectors.sessions.counting import SessionCounter
+    from htap_exporter.config import MetricsConfig
+    from htap_exporter.exposition.store import Store
 
     counter = SessionCounter(MetricsConfig())
     counter.add_page([{"id": str(n), "user": f"u{n % 3}", "command": ["Query", "Sleep"][n % 2], "duration": n}

@@ -13,11 +13,11 @@ from pathlib import Path
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from exporter import store as store_module
-from exporter.metrics import InstanceIdentity, PollState, render_instance
-from exporter.sending import BodySender
-from exporter.server import ServerState, make_app
-from exporter.store import Store
+from htap_exporter.exposition import store as store_module
+from htap_exporter.exposition.metrics import InstanceIdentity, PollState, render_instance
+from htap_exporter.web.sending import BodySender
+from htap_exporter.web.server import ServerState, make_app
+from htap_exporter.exposition.store import Store
 from tests.webtls import Pki
 
 BIG = b"".join(b'htap_sessions{instance_id="%d",instance_name="n"} 1.0\n' % i for i in range(80_000))  # ~4 MB

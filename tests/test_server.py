@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter.basicauth import BasicAuthVerifier
-from exporter.server import ServerState, make_app
-from exporter.webaccess import TokenBucket, WebAccess, peer_sans
-from exporter.webconfig import RateLimit, WebConfigWatcher
+from htap_exporter.web.basicauth import BasicAuthVerifier
+from htap_exporter.web.server import ServerState, make_app
+from htap_exporter.web.access import TokenBucket, WebAccess, peer_sans
+from htap_exporter.web.webconfig import RateLimit, WebConfigWatcher
 from tests.webtls import CountingCheck, bcrypt_hash
 
 

@@ -1,4 +1,4 @@
-"""exporter/sessions.py: rows -> Session -> InstanceStats, with exact numbers for every field."""
+"""htap_exporter/collectors/sessions/counting.py: rows -> Session -> InstanceStats, with exact numbers for every field."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import fields
 
 import pytest
 
-from exporter.config import MetricsConfig
-from exporter.sessions import (KNOWN_COMMANDS, KNOWN_STATES, OTHER, UNKNOWN, InstanceStats, Session, aggregate,
+from htap_exporter.config import MetricsConfig
+from htap_exporter.collectors.sessions.counting import (KNOWN_COMMANDS, KNOWN_STATES, OTHER, UNKNOWN, InstanceStats, Session, aggregate,
                                cap_counts, client_ip, label_value, parse_duration_value, parse_session)
 
 INF = math.inf
@@ -314,7 +314,7 @@ def test_host_counts_strip_ports():
 
 
 def test_a_server_inventing_commands_and_states_cannot_explode_cardinality() -> None:
-    from exporter.sessions import MAX_ENUM_VALUES
+    from htap_exporter.collectors.sessions.counting import MAX_ENUM_VALUES
     sessions = [Session(id=str(n), user="u", host="h", state=f"S{n}", database="d", command=f"C{n}",
                         duration=float(n)) for n in range(1000)]
     sessions.append(Session(id="q", user="u", host="h", state="OK", database="d", command="Query", duration=5.0))

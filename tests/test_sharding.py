@@ -7,9 +7,9 @@ import collections
 
 import pytest
 
-from exporter.cli import build_parser, shard_from_args
-from exporter.sharding import Shard, ordinal_from_hostname, shard_of
-from exporter.simulator import instance_id_for
+from htap_exporter.cli import build_parser, shard_from_args
+from htap_exporter.fleet.sharding import Shard, ordinal_from_hostname, shard_of
+from htap_exporter.simulator import instance_id_for
 
 FLEET = [instance_id_for(index) for index in range(20_000)]
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from exporter.signing import (
+from htap_exporter.cloud.signing import (
     ALGORITHM,
     EMPTY_BODY_SHA256,
     SDK_DATE_FORMAT,

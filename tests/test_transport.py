@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from exporter.redact import Redactor
-from exporter.transport import (
+from htap_exporter.redact import Redactor
+from htap_exporter.cloud.transport import (
     MAX_ERROR_BODY_BYTES,
     REASONS,
     ApiError,
@@ -364,7 +364,7 @@ async def test_echoed_secret_is_masked_before_the_message_is_cut(http, mock):
 
 
 async def test_request_slots_are_fifo_and_a_cancelled_waiter_costs_nothing():
-    from exporter.transport import RequestSlots
+    from htap_exporter.cloud.transport import RequestSlots
     slots = RequestSlots(2)
     order: list[int] = []
     release = asyncio.Event()
@@ -389,7 +389,7 @@ async def test_request_slots_are_fifo_and_a_cancelled_waiter_costs_nothing():
 
 
 async def test_a_waiter_cancelled_after_being_handed_a_slot_passes_it_on():
-    from exporter.transport import RequestSlots
+    from htap_exporter.cloud.transport import RequestSlots
     slots = RequestSlots(1)
     async with slots:
         first = asyncio.create_task(slots.__aenter__())

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import ConfigError
-from exporter.webconfig import CIPHER_SUITES, RotatingSSLContext, WebConfigWatcher, load_web_config
+from htap_exporter.config import ConfigError
+from htap_exporter.web.webconfig import CIPHER_SUITES, RotatingSSLContext, WebConfigWatcher, load_web_config
 from tests.webtls import Pki, bcrypt_hash
 
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from exporter.simulator import Simulator
+from htap_exporter.simulator import Simulator
 from tests.deploy.tools import COMPOSE, DEPLOY, ROOT, load_yaml, require, require_unshare, run
 
 
@@ -38,9 +38,9 @@ def test_every_mounted_file_exists_and_images_build_from_the_dockerfile() -> Non
 def test_the_simulator_service_runs_the_exporters_image() -> None:
     simulator, exporter = services()["simulator"], services()["exporter"]
     assert simulator["image"] == exporter["image"]
-    assert simulator["entrypoint"] == ["python", "-m", "exporter.simulator"]
+    assert simulator["entrypoint"] == ["python", "-m", "htap_exporter.simulator"]
     # The simulator's command line parses, with the arguments it is given.
-    result = subprocess.run([sys.executable, "-m", "exporter.simulator", *simulator["command"], "--help"],
+    result = subprocess.run([sys.executable, "-m", "htap_exporter.simulator", *simulator["command"], "--help"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     # The image's health check asks the exporter's port, which the simulator does not serve.
@@ -65,7 +65,7 @@ def test_the_exporter_config_polls_the_simulator_service_and_passes_the_check() 
         [(i.id, i.name) for i in served.instances.values()]
     # The exporter accepts it, with the credentials compose gives it.
     env = {**os.environ, **exporter["environment"]}
-    result = subprocess.run([sys.executable, "-m", "exporter", "--config.file", str(config_file), "--config.check"],
+    result = subprocess.run([sys.executable, "-m", "htap_exporter", "--config.file", str(config_file), "--config.check"],
                             capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert exporter["environment"]["HW_SECRET_KEY"] not in result.stdout + result.stderr

@@ -93,7 +93,7 @@ def image_command() -> tuple[list[str], list[str]]:
 DRIVER = textwrap.dedent("""
     import json, os, subprocess, sys, time, urllib.request
     command, health, config = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
-    sim = subprocess.Popen([sys.executable, "-m", "exporter.simulator", "--listen", "127.0.0.1:0",
+    sim = subprocess.Popen([sys.executable, "-m", "htap_exporter.simulator", "--listen", "127.0.0.1:0",
                             "--instances", "2", "--write-config", config], stdout=subprocess.PIPE, text=True)
     sim.stdout.readline()   # "simulator listening on ...", after the config is written
     # Poll every second rather than every 15 s: the first polls are spread over one interval.
@@ -140,7 +140,7 @@ def test_the_images_command_runs_the_exporter_built_from_the_wheel(tmp_path: Pat
     site = Path(subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                                         text=True).strip())
     (site / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    where = subprocess.check_output([str(python), "-c", "import exporter; print(exporter.__file__)"],
+    where = subprocess.check_output([str(python), "-c", "import htap_exporter; print(htap_exporter.__file__)"],
                                     text=True, cwd=tmp_path).strip()
     assert Path(where).is_relative_to(image_venv), where
 

@@ -94,7 +94,7 @@ def test_configmap_config_passes_the_exporters_check_with_the_secrets_keys(tmp_p
     config.write_text(obj("configmap.yaml")["data"]["config.yaml"], encoding="utf-8")
     secret = obj("secret.example.yaml")["stringData"]
     assert set(secret) == {"HW_ACCESS_KEY", "HW_SECRET_KEY"}
-    result = subprocess.run([sys.executable, "-m", "exporter", "--config.file", str(config), "--config.check"],
+    result = subprocess.run([sys.executable, "-m", "htap_exporter", "--config.file", str(config), "--config.check"],
                             capture_output=True, text=True, env={**os.environ, **secret})
     assert result.returncode == 0, result.stderr
     assert secret["HW_SECRET_KEY"] not in result.stdout + result.stderr

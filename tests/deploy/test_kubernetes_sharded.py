@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from exporter.cli import build_parser, shard_from_args
-from exporter.sharding import Shard
+from htap_exporter.cli import build_parser, shard_from_args
+from htap_exporter.fleet.sharding import Shard
 from tests.deploy.tools import KUBERNETES, load_all_yaml, require, run
 
 SHARDED = ["statefulset.yaml", "statefulset-service.yaml"]

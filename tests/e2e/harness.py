@@ -19,7 +19,7 @@ WAIT_STEP = 0.05
 
 
 class Exporter:
-    """`python -m exporter ARGS` bound to 127.0.0.1:0; stderr is collected for log checks."""
+    """`python -m htap_exporter ARGS` bound to 127.0.0.1:0; stderr is collected for log checks."""
 
     def __init__(self, args: Iterable[str], env: dict[str, str] | None = None,
                  preexec_fn: Callable[[], None] | None = None, scheme: str = "http") -> None:
@@ -35,7 +35,7 @@ class Exporter:
 
     async def start(self, timeout: float = 20.0) -> "Exporter":
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "exporter", *self.args, env=self.env,
+            sys.executable, "-m", "htap_exporter", *self.args, env=self.env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=self.preexec_fn)
         self._reader = asyncio.create_task(self._read_stderr())
         waiter = asyncio.create_task(self._listening.wait())

@@ -22,7 +22,7 @@ from typing import AsyncIterator, Callable, Iterable
 import pytest
 from aiohttp import web
 
-from exporter.simulator import (SIM_ACCESS_KEY, SIM_DOMAIN, SIM_PASSWORD, SIM_SECRET_KEY, SIM_TOKEN, Simulator,
+from htap_exporter.simulator import (SIM_ACCESS_KEY, SIM_DOMAIN, SIM_PASSWORD, SIM_SECRET_KEY, SIM_TOKEN, Simulator,
                                 instance_id_for, start)
 from tests.e2e.harness import Exporter, by_label, parse_samples, value, wait_until, write_config
 
@@ -137,7 +137,7 @@ def exporter_for(config: Path, log_format: str, env: dict[str, str] | None = Non
 
 async def config_check(config: Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--config.file", str(config), "--config.check",
+        sys.executable, "-m", "htap_exporter", "--config.file", str(config), "--config.check",
         env={**os.environ, **(env or {})}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode is not None

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from exporter.simulator import SIM_TOKEN, instance_id_for
+from htap_exporter.simulator import SIM_TOKEN, instance_id_for
 from tests.conftest import RunningSimulator
 from tests.e2e.harness import Exporter, by_label, parse_samples, value, wait_until, write_config
 
@@ -185,7 +185,7 @@ async def test_endpoints_readiness_and_prompt_sigterm(tmp_path, simulator: Runni
 async def test_bad_config_exits_1_with_one_line(tmp_path) -> None:
     config = write_config(tmp_path / "config.yaml", "projects:\n  - project_id: nope\n")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--config.file", str(config), "--web.listen-address", "127.0.0.1:0",
+        sys.executable, "-m", "htap_exporter", "--config.file", str(config), "--web.listen-address", "127.0.0.1:0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 1

@@ -18,8 +18,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from exporter import __version__
-from exporter.simulator import SIM_TOKEN, Fault, Simulator, instance_id_for
+from htap_exporter import __version__
+from htap_exporter.simulator import SIM_TOKEN, Fault, Simulator, instance_id_for
 from tests.conftest import RunningSimulator
 from tests.e2e.harness import Exporter, by_label, value, wait_until, write_config
 

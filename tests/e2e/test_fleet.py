@@ -12,8 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from exporter.sharding import shard_of
-from exporter.simulator import SIM_TOKEN, Simulator, instance_id_for, start, taurus_id_for
+from htap_exporter.fleet.sharding import shard_of
+from htap_exporter.simulator import SIM_TOKEN, Simulator, instance_id_for, start, taurus_id_for
 from tests.conftest import RunningSimulator
 from tests.e2e.harness import Exporter, by_label, value, wait_until, write_config
 
@@ -290,7 +290,7 @@ async def test_shards_export_each_instance_exactly_once_and_a_resize_moves_a_qua
     (["--shard.count", "0"], "htap-exporter: --shard.index/--shard.count: shard count must be >= 1, got 0"),
 ])
 def test_bad_shard_flags_exit_1_with_one_line(flags, message):
-    result = subprocess.run([sys.executable, "-m", "exporter", "--demo", *flags], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "htap_exporter", "--demo", *flags], capture_output=True, text=True,
                             timeout=30)
     assert (result.returncode, result.stderr.strip()) == (1, message)
 

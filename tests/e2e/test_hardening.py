@@ -18,7 +18,7 @@ import pytest
 import trustme
 from aiohttp import web
 
-from exporter.simulator import SIM_TOKEN, Simulator, instance_id_for, start
+from htap_exporter.simulator import SIM_TOKEN, Simulator, instance_id_for, start
 from tests.conftest import RunningSimulator
 from tests.e2e.harness import Exporter, value, wait_until, write_config
 
@@ -27,9 +27,9 @@ CLI_TIMEOUT = 20.0
 
 
 async def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """`python -m exporter ARGS` to completion: (exit code, stdout, stderr); killed if it hangs."""
+    """`python -m htap_exporter ARGS` to completion: (exit code, stdout, stderr); killed if it hangs."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", *args, cwd=cwd, env={**os.environ, **(env or {})},
+        sys.executable, "-m", "htap_exporter", *args, cwd=cwd, env={**os.environ, **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(process.communicate(), CLI_TIMEOUT)
@@ -330,7 +330,7 @@ async def test_sighup_while_starting_reloads_instead_of_killing(tmp_path, simula
     config = write_config(tmp_path / "config.yaml", project_text(endpoint=simulator.base_url))
     exporter = Exporter(["--config.file", str(config)])
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", *exporter.args, env=exporter.env,
+        sys.executable, "-m", "htap_exporter", *exporter.args, env=exporter.env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     exporter.process = process
     exporter._reader = asyncio.create_task(exporter._read_stderr())

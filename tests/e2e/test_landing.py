@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.simulator import sample_config
+from htap_exporter.simulator import sample_config
 from tests.conftest import RunningSimulator
 from tests.e2e.harness import Exporter, by_label, wait_until, write_config
 

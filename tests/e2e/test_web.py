@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.simulator import sample_config
+from htap_exporter.simulator import sample_config
 from tests.conftest import RunningSimulator
 from tests.e2e.harness import Exporter, parse_samples, value, wait_until, write_config
 from tests.webtls import Pki, bcrypt_hash, certificate_cn
@@ -180,7 +180,7 @@ async def test_rotating_the_certificate_and_changing_the_password_need_no_restar
 async def test_an_invalid_web_config_stops_the_start_with_one_line(pki: Pki, text: str, line: str) -> None:
     path = write_config(pki.directory / "web.yml", text)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--demo", "--web.config.file", str(path),
+        sys.executable, "-m", "htap_exporter", "--demo", "--web.config.file", str(path),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 1

@@ -8,14 +8,14 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from exporter import __version__
-from exporter.scrape import (OPENMETRICS_EOF, OPENMETRICS_FORMAT, TEXT_FORMAT, GzipCache, compress,
+from htap_exporter import __version__
+from htap_exporter.exposition.negotiation import (OPENMETRICS_EOF, OPENMETRICS_FORMAT, TEXT_FORMAT, GzipCache, compress,
                              filter_names, gzip_accepted, select_families, wants_openmetrics)
-from exporter.landing import render_landing
-from exporter.metrics import SelfMetrics
-from exporter.sending import BodySender
-from exporter.store import Store
-from exporter.webaccess import WebAccess
+from htap_exporter.web.landing import render_landing
+from htap_exporter.exposition.metrics import SelfMetrics
+from htap_exporter.web.sending import BodySender
+from htap_exporter.exposition.store import Store
+from htap_exporter.web.access import WebAccess
 
 ReloadHook = Callable[[], Awaitable[str | None]]  # returns None on success, else the error
 

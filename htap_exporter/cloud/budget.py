@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-from exporter.clock import Clock, RateLimiter
+from htap_exporter.clock import Clock, RateLimiter
 
 # Polls plan for this share of the rate; the rest absorbs retries, pages that grow between two
 # polls and the bursts of a discovery refresh.

@@ -15,21 +15,21 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from exporter import __version__, gcsettings
-from exporter.clock import Clock
-from exporter.config import Config, ConfigError, load_config, parse_config, parse_duration
-from exporter.fleet import Fleet
-from exporter.httpguard import ConnectionGuard, GuardedSite, GuardLimits, connection_cap, raise_open_file_limit
-from exporter.logs import setup_logging
-from exporter.metrics import SelfMetrics
-from exporter.poller import Poller
-from exporter.redact import Redactor
-from exporter.server import ServerState, make_app
-from exporter.sending import BodySender
-from exporter.sharding import Shard, ordinal_from_hostname
-from exporter.store import Store
-from exporter.webaccess import WebAccess
-from exporter.webconfig import RotatingSSLContext, WebConfigWatcher
+from htap_exporter import __version__, gcsettings
+from htap_exporter.clock import Clock
+from htap_exporter.config import Config, ConfigError, load_config, parse_config, parse_duration
+from htap_exporter.fleet.fleet import Fleet
+from htap_exporter.web.guards import ConnectionGuard, GuardedSite, GuardLimits, connection_cap, raise_open_file_limit
+from htap_exporter.logs import setup_logging
+from htap_exporter.exposition.metrics import SelfMetrics
+from htap_exporter.runtime.scheduler import Poller
+from htap_exporter.redact import Redactor
+from htap_exporter.web.server import ServerState, make_app
+from htap_exporter.web.sending import BodySender
+from htap_exporter.fleet.sharding import Shard, ordinal_from_hostname
+from htap_exporter.exposition.store import Store
+from htap_exporter.web.access import WebAccess
+from htap_exporter.web.webconfig import RotatingSSLContext, WebConfigWatcher
 
 DEFAULT_LISTEN = ":9978"
 # In-flight scrapes get this long to finish on SIGTERM; polls are cancelled at once.
@@ -39,7 +39,7 @@ RESERVED_PATHS = frozenset({"/", "/-/healthy", "/-/ready", "/-/reload"})
 DEMO_INSTANCES = 5
 DEMO_INTERVAL = "5s"
 
-log = logging.getLogger("exporter")
+log = logging.getLogger("htap_exporter")
 
 
 def parse_listen_address(text: str) -> tuple[str | None, int]:
@@ -243,7 +243,7 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
 
 async def serve_demo(args: argparse.Namespace, redactor: Redactor, hangups: list[int] | None = None,
                      web_config: WebConfigWatcher | None = None) -> int:
-    from exporter.simulator import Simulator, sample_config, start
+    from htap_exporter.simulator import Simulator, sample_config, start
 
     simulator = Simulator(instances=DEMO_INSTANCES)
     demo_runner, base_url = await start(simulator)

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from exporter.config import MetricsConfig
-from exporter.pages import MAX_EXACT_DURATION, MAX_ID_LENGTH, Page, Row, as_mapping, page_of
+from htap_exporter.config import MetricsConfig
+from htap_exporter.collectors.sessions.pages import MAX_EXACT_DURATION, MAX_ID_LENGTH, Page, Row, as_mapping, page_of
 
 UNKNOWN = "unknown"
 OTHER = "__other__"

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 from yarl import URL
 
-from exporter.auth import Authenticator, OutgoingRequest
-from exporter.budget import ApiBudget
-from exporter.clock import RateLimiter
-from exporter.config import MetricsConfig
-from exporter.pages import Page, decode_page, page_of
-from exporter.sessions import Session, SessionCounter, InstanceStats
-from exporter.transport import ApiError, Prepare, Response, Transport
+from htap_exporter.cloud.auth import Authenticator, OutgoingRequest
+from htap_exporter.cloud.budget import ApiBudget
+from htap_exporter.clock import RateLimiter
+from htap_exporter.config import MetricsConfig
+from htap_exporter.collectors.sessions.pages import Page, decode_page, page_of
+from htap_exporter.collectors.sessions.counting import Session, SessionCounter, InstanceStats
+from htap_exporter.cloud.transport import ApiError, Prepare, Response, Transport
 
 PAGE_LIMIT = 100
 SESSIONS_API = "list_sessions"

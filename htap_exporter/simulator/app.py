@@ -13,7 +13,7 @@ A control API under `/_sim/` sets fixed rows, injects faults (per instance, per 
 changes and deletes instances while it runs, revokes tokens and reports what it saw (request counts
 and times, auth failures).
 
-Run alone: `python -m exporter.simulator --listen 127.0.0.1:8081 --instances 5 --write-config sim.yaml`
+Run alone: `python -m htap_exporter.simulator --listen 127.0.0.1:8081 --instances 5 --write-config sim.yaml`
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter import gcsettings
-from exporter.signing import verify_authorization
+from htap_exporter import gcsettings
+from htap_exporter.cloud.signing import verify_authorization
 
 SIM_PROJECT_ID = "0123456789abcdef0123456789abcdef"
 SIM_TOKEN = "sim-static-token-0000000000000000"
@@ -684,7 +684,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m exporter.simulator",
+    parser = argparse.ArgumentParser(prog="python -m htap_exporter.simulator",
                                      description="Fake HTAP session API and IAM for demos and tests.")
     parser.add_argument("--listen", default="127.0.0.1:8081", help="host:port (port 0: any free port)")
     parser.add_argument("--instances", type=int, default=5)

@@ -9,8 +9,8 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from exporter.basicauth import BasicAuthVerifier, parse_basic_auth
-from exporter.webconfig import RateLimit, WebConfig, WebConfigWatcher
+from htap_exporter.web.basicauth import BasicAuthVerifier, parse_basic_auth
+from htap_exporter.web.webconfig import RateLimit, WebConfig, WebConfigWatcher
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

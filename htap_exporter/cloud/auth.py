@@ -17,11 +17,11 @@ from typing import Callable
 
 from yarl import URL
 
-from exporter.clock import Clock
-from exporter.config import AkSkAuth, AuthConfig, PasswordAuth, SecretError, SecretSource, TokenAuth
-from exporter.redact import Redactor
-from exporter.signing import canonical_query, sign_request
-from exporter.transport import ApiError, Transport
+from htap_exporter.clock import Clock
+from htap_exporter.config import AkSkAuth, AuthConfig, PasswordAuth, SecretError, SecretSource, TokenAuth
+from htap_exporter.redact import Redactor
+from htap_exporter.cloud.signing import canonical_query, sign_request
+from htap_exporter.cloud.transport import ApiError, Transport
 
 # Pause after the n-th consecutive rejection: 15 s, 30 s, 60 s, 120 s, 240 s, then 5 minutes
 # (Huawei's lock time). A wrong key thus costs 3 attempts in the first minute, not one per poll.

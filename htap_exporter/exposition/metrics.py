@@ -21,9 +21,9 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from exporter import __version__
-from exporter.sessions import InstanceStats
-from exporter.transport import REASONS
+from htap_exporter import __version__
+from htap_exporter.collectors.sessions.counting import InstanceStats
+from htap_exporter.cloud.transport import REASONS
 
 INSTANCE_LABELS = ("instance_id", "instance_name")
 OPENMETRICS_EOF = b"# EOF\n"

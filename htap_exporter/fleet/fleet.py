@@ -22,12 +22,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from exporter.api import HtapApi
-from exporter.clock import Clock
-from exporter.config import Config, DiscoveryConfig, InstanceConfig, PollConfig, ProjectConfig
-from exporter.discovery import DiscoveredInstance, DiscoveryClient, DiscoveryMetrics, discover
-from exporter.sharding import Shard
-from exporter.transport import ApiError
+from htap_exporter.cloud.client import HtapApi
+from htap_exporter.clock import Clock
+from htap_exporter.config import Config, DiscoveryConfig, InstanceConfig, PollConfig, ProjectConfig
+from htap_exporter.fleet.discovery import DiscoveredInstance, DiscoveryClient, DiscoveryMetrics, discover
+from htap_exporter.fleet.sharding import Shard
+from htap_exporter.cloud.transport import ApiError
 
 JITTER = 0.1
 

@@ -17,10 +17,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from exporter.api import HtapApi
-from exporter.auth import OutgoingRequest
-from exporter.config import INSTANCE_ID_RE, DiscoveryConfig
-from exporter.transport import REASONS, ApiError
+from htap_exporter.cloud.client import HtapApi
+from htap_exporter.cloud.auth import OutgoingRequest
+from htap_exporter.config import INSTANCE_ID_RE, DiscoveryConfig
+from htap_exporter.cloud.transport import REASONS, ApiError
 
 LIST_INSTANCES_API = "list_instances"
 LIST_HTAP_API = "list_htap_instances"

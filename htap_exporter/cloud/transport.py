@@ -21,7 +21,7 @@ from aiohttp.helpers import proxies_from_env
 from urllib.request import proxy_bypass
 from yarl import URL
 
-from exporter.clock import RateLimiter
+from htap_exporter.clock import RateLimiter
 
 try:  # the `fast` extra: parses ~2x faster than the standard library (pages go through pages.py)
     from msgspec.json import decode as _fast_loads

@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-from exporter.metrics import OPENMETRICS_LAYOUT, TEXT_LAYOUT, InstanceBlock, InstanceStatus
-from exporter.threads import background_executor
+from htap_exporter.exposition.metrics import OPENMETRICS_LAYOUT, TEXT_LAYOUT, InstanceBlock, InstanceStatus
+from htap_exporter.threads import background_executor
 
 # Stale columns holding more slots than this in all (~120 instances, ~1 MB) are joined in a
 # thread: on the event loop, joining 1,000 instances' 8 MB held polling for ~3 ms.

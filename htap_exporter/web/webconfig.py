@@ -23,9 +23,9 @@ from typing import Any, Callable
 
 import yaml
 
-from exporter.config import ConfigError, _StrictLoader, parse_duration
+from htap_exporter.config import ConfigError, _StrictLoader, parse_duration
 
-log = logging.getLogger("exporter.web")
+log = logging.getLogger("htap_exporter.web")
 
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,

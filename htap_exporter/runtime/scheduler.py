@@ -18,17 +18,17 @@ from dataclasses import dataclass, replace
 
 import aiohttp
 
-from exporter.api import HtapApi
-from exporter.auth import make_authenticator
-from exporter.budget import ApiBudget
-from exporter.clock import Clock, Deadline, DeadlineQueue
-from exporter.config import Config, InstanceConfig, MetricsConfig, PollConfig, ProjectConfig
-from exporter.metrics import InstanceIdentity, PollState, render_instance
-from exporter.redact import Redactor
-from exporter.secrets import SecretError, ca_context
-from exporter.sessions import LabelCache, SessionCounter
-from exporter.store import Store
-from exporter.transport import ApiError, Proxies, RequestObserver, RequestSlots, Transport
+from htap_exporter.cloud.client import HtapApi
+from htap_exporter.cloud.auth import make_authenticator
+from htap_exporter.cloud.budget import ApiBudget
+from htap_exporter.clock import Clock, Deadline, DeadlineQueue
+from htap_exporter.config import Config, InstanceConfig, MetricsConfig, PollConfig, ProjectConfig
+from htap_exporter.exposition.metrics import InstanceIdentity, PollState, render_instance
+from htap_exporter.redact import Redactor
+from htap_exporter.config.secrets import SecretError, ca_context
+from htap_exporter.collectors.sessions.counting import LabelCache, SessionCounter
+from htap_exporter.exposition.store import Store
+from htap_exporter.cloud.transport import ApiError, Proxies, RequestObserver, RequestSlots, Transport
 
 # A server asking us to wait longer than this is more likely broken than right.
 MAX_RETRY_AFTER = 3600.0

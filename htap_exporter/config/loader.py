@@ -18,8 +18,8 @@ from typing import Any, Mapping
 import yaml
 from yarl import URL
 
-from exporter.regions import KNOWN_REGIONS, default_endpoint, default_iam_endpoint, nearest_region
-from exporter.secrets import FileReadError, Secret, SecretError, SecretSource, ca_context, read_small_file
+from htap_exporter.config.regions import KNOWN_REGIONS, default_endpoint, default_iam_endpoint, nearest_region
+from htap_exporter.config.secrets import FileReadError, Secret, SecretError, SecretSource, ca_context, read_small_file
 
 __all__ = ["Secret", "SecretError", "SecretSource"]  # re-exported: config types hold them
 

@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from typing import Callable
 
-from exporter.redact import Redactor
+from htap_exporter.redact import Redactor
 
 # Attributes every LogRecord has; anything else on a record came in through `extra=` and is a field.
 _RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}

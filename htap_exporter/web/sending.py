@@ -24,7 +24,7 @@ from typing import Sequence
 
 from aiohttp import web
 
-from exporter.threads import background_executor
+from htap_exporter.threads import background_executor
 
 # Below this a body goes through the transport whole: one copy of it costs less than a thread hop.
 THREAD_MIN_BYTES = 1024 * 1024

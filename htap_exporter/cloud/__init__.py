@@ -1,0 +1,1 @@
+"""Talking to the cloud: one HTTP exchange, credentials and signing, budgets, the API client."""

@@ -1,0 +1,1 @@
+"""Collectors: one room each; every one turns one API (or the session pages) into families."""

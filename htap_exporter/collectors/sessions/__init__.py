@@ -1,0 +1,1 @@
+"""The session-list collector: pages, counting, families."""

@@ -1,0 +1,1 @@
+"""Exposition: the text and OpenMetrics writer, the store of rendered blocks, negotiation, self-metrics."""

@@ -1,0 +1,1 @@
+"""The fleet: discovery, sharding, and the instances this replica polls."""

@@ -1,0 +1,1 @@
+"""The runtime: the scheduler that owns time (spread, back-off, no overlap)."""

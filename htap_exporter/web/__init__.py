@@ -1,0 +1,1 @@
+"""The web server: /metrics, landing page, web config (TLS, basic auth), guards."""
