@@ -17,18 +17,22 @@ from aiohttp import web
 
 from htap_exporter import __version__, gcsettings
 from htap_exporter.clock import Clock
+from htap_exporter.cloud.clients import ClientFactory
+from htap_exporter.collectors.registry import CollectorSet, all_families
 from htap_exporter.config import Config, ConfigError, load_config, parse_config, parse_duration
-from htap_exporter.fleet.fleet import Fleet
-from htap_exporter.web.guards import ConnectionGuard, GuardedSite, GuardLimits, connection_cap, raise_open_file_limit
-from htap_exporter.logs import setup_logging
-from htap_exporter.exposition.metrics import SelfMetrics
-from htap_exporter.runtime.scheduler import Poller
-from htap_exporter.redact import Redactor
-from htap_exporter.web.server import ServerState, make_app
-from htap_exporter.web.sending import BodySender
-from htap_exporter.fleet.sharding import Shard, ordinal_from_hostname
+from htap_exporter.exposition.families import Layouts
+from htap_exporter.exposition.selfmetrics import SelfMetrics
 from htap_exporter.exposition.store import Store
+from htap_exporter.fleet.fleet import Fleet
+from htap_exporter.fleet.sharding import Shard, ordinal_from_hostname
+from htap_exporter.logs import setup_logging
+from htap_exporter.redact import Redactor
+from htap_exporter.runtime.scheduler import Scheduler
+from htap_exporter.runtime.state import layout_families
 from htap_exporter.web.access import WebAccess
+from htap_exporter.web.guards import ConnectionGuard, GuardedSite, GuardLimits, connection_cap, raise_open_file_limit
+from htap_exporter.web.sending import BodySender
+from htap_exporter.web.server import ServerState, make_app
 from htap_exporter.web.webconfig import RotatingSSLContext, WebConfigWatcher
 
 DEFAULT_LISTEN = ":9978"
@@ -118,7 +122,6 @@ def warn_cleartext(config: Config) -> None:
 class Runtime:
     config_file: str | None  # None in demo mode: nothing to reload from
     config: Config
-    poller: Poller
     fleet: Fleet
     self_metrics: SelfMetrics
     redactor: Redactor
@@ -155,17 +158,23 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
                 web_config: WebConfigWatcher | None = None) -> int:
     """Serve until SIGTERM/SIGINT. `hangups`: SIGHUPs caught before the event loop existed."""
     clock = Clock()
-    store = Store()
+    store = Store(Layouts.of(layout_families(all_families())))
     self_metrics = SelfMetrics()
-    # HTTPS_PROXY/HTTP_PROXY/NO_PROXY from the environment, as curl and Go programs do: the poller
-    # reads them once (transport.Proxies); the session's own trust_env would re-read them per request.
+    # HTTPS_PROXY/HTTP_PROXY/NO_PROXY from the environment, as curl and Go programs do: the client
+    # factory reads them once (transport.Proxies); the session's own trust_env would re-read them
+    # per request.
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                                     headers={"User-Agent": f"htap-exporter/{__version__}"})
-    poller = Poller(session=session, store=store, clock=clock, redactor=redactor,
-                    observe=self_metrics.observe_request)
+    clients = ClientFactory(session=session, clock=clock, redactor=redactor, observe=self_metrics.observe_request)
+    scheduler = Scheduler(store=store, clock=clock, clients=clients)
+    collectors = CollectorSet()
+
+    async def run_fleet(effective: Config) -> None:
+        await scheduler.apply(effective, collectors.enabled(effective))
+
     shard: Shard = getattr(args, "shard", Shard(0, 1))
-    fleet = Fleet(poller=poller, clock=clock, registry=self_metrics.registry, shard=shard)
-    runtime = Runtime(None if args.demo else args.config_file, config, poller, fleet, self_metrics, redactor, clock,
+    fleet = Fleet(clients=clients, on_fleet=run_fleet, clock=clock, registry=self_metrics.registry, shard=shard)
+    runtime = Runtime(None if args.demo else args.config_file, config, fleet, self_metrics, redactor, clock,
                       asyncio.Lock())
 
     async def reload_all() -> str | None:
@@ -174,7 +183,7 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
         problem = await runtime.reload()
         return "; ".join(p for p in (web_problem, problem) if p is not None) or None
 
-    app = make_app(ServerState(store=store, self_metrics=self_metrics, is_ready=poller.ready.is_set,
+    app = make_app(ServerState(store=store, self_metrics=self_metrics, is_ready=scheduler.ready.is_set,
                                reload=reload_all, telemetry_path=args.telemetry_path,
                                access=WebAccess(web_config),
                                sender=BodySender(stall_timeout=args.guard_limits.write_stall_timeout)))
@@ -234,7 +243,7 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
     finally:
         async with runtime.reload_lock:  # a reload in progress must not start loops after the stop
             await fleet.stop()
-            await poller.stop()
+            await scheduler.stop()
         await runner.cleanup()
         await session.close()
         if demo_runner is not None:

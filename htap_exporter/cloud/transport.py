@@ -22,44 +22,18 @@ from urllib.request import proxy_bypass
 from yarl import URL
 
 from htap_exporter.clock import RateLimiter
+from htap_exporter.cloud.errors import REASONS, ApiError
 
 try:  # the `fast` extra: parses ~2x faster than the standard library (pages go through pages.py)
     from msgspec.json import decode as _fast_loads
 except ImportError:  # pragma: no cover - exercised by the tests through parse_json(fast=False)
     _fast_loads = None
 
-REASONS = ("auth", "throttled", "timeout", "network", "http", "bad_response")
 THROTTLING_CODES = frozenset({"APIG.0308", "APIGW.0308"})
 MAX_ERROR_BODY_BYTES = 64 * 1024
 
 RequestObserver = Callable[[str, str, float], None]  # (api, code, seconds)
 Prepare = Callable[[], Awaitable[tuple[URL, dict[str, str]]]]
-
-
-class ApiError(Exception):
-    """A failed exchange: reason (for the metric), HTTP status and the API's own error fields."""
-
-    def __init__(self, reason: str, message: str, *, status: int | None = None,
-                 error_code: str | None = None, error_msg: str | None = None,
-                 retry_after: float | None = None) -> None:
-        assert reason in REASONS, reason
-        self.reason = reason
-        self.message = message
-        self.status = status
-        self.error_code = error_code
-        self.error_msg = error_msg
-        self.retry_after = retry_after
-        super().__init__(self.describe())
-
-    def describe(self) -> str:
-        parts = [self.message]
-        if self.status is not None:
-            parts.append(f"status={self.status}")
-        if self.error_code:
-            parts.append(f"error_code={self.error_code}")
-        if self.error_msg:
-            parts.append(f"error_msg={self.error_msg!r}")
-        return " ".join(parts)
 
 
 @dataclass

@@ -1,7 +1,8 @@
-"""The latest rendered block of every instance, swapped in whole after each poll.
+"""The latest rendered block of every (instance, collector), swapped in whole after each run.
 
-Asyncio runs one task at a time, so replacing an instance's block is atomic: a scrape sees either
-the previous poll's output of an instance or the new one, never half of each.
+Asyncio runs one task at a time, so replacing a block is atomic: a scrape sees either the previous
+run's output of an instance's collector or the new one, never half of each. Each collector's block
+is kept apart, so one collector failing removes only its own series.
 
 The blocks are also kept by family: one column per part of the exposition (a family, or the
 OpenMetrics gauge histogram's three parts together), a list with a slot per instance. Each column
@@ -19,16 +20,53 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Hashable
 
-from htap_exporter.exposition.metrics import OPENMETRICS_LAYOUT, TEXT_LAYOUT, InstanceBlock, InstanceStatus
+from htap_exporter.exposition.families import Layout, Layouts
 from htap_exporter.threads import background_executor
 
 # Stale columns holding more slots than this in all (~120 instances, ~1 MB) are joined in a
 # thread: on the event loop, joining 1,000 instances' 8 MB held polling for ~3 ms.
 THREAD_PIECES = 2 * 1024
 
-Layout = tuple[tuple[bytes, tuple[str, ...]], ...]
-_PARTS: tuple[tuple[str, ...], ...] = tuple(dict.fromkeys(names for _, names in TEXT_LAYOUT + OPENMETRICS_LAYOUT))
+
+
+@dataclass(frozen=True)
+class TopSession:
+    """One of an instance's longest-running sessions, as the landing page lists it."""
+
+    duration: float
+    session_id: str
+    user: str
+    database: str
+    command: str
+    sql_digest: str | None
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    """One instance as the landing page shows it; stored with its session collector's block."""
+
+    instance_id: str
+    instance_name: str
+    project_id: str
+    region: str
+    up: bool
+    last_error_reason: str | None
+    last_success: float | None  # unix time
+    sessions: int | None
+    top_sessions: tuple[TopSession, ...] | None = None  # None: the top-sessions collector is off
+
+
+@dataclass(frozen=True)
+class InstanceBlock:
+    """One collector's output for one instance: sample lines per family (a gauge histogram's
+    buckets, `_gcount` and `_gsum` as three entries), written once and shared by both formats, and
+    the instance's status when this is the block that carries it."""
+
+    samples: dict[str, bytes]
+    status: InstanceStatus | None = None
 
 
 class _Column:
@@ -64,29 +102,43 @@ _Plan = list[tuple[bytes, _Column, int, bytes | list[bytes]]]
 
 
 class Store:
-    def __init__(self) -> None:
-        self._blocks: dict[str, InstanceBlock] = {}
-        self._slots: dict[str, int] = {}
+    """Blocks by key (an instance id, or (instance id, collector)); one column per family of
+    `layouts`, a slot per key."""
+
+    def __init__(self, layouts: Layouts) -> None:
+        self._layouts = layouts
+        self._blocks: dict[Hashable, InstanceBlock] = {}
+        self._slots: dict[Hashable, int] = {}
         self._free: list[int] = []
-        self._columns: dict[tuple[str, ...], _Column] = {names: _Column() for names in _PARTS}
+        self._columns: dict[tuple[str, ...], _Column] = {names: _Column() for names in layouts.parts()}
+        # A sample entry's name -> the columns that start with it (a text family, and an OpenMetrics
+        # gauge histogram's column too).
+        self._by_first: dict[str, list[tuple[tuple[str, ...], _Column]]] = {}
+        for parts, column in self._columns.items():
+            self._by_first.setdefault(parts[0], []).append((parts, column))
         self._refreshing: dict[bool, tuple[int, asyncio.Future[list[bytes]]]] = {}
         self._rendered: dict[bool, tuple[int, bytes]] = {}
         self._joiner: ThreadPoolExecutor | None = None  # one thread, made on the first big join
         self.generation = 0  # grows on every put and remove
 
-    def put(self, key: str, block: InstanceBlock) -> None:
+    def put(self, key: Hashable, block: InstanceBlock) -> None:
+        previous = self._blocks.get(key)
         self._blocks[key] = block
         slot = self._slots.get(key)
         if slot is None:
             slot = self._slots[key] = self._free.pop() if self._free else self._grow()
         samples = block.samples
-        for names, column in self._columns.items():
-            if names[0] not in samples:
-                column.set(slot, None)
-            elif len(names) == 1:
-                column.set(slot, samples[names[0]])
-            else:  # the OpenMetrics gauge histogram: buckets, count and sum of an instance together
-                column.set(slot, b"".join(samples[name] for name in names))
+        # Only the columns of the families this block has, or its previous one had: a collector
+        # writes a handful of the layout's families, and this runs after every run of every one.
+        names = samples.keys() if previous is None else samples.keys() | previous.samples.keys()
+        for name in names:
+            for parts, column in self._by_first.get(name, ()):
+                if name not in samples:
+                    column.set(slot, None)
+                elif len(parts) == 1:
+                    column.set(slot, samples[name])
+                else:  # the OpenMetrics gauge histogram: buckets, count and sum of an instance together
+                    column.set(slot, b"".join(samples[part] for part in parts))
         self.generation += 1
 
     def _grow(self) -> int:
@@ -94,7 +146,7 @@ class Store:
             column.slots.append(b"")
         return len(self._slots)
 
-    def remove(self, key: str) -> None:
+    def remove(self, key: Hashable) -> None:
         if self._blocks.pop(key, None) is not None:
             slot = self._slots.pop(key)
             for column in self._columns.values():
@@ -102,17 +154,16 @@ class Store:
             self._free.append(slot)
             self.generation += 1
 
-    def keys(self) -> set[str]:
+    def keys(self) -> set[Hashable]:
         return set(self._blocks)
 
     def statuses(self) -> list[InstanceStatus]:
         """Every instance's status, by project, name and id."""
-        return sorted((block.status for block in self._blocks.values()),
+        return sorted((block.status for block in self._blocks.values() if block.status is not None),
                       key=lambda status: (status.project_id, status.instance_name, status.instance_id))
 
-    @staticmethod
-    def _layout(openmetrics: bool) -> Layout:
-        return OPENMETRICS_LAYOUT if openmetrics else TEXT_LAYOUT
+    def _layout(self, openmetrics: bool) -> Layout:
+        return self._layouts.openmetrics if openmetrics else self._layouts.text
 
     def families(self, openmetrics: bool = False) -> list[tuple[bytes, list[bytes]]]:
         """Each family's header and its slots' sample lines (b"" for an instance without samples),

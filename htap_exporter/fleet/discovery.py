@@ -17,14 +17,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from htap_exporter.cloud.client import HtapApi
-from htap_exporter.cloud.auth import OutgoingRequest
+from htap_exporter.cloud.client import ProjectClient
+from htap_exporter.cloud.errors import REASONS, ApiError
+from htap_exporter.cloud.paging import PAGE_LIMIT, PageStep, walk_pages
 from htap_exporter.config import INSTANCE_ID_RE, DiscoveryConfig
-from htap_exporter.cloud.transport import REASONS, ApiError
 
 LIST_INSTANCES_API = "list_instances"
 LIST_HTAP_API = "list_htap_instances"
-PAGE_LIMIT = 100
 # The answer for an instance that no longer exists: a TaurusDB instance deleted between the two
 # steps is skipped, not a failed refresh. A gateway 404 (APIGW.0101: no such API) is not that.
 NOT_FOUND_CODES = frozenset({"DBS.200022"})
@@ -111,15 +110,14 @@ class DiscoveryClient:
     """The two list calls of one project, through the project's API client: its credentials,
     its auth gate and its request budget, shared with polling."""
 
-    def __init__(self, api: HtapApi, project_id: str, max_pages: int) -> None:
+    def __init__(self, api: ProjectClient, project_id: str, max_pages: int) -> None:
         self._api = api
         self._project_id = project_id
         self._max_pages = max_pages
         self.requests = 0
 
     async def _get(self, api: str, path: str, params: list[tuple[str, str]]) -> dict[str, Any]:
-        request = OutgoingRequest(method="GET", endpoint=self._api.endpoint, path=path, params=params,
-                                  headers={"Content-Type": "application/json", "X-Language": "en-us"})
+        request = self._api.request(path, params)
         self.requests += 1
         response = await self._api.call(request, api)
         document = response.json()
@@ -130,30 +128,24 @@ class DiscoveryClient:
     async def taurus_instances(self) -> list[tuple[str, str]]:
         """(id, status) of every TaurusDB instance, page by page."""
         found: dict[str, str] = {}
-        offset = 0
-        for _ in range(self._max_pages):
+
+        async def read_page(offset: int) -> PageStep:
             document = await self._get(LIST_INSTANCES_API, f"/v3/{self._project_id}/instances",
                                        [("limit", str(PAGE_LIMIT)), ("offset", str(offset))])
             items = document.get("instances")
             if not isinstance(items, list):
                 raise ApiError("bad_response", f"{LIST_INSTANCES_API}: response has no instances list")
-            if len(items) > PAGE_LIMIT:
-                raise ApiError("bad_response", f"{LIST_INSTANCES_API}: page has {len(items)} instances,"
-                                               f" more than limit={PAGE_LIMIT}")
             new = 0
-            for item in items:
-                if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"] not in found:
-                    found[item["id"]] = _text(item.get("status"))
-                    new += 1
-            offset += len(items)
+            if len(items) <= PAGE_LIMIT:  # a longer page fails the walk, whatever it holds
+                for item in items:
+                    if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"] not in found:
+                        found[item["id"]] = _text(item.get("status"))
+                        new += 1
             total = document.get("total_count")
-            at_end = isinstance(total, int) and not isinstance(total, bool) and offset >= total
-            # The list is live: an instance created meanwhile shifts the pages, hence the de-duplication,
-            # and a page that adds nothing ends the walk (a server ignoring offset would loop).
-            if len(items) < PAGE_LIMIT or at_end or new == 0:
-                return list(found.items())
-        raise ApiError("bad_response", f"{LIST_INSTANCES_API}: pagination did not end after"
-                                       f" {self._max_pages} pages of {PAGE_LIMIT}")
+            return PageStep(len(items), new, total if isinstance(total, int) and not isinstance(total, bool) else None)
+
+        await walk_pages(read_page, max_pages=self._max_pages, what=LIST_INSTANCES_API, items="instances")
+        return list(found.items())
 
     async def htap_instances(self, taurus_id: str) -> list[DiscoveredInstance] | None:
         """The standard HTAP instances of one TaurusDB instance; None if it no longer exists."""

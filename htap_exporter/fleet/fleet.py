@@ -1,9 +1,9 @@
 """The fleet to poll: the listed instances, plus the discovered ones, minus other shards' share.
 
 `effective_config` is the pure merge; `Fleet` keeps each discovering project's last known set
-fresh (one refresh loop per project, jittered) and hands the merged config to the poller's
-`apply`, whose reload semantics do the rest: new instances start polling, vanished ones stop and
-their series disappear, unchanged ones keep their loop.
+fresh (one refresh loop per project, jittered) and hands the merged config to `on_fleet` (the
+scheduler's `apply`, wired by the CLI), whose reload semantics do the rest: new instances start
+polling, vanished ones stop and their series disappear, unchanged ones keep their loop.
 
 Who wins when an instance is found twice: a listed entry (its name, its project entry and
 credentials) over a discovered one, and among listed entries the config refuses duplicates.
@@ -16,28 +16,22 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass, replace
-from typing import Awaitable, Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Awaitable, Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from htap_exporter.cloud.client import HtapApi
 from htap_exporter.clock import Clock
-from htap_exporter.config import Config, DiscoveryConfig, InstanceConfig, PollConfig, ProjectConfig
+from htap_exporter.cloud.clients import ClientFactory
+from htap_exporter.cloud.errors import ApiError
+from htap_exporter.config import Config, DiscoveryConfig, InstanceConfig, ProjectConfig
 from htap_exporter.fleet.discovery import DiscoveredInstance, DiscoveryClient, DiscoveryMetrics, discover
 from htap_exporter.fleet.sharding import Shard
-from htap_exporter.cloud.transport import ApiError
 
 JITTER = 0.1
 
 log = logging.getLogger(__name__)
-
-
-class PollerLike(Protocol):
-    def api_for(self, project: ProjectConfig, poll: PollConfig) -> HtapApi: ...
-
-    async def apply(self, config: Config) -> None: ...
 
 
 def polled_view(project: ProjectConfig) -> ProjectConfig:
@@ -78,10 +72,10 @@ class _Refresher:
 
 
 class Fleet:
-    def __init__(self, *, poller: PollerLike, clock: Clock, registry: CollectorRegistry,
-                 shard: Shard = Shard(0, 1), rng: random.Random | None = None,
-                 on_change: Callable[[Config], Awaitable[None]] | None = None) -> None:
-        self._poller = poller
+    def __init__(self, *, clients: ClientFactory, on_fleet: Callable[[Config], Awaitable[None]], clock: Clock,
+                 registry: CollectorRegistry, shard: Shard = Shard(0, 1), rng: random.Random | None = None) -> None:
+        self._clients = clients
+        self._on_fleet = on_fleet
         self._clock = clock
         self._shard = shard
         self._rng = rng or random.Random()
@@ -119,10 +113,10 @@ class Fleet:
         assert self._config is not None
         effective = effective_config(self._config, self._discovered, self._shard)
         for project in effective.projects:
-            budget = self._poller.api_for(project, effective.poll).budget
+            budget = self._clients.client(project, effective.poll).budget
             if budget is not None:
                 budget.expect(instance.id for instance in project.instances)
-        await self._poller.apply(effective)
+        await self._on_fleet(effective)
         self.effective = effective
         return effective
 
@@ -139,7 +133,7 @@ class Fleet:
         """Refresh one project; True if its set changed. A failure keeps the last known set."""
         project, settings = refresher.project, refresher.settings
         assert self._config is not None
-        api = self._poller.api_for(polled_view(project), self._config.poll)
+        api = self._clients.client(polled_view(project), self._config.poll)
         client = DiscoveryClient(api, project.project_id, self._config.poll.max_pages)
         fields = {"project_id": project.project_id, "region": project.region}
         try:
@@ -187,7 +181,7 @@ class Fleet:
             return {}
         intervals: dict[str, float] = {}
         for project in effective.projects:
-            interval = self._poller.api_for(project, effective.poll).poll_interval(effective.poll.interval)
+            interval = self._clients.client(project, effective.poll).poll_interval(effective.poll.interval)
             intervals[project.project_id] = max(interval, intervals.get(project.project_id, 0.0))
         return intervals
 

@@ -10,7 +10,7 @@ from html import escape
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
-    from htap_exporter.exposition.metrics import InstanceStatus
+    from htap_exporter.exposition.store import InstanceStatus
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem;color:#1d1d1f;max-width:80rem}

@@ -12,7 +12,7 @@ from htap_exporter import __version__
 from htap_exporter.exposition.negotiation import (OPENMETRICS_EOF, OPENMETRICS_FORMAT, TEXT_FORMAT, GzipCache, compress,
                              filter_names, gzip_accepted, select_families, wants_openmetrics)
 from htap_exporter.web.landing import render_landing
-from htap_exporter.exposition.metrics import SelfMetrics
+from htap_exporter.exposition.selfmetrics import SelfMetrics
 from htap_exporter.web.sending import BodySender
 from htap_exporter.exposition.store import Store
 from htap_exporter.web.access import WebAccess

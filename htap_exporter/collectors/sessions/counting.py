@@ -11,25 +11,19 @@ import hashlib
 import itertools
 import math
 import operator
-import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from htap_exporter.collectors.labels import DEFAULT_MAX_LABEL_LENGTH, OTHER, LabelCache, label_value
 from htap_exporter.config import MetricsConfig
 from htap_exporter.collectors.sessions.pages import MAX_EXACT_DURATION, MAX_ID_LENGTH, Page, Row, as_mapping, page_of
 
-UNKNOWN = "unknown"
-OTHER = "__other__"
 # Always exported (0 when absent) so that dashboards and alerts never see a missing series.
 KNOWN_STATES = ("OK", "EOF", "ERR", "NOOP")
 KNOWN_COMMANDS = ("Sleep", "Query")
 # `state` and `command` are StarRocks enums with a dozen values; this cap only guards Prometheus
 # against a broken or hostile server inventing thousands of them.
 MAX_ENUM_VALUES = 50
-DEFAULT_MAX_LABEL_LENGTH = 128
-# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
-CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-REPLACEMENT = "\ufffd"
 # Raw values that may be counted before cleaning: equal ones always get equal labels.
 _RAW_COUNTABLE = frozenset({str, type(None)})
 _INT = {int}
@@ -62,36 +56,6 @@ class InstanceStats:
     active_sum: float
     active_count: int
     rows_without_duration: int
-
-
-def label_value(value: Any, max_length: int = DEFAULT_MAX_LABEL_LENGTH) -> str:
-    """The one place API values become label values: trimmed, empty or missing -> `unknown`,
-    control characters -> U+FFFD, longer than `max_length` characters cut (see `cut_label`)."""
-    if isinstance(value, bool):
-        return UNKNOWN
-    if isinstance(value, str):
-        text = value.strip()
-        if not text.isascii():  # JSON can carry lone surrogates (\ud800), which UTF-8 cannot encode
-            text = text.encode("utf-8", "replace").decode("utf-8")
-        if not text:
-            return UNKNOWN
-        if not text.isprintable():  # cheap test; the substitution runs only when it is needed
-            # A raw CR or NUL breaks parsers of the exposition (prometheus_client's among them) and
-            # log lines; line and paragraph separators break line-based tools.
-            text = CONTROL_CHARACTERS.sub(REPLACEMENT, text)
-        return cut_label(text, max_length) if len(text) > max_length else text
-    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
-        text = str(value)
-        return cut_label(text, max_length) if len(text) > max_length else text
-    return UNKNOWN
-
-
-def cut_label(text: str, max_length: int) -> str:
-    """`max_length` characters: a prefix, `~` and 12 hex digits of a hash of the whole value, so that
-    two long values sharing a prefix stay two label values (not summed under one) and the same value
-    gets the same label on every poll. Cut on characters, never inside a UTF-8 sequence."""
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=6).hexdigest()
-    return text[:max_length - len(digest) - 1] + "~" + digest
 
 
 def parse_duration_value(value: Any) -> float | None:
@@ -204,36 +168,6 @@ def _plain_durations(values: list[Any]) -> list[float | int]:
         if math.isfinite(total) and min(values) >= 0:
             return values
     return [number for number in map(parse_duration_value, values) if number is not None]
-
-
-class LabelCache:
-    """label_value of short raw strings, remembered across polls and instances: the users, databases,
-    states and commands of a fleet repeat, so each is cleaned about once, not once per poll. Bounded
-    in entries and in characters (emptied when full), so a server inventing values, or long ones,
-    costs at most ~`limit_characters` characters whatever `max_length` is."""
-
-    __slots__ = ("max_length", "limit", "limit_characters", "characters", "labels")
-
-    def __init__(self, max_length: int = DEFAULT_MAX_LABEL_LENGTH, limit: int = 4096,
-                 limit_characters: int = 1 << 20) -> None:
-        self.max_length = max_length
-        self.limit = limit
-        self.limit_characters = limit_characters
-        self.characters = 0
-        self.labels: dict[str, str] = {}
-
-    def clean(self, raw: Any) -> str:
-        labels = self.labels
-        clean = labels.get(raw) if type(raw) is str else None
-        if clean is None:
-            clean = label_value(raw, self.max_length)
-            if type(raw) is str and len(raw) <= self.max_length:  # a long value is cleaned each time
-                if len(labels) >= self.limit or self.characters >= self.limit_characters:
-                    labels.clear()
-                    self.characters = 0
-                labels[raw] = clean
-                self.characters += len(raw) + len(clean)
-        return clean
 
 
 def _numeric_max(durations: list[Any]) -> int | float | None:

@@ -1,0 +1,54 @@
+"""The collector protocol: what the scheduler knows of a collector, and nothing more.
+
+A collector is a name, an interval (from its config section), the families it writes, and one
+coroutine that, given an instance and its project's API client, returns the instance's rendered
+samples or raises ApiError. Everything about time (spread, jitter, back-off, Retry-After, the
+deadline, skipped ticks) stays in the scheduler; everything about one API stays in the collector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol
+
+from htap_exporter.cloud.client import ProjectClient
+from htap_exporter.exposition.families import Family
+from htap_exporter.exposition.store import TopSession
+from htap_exporter.exposition.writer import InstanceIdentity
+
+
+@dataclass(frozen=True)
+class CollectorOutput:
+    """One successful run for one instance: sample lines per family (see InstanceWriter), what
+    the landing page shows of it, and the outputs of collectors that ride on this run's data
+    (top sessions come from the session pages the session collector reads)."""
+
+    samples: dict[str, bytes]
+    sessions: int | None = None
+    top_sessions: tuple[TopSession, ...] | None = None
+    riders: Mapping[str, CollectorOutput] = field(default_factory=dict)
+
+
+class Collector(Protocol):
+    @property
+    def name(self) -> str:
+        """The `collector` label value, and the key of its blocks in the store."""
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two runs for one instance (before the project's budget stretches it)."""
+
+    @property
+    def families(self) -> tuple[Family, ...]:
+        """Every family this collector may write, in the order a body lists them."""
+
+    @property
+    def riders(self) -> tuple[str, ...]:
+        """Names of the collectors whose output this one's runs carry (their success is its)."""
+
+    @property
+    def reports_up(self) -> bool:
+        """True for the one collector whose runs are the instance's `htap_up` and `htap_poll_*`."""
+
+    async def collect(self, instance: InstanceIdentity, client: ProjectClient) -> CollectorOutput:
+        """One run for one instance; raises ApiError with a reason when it fails."""

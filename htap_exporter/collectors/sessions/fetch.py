@@ -1,0 +1,70 @@
+"""The session list (`GET /v3/{project_id}/instances/{instance_id}/htap/process`), page by page.
+
+The API returns no total count, so pages are read with limit=100 until a short or empty page.
+The list is a live snapshot: rows shift between pages, hence de-duplication by session id, and a
+page that adds no new id ends the walk (a server that ignores `offset` would otherwise loop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from htap_exporter.cloud.client import ProjectClient
+from htap_exporter.cloud.errors import ApiError
+from htap_exporter.cloud.paging import PAGE_LIMIT, PageStep, walk_pages
+from htap_exporter.cloud.transport import Response
+from htap_exporter.collectors.sessions.counting import InstanceStats, Session, SessionCounter
+from htap_exporter.collectors.sessions.pages import Page, decode_page, page_of
+from htap_exporter.config import MetricsConfig
+
+SESSIONS_API = "list_sessions"
+
+
+@dataclass(frozen=True)
+class SessionList:
+    stats: InstanceStats
+    pages: int
+    skipped_rows: int  # rows that were not JSON objects
+    sessions: list[Session] | None = None  # the parsed rows, only when the counter kept them
+
+
+async def list_sessions(client: ProjectClient, instance_id: str, counter: SessionCounter | None = None) -> SessionList:
+    """Walk the pages into `counter`, one page at a time: a page's rows are counted and dropped
+    before the next page is asked for. Without a counter, one that keeps the parsed rows (for
+    callers that want the rows themselves, such as tests)."""
+    if counter is None:
+        counter = SessionCounter(MetricsConfig(), keep_sessions=True)
+    path = f"/v3/{client.project_id}/instances/{instance_id}/htap/process"
+
+    async def read_page(offset: int) -> PageStep:
+        page = await _page(client, path, offset)
+        new_ids = counter.add(page)
+        return PageStep(page.size, new_ids if counter.has_ids else None)
+
+    pages = await walk_pages(read_page, max_pages=client.max_pages)
+    if client.budget is not None:
+        client.budget.record_poll(instance_id, pages)
+    return SessionList(counter.result(), pages, counter.skipped_rows, counter.kept)
+
+
+async def _page(client: ProjectClient, path: str, offset: int) -> Page:
+    request = client.request(path, [("limit", str(PAGE_LIMIT)), ("offset", str(offset))])
+    response = await client.call(request, SESSIONS_API)
+    page = decode_page(response.body) or _generic_page(response)
+    if page.size > PAGE_LIMIT:  # before counting: such a page fails the poll whatever it holds
+        raise ApiError("bad_response", f"page has {page.size} rows, more than limit={PAGE_LIMIT}",
+                       status=response.status)
+    return page
+
+
+def _generic_page(response: Response) -> Page:
+    """A page that msgspec did not decode (or without msgspec): parsed by the standard library."""
+    document = response.json()
+    if not isinstance(document, dict):
+        raise ApiError("bad_response", "response is not a JSON object", status=response.status)
+    rows = document.get("process_list")
+    if rows is None:
+        raise ApiError("bad_response", "response has no process_list", status=response.status)
+    if not isinstance(rows, list):
+        raise ApiError("bad_response", "process_list is not a list", status=response.status)
+    return page_of(rows)

@@ -1,0 +1,102 @@
+"""What the scheduler knows about one (instance, collector), and its families.
+
+Every collector gets `htap_collector_success`, `htap_collector_last_success_timestamp_seconds` and
+`htap_collector_errors_total{reason}` (all reasons at 0 from the start). The collector that
+reports `htap_up` (the session list) also carries the instance's `htap_up`, `htap_instance_info`
+and `htap_poll_*` families, and the instance's status for the landing page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from htap_exporter.cloud.errors import REASONS
+from htap_exporter.collectors.base import CollectorOutput
+from htap_exporter.exposition.families import COUNTER, GAUGE, Family
+from htap_exporter.exposition.store import InstanceBlock, InstanceStatus
+from htap_exporter.exposition.writer import InstanceIdentity
+
+HEAD_FAMILIES = (
+    Family("htap_up", GAUGE, "1 if the last poll of this instance succeeded, else 0."),
+    Family("htap_instance_info", GAUGE, "Static facts about a polled HTAP instance (always 1)."),
+)
+POLL_FAMILIES = (
+    Family("htap_poll_duration_seconds", GAUGE, "Wall time of the last poll, all pages."),
+    Family("htap_last_poll_success_timestamp_seconds", GAUGE, "Unix time of the last successful poll."),
+    Family("htap_poll_errors", COUNTER, "Failed polls by reason."),
+    Family("htap_poll_skipped_ticks", COUNTER,
+           "Poll ticks skipped because the previous poll of the instance was still running."),
+)
+COLLECTOR_FAMILIES = (
+    Family("htap_collector_success", GAUGE,
+           "1 if the last run of the collector for this instance succeeded, else 0."),
+    Family("htap_collector_last_success_timestamp_seconds", GAUGE,
+           "Unix time of the last successful run of the collector for this instance."),
+    Family("htap_collector_errors", COUNTER, "Failed runs of the collector for this instance, by reason."),
+)
+
+
+def layout_families(collector_families: tuple[Family, ...]) -> tuple[Family, ...]:
+    """The order of a body: htap_up and the info line, the collectors' families (the session
+    collector's first), the poll's own figures, then the per-collector figures."""
+    return HEAD_FAMILIES + collector_families + POLL_FAMILIES + COLLECTOR_FAMILIES
+
+
+@dataclass
+class RunState:
+    """One (instance, collector): rendered after every run."""
+
+    up: bool = False
+    output: CollectorOutput | None = None
+    run_duration: float | None = None
+    last_success: float | None = None
+    errors: dict[str, int] = field(default_factory=lambda: {reason: 0 for reason in REASONS})
+    skipped_ticks: int = 0
+    last_error_reason: str | None = None  # None after a success, or before the first run
+    # True from the moment the loop starts until its first run ends: the instance is listed
+    # (htap_instance_info, counters at 0) but has no htap_up yet, as a target has no `up` before
+    # its first scrape; dashboards list it, `htap_up == 0` alerts do not fire for it.
+    pending: bool = False
+
+
+def render_block(identity: InstanceIdentity, collector: str, state: RunState, *, reports_up: bool) -> InstanceBlock:
+    writer = identity.writer
+    output = state.output if state.up else None  # no stale data served as current
+    samples: dict[str, bytes] = {}
+    if reports_up:
+        if not state.pending:
+            samples["htap_up"] = writer.single("htap_up", 1 if state.up else 0)
+        samples["htap_instance_info"] = writer.info
+    if output is not None:
+        samples.update(output.samples)
+    if reports_up:
+        if state.run_duration is not None:
+            samples["htap_poll_duration_seconds"] = writer.single("htap_poll_duration_seconds", state.run_duration)
+        if state.last_success is not None:
+            samples["htap_last_poll_success_timestamp_seconds"] = writer.single(
+                "htap_last_poll_success_timestamp_seconds", state.last_success)
+        samples["htap_poll_errors"] = writer.by_label("htap_poll_errors_total", "reason", _errors(state), REASONS)
+        samples["htap_poll_skipped_ticks"] = writer.single("htap_poll_skipped_ticks_total", state.skipped_ticks)
+    if not state.pending:
+        samples["htap_collector_success"] = writer.by_label(
+            "htap_collector_success", "collector", {collector: 1 if state.up else 0}, key=("success", collector))
+    if state.last_success is not None:
+        samples["htap_collector_last_success_timestamp_seconds"] = writer.by_label(
+            "htap_collector_last_success_timestamp_seconds", "collector", {collector: state.last_success},
+            key=("last_success", collector))
+    errors = _errors(state)
+    samples["htap_collector_errors"] = writer.cached(
+        ("errors", collector), errors, lambda: writer.samples(
+            "htap_collector_errors_total",
+            [({"collector": collector, "reason": reason}, count) for reason, count in errors.items()]))
+    status = None
+    if reports_up:
+        status = InstanceStatus(identity.instance_id, identity.instance_name, identity.project_id, identity.region,
+                                state.up, None if state.up else state.last_error_reason, state.last_success,
+                                output.sessions if output is not None else None,
+                                output.top_sessions if output is not None else None)
+    return InstanceBlock(samples, status)
+
+
+def _errors(state: RunState) -> dict[str, int]:
+    return {reason: state.errors.get(reason, 0) for reason in REASONS}
