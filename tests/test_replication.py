@@ -328,8 +328,8 @@ percent_text = st.decimals(min_value=0, max_value=100, places=1).flatmap(
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(stage_text, percent_text, st.sampled_from(["Yes", "No"])), min_size=1, max_size=120,
-                unique_by=lambda x: id(x)), st.integers(1, 100))
+@given(st.lists(st.tuples(stage_text, percent_text, st.sampled_from(["Yes", "No"])), min_size=1, max_size=120),
+       st.integers(1, 100))
 def test_quirky_but_valid_values_are_read_exactly(rows, cap):
     tasks = [row(f"task_{i}", stage=stage[0], percentage=percent[0], status=status,
                  catchup_stage=stage[0], catchup_percentage=percent[0])
