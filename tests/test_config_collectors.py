@@ -205,3 +205,14 @@ def test_cli_config_check_lists_collectors_and_refuses_a_bad_one(tmp_path: Path)
     assert result.stderr.strip().splitlines()[-1].endswith(
         f"{bad}: collectors.nodes.interval: must be at least 1s, got 0.01s")
     assert "Traceback" not in result.stderr
+
+
+def test_the_example_config_shows_every_collector_key_at_its_default():
+    text = (Path(__file__).resolve().parent.parent / "config.example.yaml").read_text()
+    config = parse_config(text, file="config.example.yaml",
+                          env={"HW_ACCESS_KEY": "AK123456", "HW_SECRET_KEY": "SK123456"})
+    assert config.collectors == CollectorsConfig()
+    section = text.split("\ncollectors:", 1)[1].split("\nprojects:", 1)[0]
+    for key in ("top_sessions", "replication", "nodes", "query_queue", "count", "min_duration", "sql", "interval",
+                "max_tasks"):
+        assert f" {key}:" in section
