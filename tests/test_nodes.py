@@ -39,7 +39,8 @@ def test_roles_and_statuses_matched_by_id():
     assert nodes.nodes[0] == Node("n1no17", "sr-fe-1", "fe-leader")
     assert nodes.nodes[2].role == "fe-follower"
     health = parse_instance_info(info(
-        [{"id": "n1no17", "name": "sr-fe-1", "status": "normal"}, {"id": "n2no17", "name": "sr-fe-2", "status": "Normal"},
+        [{"id": "n1no17", "name": "sr-fe-1", "status": "normal"},
+         {"id": "n2no17", "name": "sr-fe-2", "status": "Normal"},
          {"id": "n3no17", "name": "sr-fe-3", "status": "creating"}],
         [{"id": "n5no17", "name": "sr-be-2", "status": "abnormal"}, {"id": "n4no17", "name": "sr-be-1",
                                                                      "status": "createfail"}]), IID)
@@ -178,8 +179,9 @@ def test_any_documents_are_read_or_refused_never_a_crash(node_document, info_doc
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(ROLES), st.sampled_from(STATUSES), st.booleans()), max_size=30))
 def test_valid_values_in_any_case_are_read_exactly(nodes):
-    node_document = {"node_list": [{"node_id": f"n{i}", "node_name": f"node-{i}", "role": role.upper() if upper else role}
-                                   for i, (role, _, upper) in enumerate(nodes)]}
+    node_document = {"node_list": [
+        {"node_id": f"n{i}", "node_name": f"node-{i}", "role": role.upper() if upper else role}
+        for i, (role, _, upper) in enumerate(nodes)]}
     health = info([{"id": f"n{i}", "name": f"node-{i}", "status": status.capitalize() if upper else status}
                    for i, (_, status, upper) in enumerate(nodes)])
     found = samples(parse_node_list(node_document), parse_instance_info(health, IID))

@@ -145,7 +145,8 @@ def test_missing_fields():
 
 def test_bad_rows_are_counted_and_skipped():
     page = parse_page({"total_count": "6", "replications": [
-        row("good"), "not a row", None, {"task_name": ""}, {"task_name": 7, "stage": "full"}, row("bad_stage", stage="syncing"),
+        row("good"), "not a row", None, {"task_name": ""}, {"task_name": 7, "stage": "full"},
+        row("bad_stage", stage="syncing"),
     ]})
     assert [t.name for t in page.tasks] == ["good", "bad_stage"]
     assert (page.rows, page.bad_rows, page.bad_values) == (6, 4, 1)
@@ -264,7 +265,8 @@ def test_samples_of_every_family_with_always_present_stages():
         ({"stage": "paused"}, 0.0), ({"stage": "cancelled"}, 0.0), ({"stage": "unknown"}, 1.0)]
     assert found["htap_replication_tasks_abnormal"] == [({}, 1.0)]
     assert found["htap_replication_task_normal"] == [({"task_name": "t2"}, 0.0), ({"task_name": "t1"}, 1.0)]
-    t1_stages = [(labels["stage"], v) for labels, v in found["htap_replication_task_stage"] if labels["task_name"] == "t1"]
+    t1_stages = [(labels["stage"], v) for labels, v in found["htap_replication_task_stage"]
+                 if labels["task_name"] == "t1"]
     assert t1_stages == [(s, 1.0 if s == "full" else 0.0) for s in STAGES]
     t1_catchup = [(labels["stage"], v) for labels, v in found["htap_replication_task_catchup_stage"]
                   if labels["task_name"] == "t1"]
@@ -337,7 +339,7 @@ def test_quirky_but_valid_values_are_read_exactly(rows, cap):
     result = read_pages(serve(tasks, cap=cap))
     assert len(result.tasks) == len(rows)
     assert (result.bad_rows, result.bad_values) == (0, 0)
-    for parsed, (stage, percent, status) in zip(result.tasks, rows):
+    for parsed, (stage, percent, status) in zip(result.tasks, rows, strict=True):
         assert parsed.stage == parsed.catchup_stage == stage[1]
         assert parsed.progress == parsed.catchup_progress == pytest.approx(percent[1], abs=1e-12)
         assert parsed.normal is (status == "Yes")

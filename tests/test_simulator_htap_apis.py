@@ -5,6 +5,7 @@ demo needs, and the exporter's own parsers read the documents whole."""
 from __future__ import annotations
 
 import importlib
+import itertools
 import warnings
 from typing import Any
 
@@ -134,7 +135,7 @@ def test_the_data_moves():
     apis = SimHtapApis(IID, "orders-htap", seed=5)
     seen_full = [read_tasks(apis, float(t))["orders_full_sync"] for t in range(0, int(FULL_SYNC_PERIOD), 60)]
     full = [task.progress for task in seen_full if task.stage == "full"]
-    steps = [later - earlier for earlier, later in zip(full, full[1:])]
+    steps = [later - earlier for earlier, later in itertools.pairwise(full)]
     # Progressing: it rises minute by minute, except once where the sampled hour wraps round.
     assert len(full) == 40 and sum(1 for step in steps if step <= 0) <= 1
     assert {task.stage for task in seen_full} == {"full", "incremental"}

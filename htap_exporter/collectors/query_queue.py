@@ -99,7 +99,7 @@ def parse_rule(document: Any) -> QueueRule:
 
 def samples(rule: QueueRule) -> Samples:
     """Family name -> (extra labels, value); a value the API did not give (readably) is absent."""
-    values = {
+    values: dict[str, float | None] = {
         "htap_query_queue_enabled": None if rule.enabled is None else float(rule.enabled),
         "htap_query_queue_concurrency_limit": rule.concurrency_limit,
         "htap_query_queue_max_queued_queries": rule.max_queued_queries,
@@ -107,7 +107,7 @@ def samples(rule: QueueRule) -> Samples:
         "htap_query_queue_memory_limit_ratio": rule.memory_limit_ratio,
         "htap_query_queue_cpu_limit_ratio": rule.cpu_limit_ratio,
     }
-    return {name: [] if values[name] is None else [({}, values[name])] for name, _, _ in FAMILIES}
+    return {name: [] if (value := values[name]) is None else [({}, value)] for name, _, _ in FAMILIES}
 
 
 def _kind(value: Any) -> str:
