@@ -402,7 +402,7 @@ def test_load_config_uses_process_environment_by_default(tmp_path, monkeypatch):
     (f"projects:\n  - project_id: {PID}\n    region: [cn]\n    auth: {{type: token, token: t}}\n"
      f"    instances: [{IID}]\n", "cfg.yaml: projects[0].region: must be a string, got a list"),
     # unknown keys at several depths
-    ("pol: {}\n" + project(), "cfg.yaml: pol: unknown key (allowed: metrics, poll, projects)"),
+    ("pol: {}\n" + project(), "cfg.yaml: pol: unknown key (allowed: collectors, metrics, poll, projects)"),
     ("poll: {intervall: 5s}\n" + project(),
      "cfg.yaml: poll.intervall: unknown key (allowed: backoff_max, concurrency, interval, max_body_bytes,"
      " max_pages, timeout)"),
@@ -423,7 +423,7 @@ def test_load_config_uses_process_environment_by_default(tmp_path, monkeypatch):
     (project(auth="auth: {type: password, domain: d, username: u, password: p, token: t}"),
      "cfg.yaml: projects[0].auth.token: unknown key (allowed: domain, password, password_file, type, username)"),
     (project(instances=f"[{{id: {IID}, nmae: x}}]"),
-     "cfg.yaml: projects[0].instances[0].nmae: unknown key (allowed: id, name)"),
+     "cfg.yaml: projects[0].instances[0].nmae: unknown key (allowed: id, name, taurus_instance_id)"),
     ("1: x\n" + project(), "cfg.yaml: keys must be strings, got 1"),
     # missing pieces
     ("", "cfg.yaml: projects: missing: list at least one project with its instances"),
@@ -663,6 +663,7 @@ def test_summary_masks_every_secret():
         "poll: interval=30s timeout=10s concurrency=64",
         "metrics: max_users=50 max_databases=50 hosts=false max_hosts=50 max_label_length=128 idle_commands=Daemon,Sleep"
         " duration_buckets=1,5,10,30,60,300,600,1800,3600",
+        "collectors: sessions",
         f"projects[0]: project_id={PID} region=cn-north-4 endpoint=https://gaussdb.cn-north-4.myhuaweicloud.com"
         " iam_endpoint=https://iam.cn-north-4.myhuaweicloud.com api_rate_limit=0",
         "  auth: aksk (access_key=******** secret_key=******** security_token=********)",
@@ -688,6 +689,7 @@ def test_summary_of_custom_config(tmp_path):
         "poll: interval=90s timeout=0.5s concurrency=4",
         "metrics: max_users=10 max_databases=20 hosts=true max_hosts=30 max_label_length=128 idle_commands=Binlog Dump,Daemon,Sleep"
         " duration_buckets=0.5,2,30",
+        "collectors: sessions",
         f"projects[0]: project_id={PID} region=cn-north-4 endpoint=http://127.0.0.1:8080/prefix"
         " iam_endpoint=http://127.0.0.1:8081 api_rate_limit=2.5",
         "  auth: aksk (access_key=******** secret_key=******** security_token=********)",

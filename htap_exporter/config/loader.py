@@ -26,6 +26,8 @@ __all__ = ["Secret", "SecretError", "SecretSource"]  # re-exported: config types
 PROJECT_ID_RE = re.compile(r"[0-9A-Za-z]{32}")
 # A standard HTAP instance id: 36 letters/digits, the last four being "in17".
 INSTANCE_ID_RE = re.compile(r"[0-9A-Za-z]{32}in17")
+# The TaurusDB (GaussDB for MySQL) instance an HTAP instance belongs to: the same form, ending "in07".
+TAURUS_INSTANCE_ID_RE = re.compile(r"[0-9A-Za-z]{32}in07")
 REGION_RE = re.compile(r"[a-z]{2}(-[a-z0-9]+)+")
 ENV_RE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -38,6 +40,12 @@ DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 # Each refresh costs a request per TaurusDB instance: the floor keeps a typo (`5ms`) from turning
 # discovery into a request storm.
 MIN_REFRESH_INTERVAL = 1.0
+# The same floor for the collectors' intervals: each run is at least one request per instance. They
+# need not be longer than poll.interval (a 10s replication interval with a 30s session poll is fine).
+MIN_COLLECTOR_INTERVAL = 1.0
+TOP_SESSIONS_SQL = ("none", "digest", "fingerprint")
+# ListStarRocksDataReplications' total_count has at most 3 digits: fewer than 1000 tasks per instance.
+MAX_REPLICATION_TASKS = 1000
 
 
 class ConfigError(Exception):
@@ -82,6 +90,9 @@ class InstanceConfig:
     name: str
     # Discovered facts (engine_version, node_count, status), exported on htap_instance_info.
     facts: tuple[tuple[str, str], ...] = ()
+    # The TaurusDB instance it belongs to (`...in07`): the path of ListStarrocksInstanceInfo needs it
+    # for node health. Discovery knows it; a listed instance may give it.
+    taurus_instance_id: str | None = None
 
 
 # HTAP instances in these states have no sessions to read (yet or any more).
@@ -155,11 +166,71 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class TopSessionsConfig:
+    """The longest-running sessions, read from the session list itself: no extra API call."""
+    enabled: bool = False
+    count: int = 5  # per instance, 1..20
+    min_duration: float = 60.0  # seconds; 0 takes every non-idle session
+    sql: str = "none"  # none | digest | fingerprint
+
+
+@dataclass(frozen=True)
+class ReplicationConfig:
+    """ListStarRocksDataReplications: the TaurusDB -> StarRocks sync tasks."""
+    enabled: bool = False
+    interval: float = 60.0
+    max_tasks: int = 100  # per-task series for at most this many tasks (abnormal first, then by name)
+
+
+@dataclass(frozen=True)
+class NodesConfig:
+    """ListInstanceNode (roles) and ListStarrocksInstanceInfo (health)."""
+    enabled: bool = False
+    interval: float = 300.0
+
+
+@dataclass(frozen=True)
+class QueryQueueConfig:
+    """ShowHtapQueryQueuesRule: the query-queue switch and limits."""
+    enabled: bool = False
+    interval: float = 600.0
+
+
+@dataclass(frozen=True)
+class CollectorsConfig:
+    top_sessions: TopSessionsConfig = field(default_factory=TopSessionsConfig)
+    replication: ReplicationConfig = field(default_factory=ReplicationConfig)
+    nodes: NodesConfig = field(default_factory=NodesConfig)
+    query_queue: QueryQueueConfig = field(default_factory=QueryQueueConfig)
+
+    def enabled(self) -> tuple[str, ...]:
+        """Names of the enabled collectors besides the session poll, in the config's order."""
+        return tuple(name for name in ("top_sessions", "replication", "nodes", "query_queue")
+                     if getattr(self, name).enabled)
+
+    def describe(self) -> str:
+        """The --config.check line: the session poll and every enabled collector with its settings."""
+        parts = ["sessions"]
+        if self.top_sessions.enabled:
+            t = self.top_sessions
+            parts.append(f"top_sessions(count={t.count} min_duration={_fmt_seconds(t.min_duration)} sql={t.sql})")
+        if self.replication.enabled:
+            parts.append(f"replication(interval={_fmt_seconds(self.replication.interval)}"
+                         f" max_tasks={self.replication.max_tasks})")
+        if self.nodes.enabled:
+            parts.append(f"nodes(interval={_fmt_seconds(self.nodes.interval)})")
+        if self.query_queue.enabled:
+            parts.append(f"query_queue(interval={_fmt_seconds(self.query_queue.interval)})")
+        return "collectors: " + " ".join(parts)
+
+
+@dataclass(frozen=True)
 class Config:
     file: str
     poll: PollConfig = field(default_factory=PollConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     projects: tuple[ProjectConfig, ...] = ()
+    collectors: CollectorsConfig = field(default_factory=CollectorsConfig)
 
     def secrets(self) -> list[str]:
         """Inline secret values, for the log redactor (defence in depth)."""
@@ -181,6 +252,7 @@ class Config:
             f" max_label_length={self.metrics.max_label_length}"
             f" idle_commands={','.join(sorted(self.metrics.idle_commands))}"
             f" duration_buckets={','.join(_fmt_number(b) for b in self.metrics.duration_buckets)}",
+            self.collectors.describe(),
         ]
         for index, project in enumerate(self.projects):
             auth = project.auth
@@ -211,7 +283,9 @@ class Config:
                              f" exclude={d.exclude!r} skip_frozen={str(d.skip_frozen).lower()}"
                              f" skip_statuses={','.join(sorted(d.skip_statuses))}")
             for instance in project.instances:
-                lines.append(f"  instance: {instance.id} name={instance.name}")
+                lines.append(f"  instance: {instance.id} name={instance.name}"
+                             + (f" taurus_instance_id={instance.taurus_instance_id}"
+                                if instance.taurus_instance_id else ""))
         total = sum(len(p.instances) for p in self.projects)
         discovering = sum(1 for p in self.projects if p.discovery is not None)
         lines.append(f"OK: {len(self.projects)} project(s), {total} instance(s)"
@@ -591,7 +665,7 @@ def _read_project(r: _Reader, raw: Any, path: str, seen_instances: dict[str, str
         item_path = f"{_join(path, 'instances')}[{index}]"
         if isinstance(item, str):
             item = {"id": item}
-        entry = r.mapping(item, item_path, {"id", "name"})
+        entry = r.mapping(item, item_path, {"id", "name", "taurus_instance_id"})
         if "id" not in entry:
             raise r.error(item_path, "missing id")
         instance_id = r.string(entry["id"], _join(item_path, "id"))
@@ -602,7 +676,14 @@ def _read_project(r: _Reader, raw: Any, path: str, seen_instances: dict[str, str
             raise r.error(_join(item_path, "id"), f"instance {instance_id} is already listed at {seen_instances[instance_id]}")
         seen_instances[instance_id] = item_path
         name = r.string(entry["name"], _join(item_path, "name")) if entry.get("name") is not None else instance_id
-        instances.append(InstanceConfig(id=instance_id, name=name))
+        taurus_id = None
+        if entry.get("taurus_instance_id") is not None:
+            taurus_path = _join(item_path, "taurus_instance_id")
+            taurus_id = r.string(entry["taurus_instance_id"], taurus_path)
+            if not TAURUS_INSTANCE_ID_RE.fullmatch(taurus_id):
+                raise r.error(taurus_path, "must be a TaurusDB instance id (36 letters or digits ending in in07),"
+                                           f" got {taurus_id!r}")
+        instances.append(InstanceConfig(id=instance_id, name=name, taurus_instance_id=taurus_id))
     rate = section.get("api_rate_limit")
     return ProjectConfig(
         project_id=project_id,
@@ -616,6 +697,70 @@ def _read_project(r: _Reader, raw: Any, path: str, seen_instances: dict[str, str
         ca_file=ca_file,
         discovery=discovery,
     )
+
+
+def _read_collector_interval(r: _Reader, section: dict[str, Any], path: str, default: float) -> float:
+    if section.get("interval") is None:
+        return default
+    interval = r.duration(section["interval"], _join(path, "interval"))
+    if interval < MIN_COLLECTOR_INTERVAL:
+        raise r.error(_join(path, "interval"),
+                      f"must be at least {_fmt_seconds(MIN_COLLECTOR_INTERVAL)}, got {_fmt_seconds(interval)}")
+    return interval
+
+
+def _read_collectors(r: _Reader, raw: Any) -> CollectorsConfig:
+    top = r.mapping(raw, "collectors", {"top_sessions", "replication", "nodes", "query_queue"})
+
+    path = "collectors.top_sessions"
+    section = r.mapping(top.get("top_sessions"), path, {"enabled", "count", "min_duration", "sql"})
+    defaults_top = TopSessionsConfig()
+    min_duration = defaults_top.min_duration
+    if section.get("min_duration") is not None:
+        value = section["min_duration"]
+        text = r.string(value, _join(path, "min_duration")) if isinstance(value, str) else value
+        # Zero is a choice here (every non-idle session), unlike for an interval.
+        min_duration = (0.0 if text in (0, "0", "0s", "0ms", "0m", "0h")
+                        else r.duration(text, _join(path, "min_duration")))
+    sql = defaults_top.sql
+    if section.get("sql") is not None:
+        sql = r.string(section["sql"], _join(path, "sql"))
+        if sql not in TOP_SESSIONS_SQL:
+            raise r.error(_join(path, "sql"), f"must be one of {', '.join(TOP_SESSIONS_SQL)}, got {sql!r}")
+    top_sessions = TopSessionsConfig(
+        enabled=r.boolean(section.get("enabled", defaults_top.enabled), _join(path, "enabled")),
+        count=r.integer(section.get("count", defaults_top.count), _join(path, "count"), minimum=1, maximum=20),
+        min_duration=min_duration,
+        sql=sql,
+    )
+
+    path = "collectors.replication"
+    section = r.mapping(top.get("replication"), path, {"enabled", "interval", "max_tasks"})
+    defaults_repl = ReplicationConfig()
+    replication = ReplicationConfig(
+        enabled=r.boolean(section.get("enabled", defaults_repl.enabled), _join(path, "enabled")),
+        interval=_read_collector_interval(r, section, path, defaults_repl.interval),
+        max_tasks=r.integer(section.get("max_tasks", defaults_repl.max_tasks), _join(path, "max_tasks"),
+                            minimum=1, maximum=MAX_REPLICATION_TASKS),
+    )
+
+    path = "collectors.nodes"
+    section = r.mapping(top.get("nodes"), path, {"enabled", "interval"})
+    defaults_nodes = NodesConfig()
+    nodes = NodesConfig(
+        enabled=r.boolean(section.get("enabled", defaults_nodes.enabled), _join(path, "enabled")),
+        interval=_read_collector_interval(r, section, path, defaults_nodes.interval),
+    )
+
+    path = "collectors.query_queue"
+    section = r.mapping(top.get("query_queue"), path, {"enabled", "interval"})
+    defaults_queue = QueryQueueConfig()
+    query_queue = QueryQueueConfig(
+        enabled=r.boolean(section.get("enabled", defaults_queue.enabled), _join(path, "enabled")),
+        interval=_read_collector_interval(r, section, path, defaults_queue.interval),
+    )
+    return CollectorsConfig(top_sessions=top_sessions, replication=replication, nodes=nodes,
+                            query_queue=query_queue)
 
 
 def _read_regex(r: _Reader, value: Any, path: str) -> str:
@@ -691,7 +836,7 @@ def parse_config(text: str, *, file: str = "config.yaml", env: Mapping[str, str]
         raise ConfigError(file, "", f"{where}{reason}") from None
     except (ValueError, RecursionError) as problem:  # e.g. an integer of 5000 digits, nesting too deep
         raise ConfigError(file, "", f"unreadable YAML: {type(problem).__name__}") from None
-    top = r.mapping(raw, "", {"poll", "metrics", "projects"})
+    top = r.mapping(raw, "", {"poll", "metrics", "projects", "collectors"})
     if not top.get("projects"):
         raise r.error("projects", "missing: list at least one project with its instances")
     seen: dict[str, str] = {}
@@ -714,7 +859,8 @@ def parse_config(text: str, *, file: str = "config.yaml", env: Mapping[str, str]
     if poll.backoff_max is not None and poll.backoff_max < poll.interval:
         # A shorter cap would poll a failing instance faster than a healthy one.
         raise r.error("poll.backoff_max", f"must not be shorter than poll.interval ({_fmt_seconds(poll.interval)})")
-    return Config(file=file, poll=poll, metrics=_read_metrics(r, top.get("metrics")), projects=projects)
+    return Config(file=file, poll=poll, metrics=_read_metrics(r, top.get("metrics")), projects=projects,
+                  collectors=_read_collectors(r, top.get("collectors")))
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

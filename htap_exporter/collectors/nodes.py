@@ -1,0 +1,186 @@
+"""StarRocks nodes of one instance: roles and health. Pure.
+
+Two documents (spec: htap-sibling-apis.md sections 2 and 3):
+- ListInstanceNode `{"node_list": [{"node_id", "node_name", "role"}]}`: the roles, no status;
+- ListStarrocksInstanceInfo `{"instances": [{"groups": [{"nodes": [{"id", "name", "status"}]}]}]}`:
+  the status of each node. Its path needs the TaurusDB instance id, so it may be missing: then
+  `samples` gets `statuses=None` and exports roles only.
+Nodes of the two are matched by node id. A row without a usable id is counted and skipped; an
+unknown role or status is read as `unknown`; a document of the wrong shape raises
+ApiError("bad_response").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.sessions import label_value
+from exporter.transport import ApiError
+
+ROLES = ("fe-leader", "fe-follower", "fe-observer", "be")
+STATUSES = ("normal", "abnormal", "creating", "createfail")
+UNKNOWN = "unknown"
+DEFAULT_MAX_LABEL_LENGTH = 128
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("htap_nodes", "gauge", "StarRocks nodes per role (fe-leader, fe-follower, fe-observer, be)."),
+    ("htap_node_info", "gauge", "A StarRocks node and its role (always 1)."),
+    ("htap_node_status", "gauge",
+     "1 for the node's current status, 0 for the others; only where the TaurusDB instance id is known."),
+)
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    name: str  # "" when missing
+    role: str  # one of ROLES or "unknown"
+
+
+@dataclass(frozen=True)
+class NodeList:
+    nodes: tuple[Node, ...]  # each id once, in the order served
+    bad_rows: int
+    bad_values: int  # unknown roles
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    id: str
+    name: str
+    status: str  # one of STATUSES or "unknown"
+
+
+@dataclass(frozen=True)
+class NodeStatuses:
+    nodes: tuple[NodeStatus, ...]
+    bad_rows: int
+    bad_values: int  # unknown statuses
+
+
+def _node_id(value: Any) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def parse_role(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    role = value.strip().lower()
+    return role if role in ROLES else None
+
+
+def parse_status(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    status = value.strip().lower()
+    return status if status in STATUSES else None
+
+
+def parse_node_list(document: Any) -> NodeList:
+    """ListInstanceNode."""
+    if not isinstance(document, dict):
+        raise ApiError("bad_response", f"node list: expected a JSON object, got {_kind(document)}")
+    rows = document.get("node_list")
+    if rows is None:
+        rows = []
+    if not isinstance(rows, list):
+        raise ApiError("bad_response", f"node list: node_list is {_kind(rows)}, not a list")
+    nodes: dict[str, Node] = {}
+    bad_rows = bad_values = 0
+    for row in rows:
+        node_id = _node_id(row.get("node_id")) if isinstance(row, dict) else None
+        if node_id is None or node_id in nodes:
+            bad_rows += 1
+            continue
+        role = parse_role(row.get("role"))
+        if role is None:
+            bad_values += 1
+        nodes[node_id] = Node(id=node_id, name=_text(row.get("node_name")), role=role or UNKNOWN)
+    return NodeList(nodes=tuple(nodes.values()), bad_rows=bad_rows, bad_values=bad_values)
+
+
+def parse_instance_info(document: Any, instance_id: str | None = None) -> NodeStatuses:
+    """ListStarrocksInstanceInfo: the status of every node of every group. With several instances
+    in the list, the one whose `id` is `instance_id` (else the first)."""
+    if not isinstance(document, dict):
+        raise ApiError("bad_response", f"instance info: expected a JSON object, got {_kind(document)}")
+    instances = document.get("instances")
+    if not isinstance(instances, list):
+        raise ApiError("bad_response", f"instance info: instances is {_kind(instances)}, not a list")
+    candidates = [item for item in instances if isinstance(item, dict)]
+    if not candidates:
+        return NodeStatuses(nodes=(), bad_rows=len(instances), bad_values=0)
+    chosen = next((item for item in candidates if instance_id is not None and item.get("id") == instance_id),
+                  candidates[0])
+    groups = chosen.get("groups")
+    if groups is None:
+        groups = []
+    if not isinstance(groups, list):
+        raise ApiError("bad_response", f"instance info: groups is {_kind(groups)}, not a list")
+    nodes: dict[str, NodeStatus] = {}
+    bad_rows = bad_values = 0
+    for group in groups:
+        rows = group.get("nodes") if isinstance(group, dict) else None
+        if not isinstance(rows, list):
+            bad_rows += 1
+            continue
+        for row in rows:
+            node_id = _node_id(row.get("id")) if isinstance(row, dict) else None
+            if node_id is None or node_id in nodes:
+                bad_rows += 1
+                continue
+            status = parse_status(row.get("status"))
+            if status is None:
+                bad_values += 1
+            nodes[node_id] = NodeStatus(id=node_id, name=_text(row.get("name")), status=status or UNKNOWN)
+    return NodeStatuses(nodes=tuple(nodes.values()), bad_rows=bad_rows, bad_values=bad_values)
+
+
+def samples(node_list: NodeList, statuses: NodeStatuses | None, *,
+            max_label_length: int = DEFAULT_MAX_LABEL_LENGTH) -> Samples:
+    """Family name -> (extra labels, value). Every node of the role list gets a status series
+    (`unknown` when the health document does not list it); a node only in the health document
+    gets one too, under the name it has there."""
+    counts = dict.fromkeys(ROLES, 0)
+    for node in node_list.nodes:
+        counts[node.role] = counts.get(node.role, 0) + 1
+    out: Samples = {name: [] for name, _, _ in FAMILIES}
+    # The four roles always; `unknown` only when a node has a role outside them.
+    out["htap_nodes"] = [({"role": role}, float(count)) for role, count in counts.items()
+                         if role in ROLES or count]
+    for node in node_list.nodes:
+        out["htap_node_info"].append(({"node_id": label_value(node.id, max_label_length),
+                                       "node_name": label_value(node.name, max_label_length),
+                                       "role": node.role}, 1.0))
+    if statuses is None:
+        return out
+    health = {node.id: node for node in statuses.nodes}
+    listed: list[tuple[str, str, str]] = []
+    for node in node_list.nodes:
+        found = health.get(node.id)
+        listed.append((node.id, node.name or (found.name if found else ""), found.status if found else UNKNOWN))
+    known = {node.id for node in node_list.nodes}
+    listed.extend((node.id, node.name, node.status) for node in statuses.nodes if node.id not in known)
+    for node_id, name, status in listed:
+        labels = {"node_id": label_value(node_id, max_label_length), "node_name": label_value(name, max_label_length)}
+        for value in STATUSES:
+            out["htap_node_status"].append(({**labels, "status": value}, 1.0 if status == value else 0.0))
+        if status == UNKNOWN:
+            out["htap_node_status"].append(({**labels, "status": UNKNOWN}, 1.0))
+    return out
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "missing"
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number"}.get(type(value), type(value).__name__)

@@ -1,0 +1,337 @@
+"""ListStarRocksDataReplications: the TaurusDB -> StarRocks sync tasks of one instance. Pure.
+
+Pages in (`ReplicationWalk`), a `Replication` out, samples as data (`samples`). The API's quirks,
+read leniently (spec: htap-sibling-apis.md section 1):
+- `total_count` is a string; pagination follows it, because pages may hold at most 50 rows below a
+  `limit` of 100 (a "stop on a short page" loop would stop after 50 tasks);
+- `stage` and `catchup_stage` come in either case (`full`, `Full`) and are exported in lower case;
+- `percentage` may be `"45%"`, `"45"` or `"45.5"`;
+- `status` is `Yes` (normal) or `No` (abnormal); anything else (`Wait`, empty) is neither.
+A row without a usable `task_name` is counted and skipped; an unreadable value is counted and left
+out; a document of the wrong shape raises ApiError("bad_response").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from exporter.sessions import label_value
+from exporter.transport import ApiError
+
+STAGES = ("wait", "full", "incremental", "paused", "cancelled")
+UNKNOWN = "unknown"
+# The documented maximum of `limit`; the server may still cap a page at 50 rows.
+PAGE_LIMIT = 100
+DEFAULT_MAX_PAGES = 200
+DEFAULT_MAX_LABEL_LENGTH = 128
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("htap_replication_tasks", "gauge",
+     "Replication tasks per stage (wait, full, incremental, paused, cancelled, unknown); adds up to all tasks."),
+    ("htap_replication_tasks_abnormal", "gauge", "Replication tasks whose status is No (abnormal)."),
+    ("htap_replication_task_info", "gauge", "A replication task and its source and target databases (always 1)."),
+    ("htap_replication_task_normal", "gauge",
+     "1 if the task's status is Yes, 0 if No; absent for any other value."),
+    ("htap_replication_task_stage", "gauge", "1 for the task's current stage, 0 for the other stages."),
+    ("htap_replication_task_progress_ratio", "gauge", "Progress of the task's current stage (percentage / 100)."),
+    ("htap_replication_task_catchup_stage", "gauge",
+     "1 for the stage of the task's catch-up, 0 for the other stages."),
+    ("htap_replication_task_catchup_progress_ratio", "gauge", "Progress of the task's catch-up (percentage / 100)."),
+    ("htap_replication_task_last_change_timestamp_seconds", "gauge",
+     "When the exporter last saw the task's stage, catch-up stage or either progress change"
+     " (at first sight: that time)."),
+)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    source_database: str  # "" when missing
+    target_database: str
+    normal: bool | None  # status Yes -> True, No -> False, anything else -> None
+    stage: str | None  # one of STAGES, None when missing or not one of them
+    progress: float | None  # ratio 0..1
+    catchup_stage: str | None
+    catchup_progress: float | None
+
+    def state(self) -> tuple[str | None, str | None, float | None, float | None]:
+        """What the last-change timestamp watches."""
+        return (self.stage, self.catchup_stage, self.progress, self.catchup_progress)
+
+
+@dataclass(frozen=True)
+class ReplicationPage:
+    total_count: int
+    rows: int  # rows on the page, bad ones included (what the offset advances by)
+    tasks: tuple[Task, ...]
+    bad_rows: int
+    bad_values: int
+
+
+@dataclass(frozen=True)
+class Replication:
+    total_count: int  # as the last page said
+    tasks: tuple[Task, ...]  # every task read, each name once, in the order served
+    bad_rows: int
+    bad_values: int
+    pages: int
+
+
+def parse_percentage(value: Any) -> float | None:
+    """`"45%"`, `"45"`, `"45.5"`, ` 45 % ` or a JSON number -> ratio 0..1, clamped; None if unreadable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith("%"):
+            text = text[:-1].rstrip()
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+    else:
+        return None
+    if not math.isfinite(number):
+        return None
+    return min(max(number, 0.0), 100.0) / 100.0
+
+
+def parse_stage(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    stage = value.strip().lower()
+    return stage if stage in STAGES else None
+
+
+def parse_status(value: Any) -> bool | None:
+    if not isinstance(value, str):
+        return None
+    status = value.strip().lower()
+    return True if status == "yes" else False if status == "no" else None
+
+
+def _present(value: Any) -> bool:
+    """Missing, null and empty are absences (no catch-up, say), not bad values."""
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
+def parse_task(row: Any) -> tuple[Task | None, int]:
+    """One row -> (task or None for a bad row, count of bad values in it)."""
+    if not isinstance(row, dict):
+        return None, 0
+    name = row.get("task_name")
+    if not isinstance(name, str) or not name.strip():
+        return None, 0
+    bad = 0
+
+    def read(key: str, parser: Any) -> Any:
+        nonlocal bad
+        raw = row.get(key)
+        value = parser(raw)
+        if value is None and _present(raw):
+            bad += 1
+        return value
+
+    def database(key: str) -> str:
+        nonlocal bad
+        raw = row.get(key)
+        if isinstance(raw, str):
+            return raw
+        if raw is not None:
+            bad += 1
+        return ""
+
+    task = Task(
+        name=name.strip(),
+        source_database=database("source_database"),
+        target_database=database("target_database"),
+        normal=read("status", parse_status),
+        stage=read("stage", parse_stage),
+        progress=read("percentage", parse_percentage),
+        catchup_stage=read("catchup_stage", parse_stage),
+        catchup_progress=read("catchup_percentage", parse_percentage),
+    )
+    return task, bad
+
+
+def parse_total_count(value: Any) -> int:
+    if isinstance(value, bool) or value is None:
+        raise ApiError("bad_response", f"replication list: total_count is {_kind(value)}, not a number")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ApiError("bad_response", f"replication list: total_count {value[:20]!r} is not a number") from None
+    if not isinstance(value, int) or value < 0:
+        raise ApiError("bad_response", f"replication list: total_count {value!r} is not a count")
+    return value
+
+
+def parse_page(document: Any, *, limit: int = PAGE_LIMIT) -> ReplicationPage:
+    """One page of ListStarRocksDataReplications."""
+    if not isinstance(document, dict):
+        raise ApiError("bad_response", f"replication list: expected a JSON object, got {_kind(document)}")
+    total = parse_total_count(document.get("total_count"))
+    rows = document.get("replications")
+    if rows is None:  # an instance without tasks may leave the list out
+        rows = []
+    if not isinstance(rows, list):
+        raise ApiError("bad_response", f"replication list: replications is {_kind(rows)}, not a list")
+    if len(rows) > limit:
+        raise ApiError("bad_response", f"replication list: {len(rows)} rows on a page of limit {limit}")
+    tasks: list[Task] = []
+    bad_rows = bad_values = 0
+    for row in rows:
+        task, bad = parse_task(row)
+        if task is None:
+            bad_rows += 1
+        else:
+            tasks.append(task)
+            bad_values += bad
+    return ReplicationPage(total_count=total, rows=len(rows), tasks=tuple(tasks), bad_rows=bad_rows,
+                           bad_values=bad_values)
+
+
+class ReplicationWalk:
+    """The page walk: feed it each page's document, it says the next offset (None: done).
+
+        walk = ReplicationWalk(max_pages=config.poll.max_pages)
+        offset = 0
+        while offset is not None:
+            offset = walk.add(await get(limit=walk.limit, offset=offset))
+        replication = walk.result()
+
+    It continues while the offset is below the latest `total_count`, advancing by the rows served
+    (pages may be shorter than `limit`), and stops on an empty page. Endless pagination is refused:
+    more than `max_pages` pages, or a page that repeats only tasks already seen (a server ignoring
+    `offset`), raises ApiError("bad_response").
+    """
+
+    def __init__(self, *, limit: int = PAGE_LIMIT, max_pages: int = DEFAULT_MAX_PAGES) -> None:
+        self.limit = limit
+        self.max_pages = max_pages
+        self.offset = 0
+        self._pages = 0
+        self._total = 0
+        self._tasks: dict[str, Task] = {}
+        self._bad_rows = 0
+        self._bad_values = 0
+        self._done = False
+
+    def add(self, document: Any) -> int | None:
+        if self._done:
+            raise RuntimeError("the walk is complete")
+        page = parse_page(document, limit=self.limit)
+        self._pages += 1
+        self._total = page.total_count
+        new = 0
+        for task in page.tasks:
+            if task.name in self._tasks:
+                self._bad_rows += 1  # a task twice: the list moved under us, or the page repeats
+            else:
+                self._tasks[task.name] = task
+                new += 1
+        if page.tasks and not new:
+            raise ApiError("bad_response",
+                           f"replication list: the page at offset {self.offset} repeats tasks already read")
+        self._bad_rows += page.bad_rows
+        self._bad_values += page.bad_values
+        self.offset += page.rows
+        if page.rows == 0 or self.offset >= page.total_count:
+            self._done = True
+            return None
+        if self._pages >= self.max_pages:  # refused before asking for one page too many
+            raise ApiError("bad_response", f"replication list: not complete after {self.max_pages} pages"
+                                           f" ({self.offset} of {page.total_count} rows)")
+        return self.offset
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def result(self) -> Replication:
+        return Replication(total_count=self._total, tasks=tuple(self._tasks.values()), bad_rows=self._bad_rows,
+                           bad_values=self._bad_values, pages=self._pages)
+
+
+def read_pages(documents: Iterable[Any], *, limit: int = PAGE_LIMIT, max_pages: int = DEFAULT_MAX_PAGES) -> Replication:
+    """The walk over documents already at hand (tests, the simulator's self-check)."""
+    walk = ReplicationWalk(limit=limit, max_pages=max_pages)
+    for document in documents:
+        if walk.add(document) is None:
+            return walk.result()
+    raise ApiError("bad_response", f"replication list: pages ended at offset {walk.offset} before the total")
+
+
+class LastChange:
+    """Per task, when its stage, catch-up stage or either progress last changed.
+
+    First sight counts as a change (that time). A task missing from a run is forgotten, so a task
+    that comes back starts afresh and memory stays bounded by the task list.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[tuple[Any, ...], float]] = {}
+
+    def observe(self, tasks: Iterable[Task], now: float) -> dict[str, float]:
+        seen: dict[str, tuple[tuple[Any, ...], float]] = {}
+        for task in tasks:
+            state = task.state()
+            previous = self._seen.get(task.name)
+            seen[task.name] = previous if previous is not None and previous[0] == state else (state, now)
+        self._seen = seen
+        return {name: changed for name, (_, changed) in seen.items()}
+
+
+def select_tasks(tasks: Iterable[Task], max_tasks: int) -> list[Task]:
+    """The tasks that get per-task series: abnormal (status No) first, then by name."""
+    return sorted(tasks, key=lambda task: (task.normal is not False, task.name))[:max_tasks]
+
+
+def samples(replication: Replication, *, max_tasks: int, last_change: Mapping[str, float],
+            max_label_length: int = DEFAULT_MAX_LABEL_LENGTH) -> Samples:
+    """Family name -> (extra labels, value) for every family of FAMILIES."""
+    by_stage = dict.fromkeys((*STAGES, UNKNOWN), 0)
+    for task in replication.tasks:
+        by_stage[task.stage or UNKNOWN] += 1
+    out: Samples = {name: [] for name, _, _ in FAMILIES}
+    out["htap_replication_tasks"] = [({"stage": stage}, float(count)) for stage, count in by_stage.items()]
+    out["htap_replication_tasks_abnormal"] = [
+        ({}, float(sum(1 for task in replication.tasks if task.normal is False)))]
+    for task in select_tasks(replication.tasks, max_tasks):
+        name = label_value(task.name, max_label_length)
+        out["htap_replication_task_info"].append(({
+            "task_name": name,
+            "source_database": label_value(task.source_database, max_label_length),
+            "target_database": label_value(task.target_database, max_label_length),
+        }, 1.0))
+        if task.normal is not None:
+            out["htap_replication_task_normal"].append(({"task_name": name}, 1.0 if task.normal else 0.0))
+        for stage in STAGES:
+            out["htap_replication_task_stage"].append(
+                ({"task_name": name, "stage": stage}, 1.0 if task.stage == stage else 0.0))
+            out["htap_replication_task_catchup_stage"].append(
+                ({"task_name": name, "stage": stage}, 1.0 if task.catchup_stage == stage else 0.0))
+        if task.progress is not None:
+            out["htap_replication_task_progress_ratio"].append(({"task_name": name}, task.progress))
+        if task.catchup_progress is not None:
+            out["htap_replication_task_catchup_progress_ratio"].append(({"task_name": name}, task.catchup_progress))
+        if task.name in last_change:
+            out["htap_replication_task_last_change_timestamp_seconds"].append(
+                ({"task_name": name}, last_change[task.name]))
+    return out
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "missing"
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number"}.get(type(value), type(value).__name__)
