@@ -167,7 +167,7 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
                                     headers={"User-Agent": f"htap-exporter/{__version__}"})
     clients = ClientFactory(session=session, clock=clock, redactor=redactor, observe=self_metrics.observe_request)
     scheduler = Scheduler(store=store, clock=clock, clients=clients)
-    collectors = CollectorSet()
+    collectors = CollectorSet(clock.time)
 
     async def run_fleet(effective: Config) -> None:
         await scheduler.apply(effective, collectors.enabled(effective))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import (CollectorsConfig, ConfigError, InstanceConfig, NodesConfig, QueryQueueConfig,
+from htap_exporter.config import (CollectorsConfig, ConfigError, InstanceConfig, NodesConfig, QueryQueueConfig,
                              ReplicationConfig, TopSessionsConfig, parse_config)
 
 PID = "054e292c9880d4992f02c0196d3ea468"
@@ -193,13 +193,13 @@ def test_taurus_instance_id_must_be_a_string():
 def test_cli_config_check_lists_collectors_and_refuses_a_bad_one(tmp_path: Path):
     good = tmp_path / "good.yaml"
     good.write_text("collectors: {replication: {enabled: true}, nodes: {enabled: true}}\n" + PROJECT)
-    result = subprocess.run([sys.executable, "-m", "exporter", "--config.file", str(good), "--config.check"],
+    result = subprocess.run([sys.executable, "-m", "htap_exporter", "--config.file", str(good), "--config.check"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "collectors: sessions replication(interval=60s max_tasks=100) nodes(interval=300s)" in result.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("collectors: {nodes: {interval: 10ms}}\n" + PROJECT)
-    result = subprocess.run([sys.executable, "-m", "exporter", "--config.file", str(bad), "--config.check"],
+    result = subprocess.run([sys.executable, "-m", "htap_exporter", "--config.file", str(bad), "--config.check"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].endswith(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.transport import ApiError
+from htap_exporter.cloud.transport import ApiError
 from htap_exporter.collectors.nodes import (FAMILIES, ROLES, STATUSES, Node, NodeList, NodeStatus, parse_instance_info,
                                             parse_node_list, samples)
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.transport import ApiError
+from htap_exporter.cloud.transport import ApiError
 from htap_exporter.collectors.query_queue import FAMILIES, QueueRule, parse_rule, samples
 
 SDK_SHAPE = {"query_queue_rule": {

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.transport import ApiError
+from htap_exporter.cloud.transport import ApiError
 from htap_exporter.collectors.replication import (FAMILIES, STAGES, LastChange, Replication, ReplicationWalk, Task,
                                                   parse_page, parse_percentage, read_pages, samples, select_tasks)
 

@@ -9,12 +9,12 @@ deadline, skipped ticks) stays in the scheduler; everything about one API stays 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol
+from typing import Any, Mapping, Protocol, Sequence
 
 from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.exposition.families import Family
 from htap_exporter.exposition.store import TopSession
-from htap_exporter.exposition.writer import InstanceIdentity
+from htap_exporter.exposition.writer import InstanceIdentity, InstanceWriter
 
 
 @dataclass(frozen=True)
@@ -52,3 +52,24 @@ class Collector(Protocol):
 
     async def collect(self, instance: InstanceIdentity, client: ProjectClient) -> CollectorOutput:
         """One run for one instance; raises ApiError with a reason when it fails."""
+
+
+# Family name -> (extra labels, value) of each sample: how the low-volume collectors hand over
+# their figures, as plain data the tests can read.
+SampleData = Mapping[str, Sequence[tuple[Mapping[str, str], float]]]
+
+
+def declare(families: Sequence[tuple[str, str, str]]) -> tuple[Family, ...]:
+    """(name, type, help) tuples as families."""
+    return tuple(Family(name, kind, documentation) for name, kind, documentation in families)
+
+
+def render(writer: InstanceWriter, data: SampleData) -> dict[str, bytes]:
+    """Sample lines of each family that has samples; a family without any is left out."""
+    return {name: writer.samples(name, samples) for name, samples in data.items() if samples}
+
+
+async def get_json(client: ProjectClient, api: str, path: str, params: list[tuple[str, str]] | None = None) -> Any:
+    """One GET of the project's API, its body parsed (invalid JSON: ApiError bad_response)."""
+    response = await client.call(client.request(path, params), api)
+    return response.json()

@@ -12,16 +12,24 @@ ApiError("bad_response").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.sessions import label_value
-from exporter.transport import ApiError
+from htap_exporter.cloud.client import ProjectClient
+from htap_exporter.cloud.errors import ApiError
+from htap_exporter.collectors.base import CollectorOutput, declare, get_json, render
+from htap_exporter.collectors.labels import DEFAULT_MAX_LABEL_LENGTH, UNKNOWN, label_value
+from htap_exporter.exposition.families import Family
+from htap_exporter.exposition.writer import InstanceIdentity
+
+LIST_NODES_API = "list_nodes"
+SHOW_INSTANCE_API = "show_starrocks_instance"
+
+log = logging.getLogger(__name__)
 
 ROLES = ("fe-leader", "fe-follower", "fe-observer", "be")
 STATUSES = ("normal", "abnormal", "creating", "createfail")
-UNKNOWN = "unknown"
-DEFAULT_MAX_LABEL_LENGTH = 128
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -184,3 +192,35 @@ def _kind(value: Any) -> str:
         return "missing"
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
             float: "a number"}.get(type(value), type(value).__name__)
+
+
+@dataclass(frozen=True)
+class NodesCollector:
+    """ListInstanceNode (roles), then ListStarrocksInstanceInfo (health) where the TaurusDB instance
+    the HTAP instance belongs to is known: both calls together are one run."""
+
+    interval: float
+    max_label_length: int = DEFAULT_MAX_LABEL_LENGTH
+    name: str = "nodes"
+    families: tuple[Family, ...] = declare(FAMILIES)
+    riders: tuple[str, ...] = ()
+    reports_up: bool = False
+    # Instances already told about (once each): no TaurusDB id, so roles only.
+    _told: set[str] = field(default_factory=set, compare=False, repr=False)
+
+    async def collect(self, instance: InstanceIdentity, client: ProjectClient) -> CollectorOutput:
+        base = f"/v3/{client.project_id}/instances"
+        node_list = parse_node_list(await get_json(client, LIST_NODES_API, f"{base}/{instance.instance_id}/starrocks/nodes"))
+        statuses = None
+        taurus_id = instance.taurus_instance_id
+        if taurus_id is None:
+            if instance.instance_id not in self._told:
+                self._told.add(instance.instance_id)
+                log.info("node status needs the TaurusDB instance id: exporting node roles only (set"
+                         " taurus_instance_id on the instance, or use discovery)",
+                         extra={"instance_id": instance.instance_id, "instance_name": instance.instance_name})
+        else:
+            document = await get_json(client, SHOW_INSTANCE_API, f"{base}/{taurus_id}/starrocks/{instance.instance_id}")
+            statuses = parse_instance_info(document, instance.instance_id)
+        data = samples(node_list, statuses, max_label_length=self.max_label_length)
+        return CollectorOutput(render(instance.writer, data))

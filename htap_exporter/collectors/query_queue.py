@@ -13,7 +13,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.transport import ApiError
+from htap_exporter.cloud.client import ProjectClient
+from htap_exporter.cloud.errors import ApiError
+from htap_exporter.collectors.base import CollectorOutput, declare, get_json, render
+from htap_exporter.exposition.families import Family
+from htap_exporter.exposition.writer import InstanceIdentity
+
+QUERY_QUEUE_API = "show_query_queue_rule"
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -115,3 +121,19 @@ def _kind(value: Any) -> str:
         return "missing"
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
             float: "a number"}.get(type(value), type(value).__name__)
+
+
+@dataclass(frozen=True)
+class QueryQueueCollector:
+    """ShowHtapQueryQueuesRule, one call per run."""
+
+    interval: float
+    name: str = "query_queue"
+    families: tuple[Family, ...] = declare(FAMILIES)
+    riders: tuple[str, ...] = ()
+    reports_up: bool = False
+
+    async def collect(self, instance: InstanceIdentity, client: ProjectClient) -> CollectorOutput:
+        document = await get_json(client, QUERY_QUEUE_API,
+                                  f"/v3/{client.project_id}/instances/{instance.instance_id}/query-queue/rules")
+        return CollectorOutput(render(instance.writer, samples(parse_rule(document))))

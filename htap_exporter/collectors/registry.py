@@ -6,7 +6,10 @@ families of all of them (a family no instance has is left out of a body).
 
 from __future__ import annotations
 
-from htap_exporter.collectors.base import Collector
+from typing import Callable
+
+from htap_exporter.collectors import nodes, query_queue, replication
+from htap_exporter.collectors.base import Collector, declare
 from htap_exporter.collectors.labels import LabelCache
 from htap_exporter.collectors.sessions.collector import SessionsCollector
 from htap_exporter.collectors.sessions.families import FAMILIES as SESSION_FAMILIES
@@ -16,14 +19,17 @@ from htap_exporter.exposition.families import Family
 
 def all_families() -> tuple[Family, ...]:
     """The families of every collector, enabled or not, in the order a body lists them."""
-    return SESSION_FAMILIES
+    return (SESSION_FAMILIES + declare(replication.FAMILIES) + declare(nodes.FAMILIES)
+            + declare(query_queue.FAMILIES))
 
 
 class CollectorSet:
     """Builds the enabled collectors of a config; keeps what they share across reloads."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float]) -> None:
         self._labels = LabelCache()
+        self._now = now
+        self._made: dict[str, Collector] = {}
 
     def label_cache(self, max_length: int) -> LabelCache:
         """The fleet's cleaned label values, for the config's label length."""
@@ -33,4 +39,23 @@ class CollectorSet:
 
     def enabled(self, config: Config) -> tuple[Collector, ...]:
         labels = self.label_cache(config.metrics.max_label_length)
-        return (SessionsCollector(config.metrics, config.poll.interval, labels),)
+        settings = config.collectors
+        max_length = config.metrics.max_label_length
+        enabled: list[Collector] = [SessionsCollector(config.metrics, config.poll.interval, labels)]
+        if settings.replication.enabled:
+            enabled.append(self._keep(replication.ReplicationCollector(
+                settings.replication.interval, settings.replication.max_tasks, max_length, clock=self._now)))
+        if settings.nodes.enabled:
+            enabled.append(self._keep(nodes.NodesCollector(settings.nodes.interval, max_length)))
+        if settings.query_queue.enabled:
+            enabled.append(self._keep(query_queue.QueryQueueCollector(settings.query_queue.interval)))
+        return tuple(enabled)
+
+    def _keep(self, collector: Collector) -> Collector:
+        """The collector made for the previous config when its settings are the same: it holds what
+        it learnt (when tasks last changed), and the scheduler keeps its loops."""
+        previous = self._made.get(collector.name)
+        if previous == collector:
+            return previous
+        self._made[collector.name] = collector
+        return collector

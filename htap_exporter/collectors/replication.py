@@ -14,18 +14,24 @@ out; a document of the wrong shape raises ApiError("bad_response").
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
 
-from exporter.sessions import label_value
-from exporter.transport import ApiError
+from htap_exporter.collectors.labels import DEFAULT_MAX_LABEL_LENGTH, UNKNOWN, label_value
+from htap_exporter.cloud.client import ProjectClient
+from htap_exporter.cloud.errors import ApiError
+from htap_exporter.cloud.paging import PageStep, walk_pages
+from htap_exporter.collectors.base import CollectorOutput, declare, get_json, render
+from htap_exporter.exposition.families import Family
+from htap_exporter.exposition.writer import InstanceIdentity
+
+LIST_REPLICATIONS_API = "list_replications"
 
 STAGES = ("wait", "full", "incremental", "paused", "cancelled")
-UNKNOWN = "unknown"
 # The documented maximum of `limit`; the server may still cap a page at 50 rows.
 PAGE_LIMIT = 100
 DEFAULT_MAX_PAGES = 200
-DEFAULT_MAX_LABEL_LENGTH = 128
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -335,3 +341,56 @@ def _kind(value: Any) -> str:
         return "missing"
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
             float: "a number"}.get(type(value), type(value).__name__)
+
+
+@dataclass(frozen=True)
+class ReplicationCollector:
+    """ListStarRocksDataReplications, every page (walked by `total_count`) in one run."""
+
+    interval: float
+    max_tasks: int
+    max_label_length: int = DEFAULT_MAX_LABEL_LENGTH
+    name: str = "replication"
+    families: tuple[Family, ...] = declare(FAMILIES)
+    riders: tuple[str, ...] = ()
+    reports_up: bool = False
+    # Per instance: when each task last changed (the exporter's own memory; see LastChange).
+    _changes: dict[str, LastChange] = field(default_factory=dict, compare=False, repr=False)
+    clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
+
+    async def collect(self, instance: InstanceIdentity, client: ProjectClient) -> CollectorOutput:
+        path = f"/v3/{client.project_id}/instances/{instance.instance_id}/starrocks/databases/replication"
+        pages: list[ReplicationPage] = []
+        seen: set[str] = set()
+
+        async def read_page(offset: int) -> PageStep:
+            document = await get_json(client, LIST_REPLICATIONS_API, path,
+                                      [("limit", str(PAGE_LIMIT)), ("offset", str(offset))])
+            page = parse_page(document, limit=PAGE_LIMIT)
+            pages.append(page)
+            new = {task.name for task in page.tasks} - seen
+            seen.update(new)
+            # A page of rows none of which could be read says nothing about the walk: not an end.
+            return PageStep(page.rows, len(new) if page.tasks else None, page.total_count)
+
+        await walk_pages(read_page, max_pages=client.max_pages, what="replication list", items="rows")
+        replication = _merge(pages)
+        changes = self._changes.setdefault(instance.instance_id, LastChange())
+        last_change = changes.observe(replication.tasks, self.clock())
+        data = samples(replication, max_tasks=self.max_tasks, last_change=last_change,
+                       max_label_length=self.max_label_length)
+        return CollectorOutput(render(instance.writer, data))
+
+
+def _merge(pages: list[ReplicationPage]) -> Replication:
+    """The pages of one walk as one list: each task once (the list is live), in the order served."""
+    tasks: dict[str, Task] = {}
+    bad_rows = sum(page.bad_rows for page in pages)
+    for page in pages:
+        for task in page.tasks:
+            if task.name in tasks:
+                bad_rows += 1
+            else:
+                tasks[task.name] = task
+    return Replication(total_count=pages[-1].total_count if pages else 0, tasks=tuple(tasks.values()),
+                       bad_rows=bad_rows, bad_values=sum(page.bad_values for page in pages), pages=len(pages))
