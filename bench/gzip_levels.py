@@ -14,7 +14,9 @@ import time
 import zlib
 
 from htap_exporter.config import MetricsConfig
-from htap_exporter.exposition.metrics import InstanceIdentity, PollState, render_instance
+from htap_exporter.exposition.writer import InstanceIdentity
+from tests.fakes import make_store
+from tests.fakes import PollState, render_instance
 from htap_exporter.collectors.sessions.counting import aggregate, parse_session
 from htap_exporter.simulator import Simulator
 from htap_exporter.exposition.store import Store
@@ -22,7 +24,7 @@ from htap_exporter.exposition.store import Store
 
 def body(instances: int) -> bytes:
     simulator = Simulator(instances=0)
-    store = Store()
+    store = make_store()
     now = time.time()
     for index in range(instances):
         instance_id = f"{index:032x}in17"

@@ -16,10 +16,12 @@ from typing import Any, Callable
 
 from yarl import URL
 
-from htap_exporter.cloud.client import SessionList
 from htap_exporter.clock import Clock
 from htap_exporter.config import MetricsConfig
+from htap_exporter.collectors.base import CollectorOutput
 from htap_exporter.collectors.sessions.counting import Session, SessionCounter
+from htap_exporter.collectors.sessions.families import FAMILIES as SESSION_FAMILIES, session_samples
+from htap_exporter.collectors.sessions.fetch import SessionList
 from htap_exporter.cloud.transport import Prepare, Response, Transport
 
 EPOCH = 1_700_000_000.0
@@ -158,7 +160,7 @@ class RecordingTransport(Transport):
 
 
 class FakeApi:
-    """Stands in for HtapApi in poller tests: each call runs `behaviour(instance_id, call_number)`.
+    """Stands in for a ProjectClient in scheduler tests: each call runs `behaviour(instance_id, call_number)`.
 
     The behaviour may return a list of Sessions, raise an ApiError, or be a coroutine function (to
     take virtual time with clock.sleep). Calls and the number of concurrent calls are recorded.
@@ -201,3 +203,86 @@ def session(sid: str, *, command: str = "Query", duration: float | None = 1.0, u
             state: str = "OK", database: str = "db", host: str = "10.0.0.1:5000") -> Session:
     return Session(id=sid, user=user, host=host, state=state, database=database, command=command,
                    duration=duration)
+
+
+class FakeClients:
+    """Stands in for the ClientFactory: every project gets the same client; records which projects
+    a client was made for (made once per project and poll settings, as the real factory does)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._made: set[Any] = set()
+        self._poll: Any = None
+        self.projects: list[str] = []  # project ids a client was made for, in order
+
+    def client(self, project: Any, poll: Any) -> Any:
+        from htap_exporter.cloud.clients import client_key
+        if poll != self._poll:
+            self._poll, self._made = poll, set()
+        key = client_key(project)
+        if key not in self._made:
+            self._made.add(key)
+            self.projects.append(project.project_id)
+        return self._client
+
+    def keep_only(self, projects: Any) -> None:
+        from htap_exporter.cloud.clients import client_key
+        self._made &= {client_key(project) for project in projects}
+
+
+@dataclass(frozen=True)
+class FakeSessionsCollector:
+    """The session collector's part the scheduler sees, reading sessions from a FakeApi."""
+
+    interval: float
+    name: str = "sessions"
+    families: tuple = SESSION_FAMILIES
+    riders: tuple[str, ...] = ()
+    reports_up: bool = True
+
+    async def collect(self, instance: Any, client: FakeApi) -> CollectorOutput:
+        result = await client.list_sessions(instance.instance_id)
+        return CollectorOutput(session_samples(instance.writer, result.stats), sessions=result.stats.sessions)
+
+
+def make_store() -> Any:
+    """A store laid out for every family the exporter has."""
+    from htap_exporter.collectors.registry import all_families
+    from htap_exporter.exposition.families import Layouts
+    from htap_exporter.exposition.store import Store
+    from htap_exporter.runtime.state import layout_families
+    return Store(Layouts.of(layout_families(all_families())))
+
+
+@dataclass
+class PollState:
+    """A session poll's outcome as tests state it (stats, not rendered output); see render_instance."""
+
+    up: bool = False
+    stats: Any = None
+    poll_duration: float | None = None
+    last_success: float | None = None
+    errors: dict[str, int] = field(default_factory=dict)
+    skipped_ticks: int = 0
+    last_error_reason: str | None = None
+    pending: bool = False
+
+
+def render_instance(identity: Any, state: PollState) -> Any:
+    """The session collector's block for `state`, through the same path the scheduler takes."""
+    from htap_exporter.cloud.errors import REASONS
+    from htap_exporter.runtime.state import RunState, render_block
+    output = None
+    if state.stats is not None:
+        output = CollectorOutput(session_samples(identity.writer, state.stats), sessions=state.stats.sessions)
+    run = RunState(up=state.up, output=output, run_duration=state.poll_duration, last_success=state.last_success,
+                   errors={reason: state.errors.get(reason, 0) for reason in REASONS},
+                   skipped_ticks=state.skipped_ticks, last_error_reason=state.last_error_reason, pending=state.pending)
+    return render_block(identity, "sessions", run, reports_up=True)
+
+
+def documentation() -> dict[str, str]:
+    """Every family's HELP text, by name."""
+    from htap_exporter.collectors.registry import all_families
+    from htap_exporter.runtime.state import layout_families
+    return {family.name: family.help for family in layout_families(all_families())}

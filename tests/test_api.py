@@ -1,4 +1,4 @@
-"""HtapApi.list_sessions against a mocked session-list API (aioresponses, real aiohttp + Transport)."""
+"""list_sessions against a mocked session-list API (aioresponses, real aiohttp + Transport)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ from aioresponses import aioresponses
 
 from yarl import URL
 
-from htap_exporter.cloud import client as api_module
-from htap_exporter.cloud.client import PAGE_LIMIT, HtapApi
+from htap_exporter.collectors.sessions.fetch import list_sessions
+from htap_exporter.collectors.sessions import fetch as api_module
+from htap_exporter.cloud.paging import PAGE_LIMIT
+from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.auth import StaticTokenAuthenticator
 from htap_exporter.clock import RateLimiter
 from htap_exporter.config import Secret, SecretSource, TokenAuth
 from htap_exporter.redact import Redactor
-from htap_exporter.collectors.sessions.counting import UNKNOWN, Session
+from htap_exporter.collectors.labels import UNKNOWN
+from htap_exporter.collectors.sessions.counting import Session
 from htap_exporter.cloud.transport import ApiError
 
 from tests.fakes import RecordingTransport
@@ -57,9 +60,9 @@ def transport(http, observed):
                               lambda api, code, seconds: observed.append((api, code)))
 
 
-def make_api(transport, clock, *, max_pages: int = 10, limiter: RateLimiter | None = None) -> HtapApi:
+def make_api(transport, clock, *, max_pages: int = 10, limiter: RateLimiter | None = None) -> ProjectClient:
     auth = StaticTokenAuthenticator(TokenAuth(token=SecretSource(value=Secret(TOKEN))), clock, Redactor())
-    return HtapApi(endpoint=ENDPOINT, project_id=PROJECT, auth=auth, transport=transport,
+    return ProjectClient(endpoint=ENDPOINT, project_id=PROJECT, auth=auth, transport=transport,
                    max_pages=max_pages, limiter=limiter)
 
 
@@ -72,7 +75,7 @@ def api(transport, clock):
 
 async def test_single_short_page(api, mock, transport):
     mock.get(page_url(0), payload={"process_list": rows(0, 3)})
-    result = await api.list_sessions(INSTANCE)
+    result = await list_sessions(api, INSTANCE)
     assert [s.id for s in result.sessions] == ["0", "1", "2"]
     assert result.pages == 1
     assert result.skipped_rows == 0
@@ -88,7 +91,7 @@ async def test_pagination_offsets_and_exact_query(api, mock, transport):
     mock.get(page_url(0), payload={"process_list": rows(0, 100)})
     mock.get(page_url(100), payload={"process_list": rows(100, 100)})
     mock.get(page_url(200), payload={"process_list": rows(200, 42)})
-    result = await api.list_sessions(INSTANCE)
+    result = await list_sessions(api, INSTANCE)
     assert len(result.sessions) == 242
     assert [s.id for s in result.sessions] == [str(i) for i in range(242)]
     assert result.pages == 3
@@ -101,7 +104,7 @@ async def test_pagination_offsets_and_exact_query(api, mock, transport):
 async def test_stop_on_empty_page(api, mock, transport):
     mock.get(page_url(0), payload={"process_list": rows(0, 100)})
     mock.get(page_url(100), payload={"process_list": []})
-    result = await api.list_sessions(INSTANCE)
+    result = await list_sessions(api, INSTANCE)
     assert len(result.sessions) == 100
     assert result.pages == 2
     assert request_count(mock) == 2
@@ -109,7 +112,7 @@ async def test_stop_on_empty_page(api, mock, transport):
 
 async def test_empty_instance(api, mock):
     mock.get(page_url(0), payload={"process_list": []})
-    result = await api.list_sessions(INSTANCE)
+    result = await list_sessions(api, INSTANCE)
     assert result.sessions == []
     assert result.pages == 1
 
@@ -119,7 +122,7 @@ async def test_server_ignoring_offset_stops_when_a_page_adds_nothing(api, mock):
     mock.get(page_url(0), payload=same)
     mock.get(page_url(100), payload=same)
     mock.get(page_url(200), payload=same)  # must never be asked for
-    result = await api.list_sessions(INSTANCE)
+    result = await list_sessions(api, INSTANCE)
     assert len(result.sessions) == 100
     assert result.pages == 2
     assert request_count(mock) == 2
@@ -130,7 +133,7 @@ async def test_page_cap_is_bad_response(transport, clock, mock):
     for page in range(5):
         mock.get(page_url(page * 100), payload={"process_list": rows(page * 100, 100)})
     with pytest.raises(ApiError) as caught:
-        await api.list_sessions(INSTANCE)
+        await list_sessions(api, INSTANCE)
     assert caught.value.reason == "bad_response"
     assert "3 pages" in caught.value.message
     assert request_count(mock) == 3
@@ -142,7 +145,7 @@ async def test_deduplicates_by_id_when_rows_shift(api, mock):
     second = rows(95, 50)
     second[7]["user"] = "changed"  # a new id: kept as given
     mock.get(page_url(100), payload={"process_list": second})
-    result = await api.list_sessions(INSTANCE)
+    result = await list_sessions(api, INSTANCE)
     ids = [s.id for s in result.sessions]
     assert ids == [str(i) for i in range(145)]
     assert len(set(ids)) == 145
@@ -153,13 +156,13 @@ async def test_deduplicates_by_id_when_rows_shift(api, mock):
 
 async def test_integer_and_string_ids_deduplicate(api, mock):
     mock.get(page_url(0), payload={"process_list": [{"id": 42}, {"id": "42"}, {"id": " 42 "}, {"id": 43}]})
-    result = await api.list_sessions(INSTANCE)
+    result = await list_sessions(api, INSTANCE)
     assert [s.id for s in result.sessions] == ["42", "43"]
 
 
 async def test_rows_without_id_are_all_kept(api, mock):
     mock.get(page_url(0), payload={"process_list": [{"user": "a"}, {"user": "b"}, {"id": ""}]})
-    result = await api.list_sessions(INSTANCE)
+    result = await list_sessions(api, INSTANCE)
     assert [s.user for s in result.sessions] == ["a", "b", UNKNOWN]
     assert all(s.id == UNKNOWN for s in result.sessions)
 
@@ -180,7 +183,7 @@ async def test_lenient_rows(api, mock):
         {"id": "12", "duration": {"s": 1}},
     ]
     mock.get(page_url(0), payload={"process_list": page})
-    result = await api.list_sessions(INSTANCE)
+    result = await list_sessions(api, INSTANCE)
     durations = {s.id: s.duration for s in result.sessions}
     assert durations == {"1": 5.0, "2": 2.5, "3": 7.0, "4": 8.5, "5": None, "6": None, "7": None,
                          "8": None, "9": None, "10": None, "11": None, "12": None}
@@ -193,7 +196,7 @@ async def test_missing_fields_become_unknown_and_sql_is_dropped(api, mock):
         {"id": "2", "user": "  bob  ", "host": "", "state": None, "database": 5, "command": "Sleep",
          "duration": "12"},
     ]})
-    result = await api.list_sessions(INSTANCE)
+    result = await list_sessions(api, INSTANCE)
     assert result.sessions == [
         Session(id="1", user=UNKNOWN, host=UNKNOWN, state=UNKNOWN, database=UNKNOWN, command=UNKNOWN,
                 duration=None),
@@ -204,7 +207,7 @@ async def test_missing_fields_become_unknown_and_sql_is_dropped(api, mock):
 
 async def test_non_object_rows_are_skipped_and_counted(api, mock):
     mock.get(page_url(0), payload={"process_list": [1, "x", None, [], {"id": "1"}, True, {"id": "2"}]})
-    result = await api.list_sessions(INSTANCE)
+    result = await list_sessions(api, INSTANCE)
     assert [s.id for s in result.sessions] == ["1", "2"]
     assert result.skipped_rows == 5
 
@@ -212,7 +215,7 @@ async def test_non_object_rows_are_skipped_and_counted(api, mock):
 async def test_skipped_rows_are_counted_across_pages(api, mock):
     mock.get(page_url(0), payload={"process_list": rows(0, 98) + [7, "bad"]})
     mock.get(page_url(100), payload={"process_list": [None] + rows(98, 3)})
-    result = await api.list_sessions(INSTANCE)
+    result = await list_sessions(api, INSTANCE)
     assert len(result.sessions) == 101
     assert result.skipped_rows == 3
     assert result.pages == 2
@@ -222,7 +225,7 @@ async def test_skipped_rows_are_counted_across_pages(api, mock):
 
 async def test_token_and_fixed_headers_sent(api, mock, transport):
     mock.get(page_url(0), payload={"process_list": []})
-    await api.list_sessions(INSTANCE)
+    await list_sessions(api, INSTANCE)
     [call] = mock.requests[("GET", URL(page_url(0)))]
     headers = call.kwargs["headers"]
     assert headers["X-Auth-Token"] == TOKEN
@@ -236,7 +239,7 @@ async def test_401_with_static_token_is_not_retried(api, mock, observed):
     mock.get(page_url(0), status=401, repeat=True,
              payload={"error_code": "APIG.0301", "error_msg": "Incorrect IAM authentication information"})
     with pytest.raises(ApiError) as caught:
-        await api.list_sessions(INSTANCE)
+        await list_sessions(api, INSTANCE)
     problem = caught.value
     assert (problem.reason, problem.status, problem.error_code) == ("auth", 401, "APIG.0301")
     assert problem.error_msg == "Incorrect IAM authentication information"
@@ -257,7 +260,7 @@ async def test_401_with_static_token_is_not_retried(api, mock, observed):
 async def test_error_bodies(api, mock, status, code, msg, reason):
     mock.get(page_url(0), status=status, payload={"error_code": code, "error_msg": msg})
     with pytest.raises(ApiError) as caught:
-        await api.list_sessions(INSTANCE)
+        await list_sessions(api, INSTANCE)
     problem = caught.value
     assert (problem.reason, problem.status, problem.error_code, problem.error_msg) == (reason, status, code, msg)
     assert f"status={status}" in str(problem)
@@ -269,7 +272,7 @@ async def test_error_on_second_page_fails_the_poll(api, mock):
     mock.get(page_url(0), payload={"process_list": rows(0, 100)})
     mock.get(page_url(100), status=502, body="<html><body>Bad Gateway</body></html>", content_type="text/html")
     with pytest.raises(ApiError) as caught:
-        await api.list_sessions(INSTANCE)
+        await list_sessions(api, INSTANCE)
     assert (caught.value.reason, caught.value.status) == ("http", 502)
     assert "HTML" in caught.value.message
 
@@ -277,7 +280,7 @@ async def test_error_on_second_page_fails_the_poll(api, mock):
 async def test_page_with_more_rows_than_limit(api, mock):
     mock.get(page_url(0), payload={"process_list": rows(0, 101)})
     with pytest.raises(ApiError) as caught:
-        await api.list_sessions(INSTANCE)
+        await list_sessions(api, INSTANCE)
     assert caught.value.reason == "bad_response"
     assert "101 rows" in caught.value.message
     assert caught.value.status == 200
@@ -299,7 +302,7 @@ async def test_page_with_more_rows_than_limit(api, mock):
 async def test_malformed_bodies_are_bad_response(api, mock, body, fragment):
     mock.get(page_url(0), body=body)
     with pytest.raises(ApiError) as caught:
-        await api.list_sessions(INSTANCE)
+        await list_sessions(api, INSTANCE)
     assert caught.value.reason == "bad_response"
     assert fragment in caught.value.message
     assert caught.value.status == 200
@@ -310,7 +313,7 @@ async def test_rate_limiter_spaces_pages(transport, clock, mock):
     mock.get(page_url(0), payload={"process_list": rows(0, 100)})
     mock.get(page_url(100), payload={"process_list": rows(100, 100)})
     mock.get(page_url(200), payload={"process_list": []})
-    task = asyncio.create_task(api.list_sessions(INSTANCE))
+    task = asyncio.create_task(list_sessions(api, INSTANCE))
     start = clock.monotonic()
     await clock.advance(10)
     result = task.result()

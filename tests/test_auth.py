@@ -12,7 +12,8 @@ import pytest
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
-from htap_exporter.cloud.client import HtapApi
+from htap_exporter.collectors.sessions.fetch import list_sessions
+from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.auth import (
     AUTH_PAUSE_MAX,
     AuthGate,
@@ -61,9 +62,9 @@ def redactor():
     return Redactor()
 
 
-def static_api(transport, clock, token: str = STATIC_TOKEN) -> HtapApi:
+def static_api(transport, clock, token: str = STATIC_TOKEN) -> ProjectClient:
     auth = StaticTokenAuthenticator(TokenAuth(token=SecretSource(value=Secret(token))), clock, Redactor())
-    return HtapApi(endpoint=ENDPOINT, project_id=PROJECT, auth=auth, transport=transport, max_pages=5)
+    return ProjectClient(endpoint=ENDPOINT, project_id=PROJECT, auth=auth, transport=transport, max_pages=5)
 
 
 async def outcome(coroutine) -> ApiError | None:
@@ -85,20 +86,20 @@ async def test_rejection_fails_fast_until_the_pause_ends(transport, clock, mock)
     api = static_api(transport, clock)
     mock.get(PAGE, status=401, payload=UNAUTHORIZED, repeat=True)
     start = clock.monotonic()
-    first = await outcome(api.list_sessions(INSTANCE))
+    first = await outcome(list_sessions(api, INSTANCE))
     assert (first.reason, first.status, first.error_code) == ("auth", 401, "APIG.0301")
     assert count(mock, "GET", PAGE) == 1
     assert api._auth.gate.blocked_until == start + 15
 
     clock.tick(14.5)
-    blocked = await outcome(api.list_sessions(INSTANCE))
+    blocked = await outcome(list_sessions(api, INSTANCE))
     assert blocked.reason == "auth"
     assert blocked.status is None
     assert "rejected 1 time(s) in a row" in blocked.message
     assert count(mock, "GET", PAGE) == 1  # nothing was sent
 
     clock.tick(0.5)  # the pause is over: one more try, which fails again
-    again = await outcome(api.list_sessions(INSTANCE))
+    again = await outcome(list_sessions(api, INSTANCE))
     assert again.status == 401
     assert count(mock, "GET", PAGE) == 2
     assert api._auth.gate.blocked_until == start + 15 + 30
@@ -111,7 +112,7 @@ async def test_pauses_grow_to_five_minutes(transport, clock, mock):
     pauses = []
     for _ in range(7):
         clock.now = max(clock.now, gate.blocked_until)
-        problem = await outcome(api.list_sessions(INSTANCE))
+        problem = await outcome(list_sessions(api, INSTANCE))
         assert problem.status == 401
         pauses.append(gate.blocked_until - clock.now)
     assert pauses == [15, 30, 60, 120, 240, 300, 300]
@@ -135,7 +136,7 @@ async def test_wrong_key_with_five_instances_polling_every_second(transport, clo
 
     async def instance_loop() -> None:
         while True:
-            problem = await outcome(api.list_sessions(INSTANCE))
+            problem = await outcome(list_sessions(api, INSTANCE))
             failures[problem.reason] = failures.get(problem.reason, 0) + 1
             await clock.sleep(1)
 
@@ -166,7 +167,7 @@ async def test_unverified_gate_lets_one_request_through_at_a_time(transport, clo
         return CallbackResult(status=200, payload=EMPTY_PAGE)
 
     mock.get(PAGE, callback=slow, repeat=True)
-    tasks = [asyncio.create_task(api.list_sessions(INSTANCE)) for _ in range(5)]
+    tasks = [asyncio.create_task(list_sessions(api, INSTANCE)) for _ in range(5)]
     await settle()
     assert (state["started"], state["in_flight"]) == (1, 1)
     assert api._auth.gate.verified is False
@@ -178,7 +179,7 @@ async def test_unverified_gate_lets_one_request_through_at_a_time(transport, clo
     # once verified, requests run side by side
     release.clear()
     state.update(started=0, peak=0)
-    tasks = [asyncio.create_task(api.list_sessions(INSTANCE)) for _ in range(3)]
+    tasks = [asyncio.create_task(list_sessions(api, INSTANCE)) for _ in range(3)]
     await settle()
     assert (state["started"], state["in_flight"]) == (3, 3)
     release.set()
@@ -193,15 +194,15 @@ async def test_success_resets_the_gate(transport, clock, mock):
     mock.get(PAGE, status=401, payload=UNAUTHORIZED)
     mock.get(PAGE, status=200, payload=EMPTY_PAGE)  # e.g. the key was fixed in the meantime
     mock.get(PAGE, status=401, payload=UNAUTHORIZED)
-    await outcome(api.list_sessions(INSTANCE))
+    await outcome(list_sessions(api, INSTANCE))
     clock.now = gate.blocked_until
-    await outcome(api.list_sessions(INSTANCE))
+    await outcome(list_sessions(api, INSTANCE))
     assert gate.failures == 2
     clock.now = gate.blocked_until
-    assert await outcome(api.list_sessions(INSTANCE)) is None
+    assert await outcome(list_sessions(api, INSTANCE)) is None
     assert (gate.failures, gate.verified) == (0, True)
     # the next rejection starts again at the first, shortest pause
-    assert (await outcome(api.list_sessions(INSTANCE))).reason == "auth"
+    assert (await outcome(list_sessions(api, INSTANCE))).reason == "auth"
     assert gate.blocked_until == clock.now + 15
     assert gate.verified is False
 
@@ -211,9 +212,9 @@ async def test_other_errors_do_not_pause(transport, clock, mock):
     mock.get(PAGE, status=500, payload={"error_code": "DBS.05000000", "error_msg": "x"})
     mock.get(PAGE, status=429)
     mock.get(PAGE, status=200, payload=EMPTY_PAGE)
-    assert (await outcome(api.list_sessions(INSTANCE))).reason == "http"
-    assert (await outcome(api.list_sessions(INSTANCE))).reason == "throttled"
-    assert await outcome(api.list_sessions(INSTANCE)) is None
+    assert (await outcome(list_sessions(api, INSTANCE))).reason == "http"
+    assert (await outcome(list_sessions(api, INSTANCE))).reason == "throttled"
+    assert await outcome(list_sessions(api, INSTANCE)) is None
     assert api._auth.gate.blocked_until == 0.0
     assert count(mock, "GET", PAGE) == 3
 
@@ -243,10 +244,10 @@ async def test_forbidden_instance_does_not_pause_the_project(transport, clock, m
     api = static_api(transport, clock)
     mock.get(PAGE, status=403, payload={"error_code": "DBS.200019", "error_msg": "No permission."})
     mock.get(PAGE, status=200, payload=EMPTY_PAGE)
-    problem = await outcome(api.list_sessions(INSTANCE))
+    problem = await outcome(list_sessions(api, INSTANCE))
     assert (problem.reason, problem.status) == ("auth", 403)
     assert api._auth.gate.blocked_until == 0.0 and api._auth.gate.failures == 0
-    assert await outcome(api.list_sessions(INSTANCE)) is None  # the next poll goes out at once
+    assert await outcome(list_sessions(api, INSTANCE)) is None  # the next poll goes out at once
 
 
 async def _verdicts(gate: AuthGate, outcomes: list) -> list:
@@ -408,8 +409,8 @@ async def test_iam_answer_without_token_header(transport, clock, redactor, mock)
     assert (problem.reason, problem.status) == ("bad_response", 201)
 
 
-def password_api(auth: PasswordAuthenticator, transport) -> HtapApi:
-    return HtapApi(endpoint=ENDPOINT, project_id=PROJECT, auth=auth, transport=transport, max_pages=5)
+def password_api(auth: PasswordAuthenticator, transport) -> ProjectClient:
+    return ProjectClient(endpoint=ENDPOINT, project_id=PROJECT, auth=auth, transport=transport, max_pages=5)
 
 
 def session_tokens(transport) -> list[str]:
@@ -421,7 +422,7 @@ async def test_401_refreshes_once_and_retries_once(transport, clock, redactor, m
     api = password_api(password_auth(transport, clock, redactor), transport)
     mock.get(PAGE, status=401, payload=UNAUTHORIZED)  # e.g. the token was revoked early
     mock.get(PAGE, status=200, payload={"process_list": [{"id": "1"}]})
-    result = await api.list_sessions(INSTANCE)
+    result = await list_sessions(api, INSTANCE)
     assert [s.id for s in result.sessions] == ["1"]
     assert count(mock, "GET", PAGE) == 2
     assert count(mock, "POST", IAM_URL) == 2
@@ -433,13 +434,13 @@ async def test_second_401_is_not_retried_again(transport, clock, redactor, mock)
     Iam(mock, clock)
     api = password_api(password_auth(transport, clock, redactor), transport)
     mock.get(PAGE, status=401, payload=UNAUTHORIZED, repeat=True)
-    problem = await outcome(api.list_sessions(INSTANCE))
+    problem = await outcome(list_sessions(api, INSTANCE))
     assert (problem.reason, problem.status) == ("auth", 401)
     assert count(mock, "GET", PAGE) == 2
     assert count(mock, "POST", IAM_URL) == 2
     assert api._auth.gate.failures == 1
     # and then the gate holds further polls back
-    assert (await outcome(api.list_sessions(INSTANCE))).status is None
+    assert (await outcome(list_sessions(api, INSTANCE))).status is None
     assert count(mock, "GET", PAGE) == 2
 
 
@@ -447,7 +448,7 @@ async def test_concurrent_401s_cause_one_refresh(transport, clock, redactor, moc
     iam = Iam(mock, clock)
     api = password_api(password_auth(transport, clock, redactor), transport)
     mock.get(PAGE, status=200, payload=EMPTY_PAGE)
-    await api.list_sessions(INSTANCE)  # warm up: token fetched, credentials verified
+    await list_sessions(api, INSTANCE)  # warm up: token fetched, credentials verified
     assert count(mock, "POST", IAM_URL) == 1
 
     release = asyncio.Event()
@@ -461,7 +462,7 @@ async def test_concurrent_401s_cause_one_refresh(transport, clock, redactor, moc
         return CallbackResult(status=200, payload=EMPTY_PAGE)
 
     mock.get(PAGE, callback=revoked_then_fine, repeat=True)
-    tasks = [asyncio.create_task(api.list_sessions(INSTANCE)) for _ in range(5)]
+    tasks = [asyncio.create_task(list_sessions(api, INSTANCE)) for _ in range(5)]
     await settle()
     assert held["n"] == 5  # all five sent with the old token before any 401 came back
     release.set()
@@ -476,17 +477,17 @@ async def test_iam_rejection_is_auth_error(transport, clock, redactor, mock):
     iam.fail_with = CallbackResult(status=401, payload={"error": {
         "code": 401, "message": "The username or password is wrong.", "title": "Unauthorized"}})
     api = password_api(password_auth(transport, clock, redactor), transport)
-    problem = await outcome(api.list_sessions(INSTANCE))
+    problem = await outcome(list_sessions(api, INSTANCE))
     assert (problem.reason, problem.status, problem.error_code) == ("auth", 401, "401")
     assert problem.error_msg == "The username or password is wrong."
     assert count(mock, "GET", PAGE) == 0
     assert count(mock, "POST", IAM_URL) == 1
     # a wrong password is not retried during the pause either (IAM locks users too)
     clock.tick(10)
-    assert (await outcome(api.list_sessions(INSTANCE))).status is None
+    assert (await outcome(list_sessions(api, INSTANCE))).status is None
     assert count(mock, "POST", IAM_URL) == 1
     clock.tick(5)
-    assert (await outcome(api.list_sessions(INSTANCE))).status == 401
+    assert (await outcome(list_sessions(api, INSTANCE))).status == 401
     assert count(mock, "POST", IAM_URL) == 2
 
 
@@ -495,7 +496,7 @@ async def test_iam_throttling_is_not_an_auth_failure(transport, clock, redactor,
     iam.fail_with = CallbackResult(status=429, payload={"error_code": "APIGW.0308", "error_msg": "slow down"},
                                    headers={"Retry-After": "3"})
     api = password_api(password_auth(transport, clock, redactor), transport)
-    problem = await outcome(api.list_sessions(INSTANCE))
+    problem = await outcome(list_sessions(api, INSTANCE))
     assert (problem.reason, problem.retry_after) == ("throttled", 3.0)
     assert api._auth.gate.failures == 0
 
@@ -562,13 +563,13 @@ async def test_static_token_file_rotation_reaches_the_header(tmp_path, transport
     path = tmp_path / "token"
     write(path, "rotated-token-one", 1_700_000_000)
     auth = StaticTokenAuthenticator(TokenAuth(token=SecretSource(file=path)), clock, Redactor())
-    api = HtapApi(endpoint=ENDPOINT, project_id=PROJECT, auth=auth, transport=transport, max_pages=5)
+    api = ProjectClient(endpoint=ENDPOINT, project_id=PROJECT, auth=auth, transport=transport, max_pages=5)
     mock.get(PAGE, status=200, payload=EMPTY_PAGE, repeat=True)
-    await api.list_sessions(INSTANCE)
+    await list_sessions(api, INSTANCE)
     write(path, "rotated-token-two!", 1_700_000_500)
-    await api.list_sessions(INSTANCE)
+    await list_sessions(api, INSTANCE)
     path.unlink()
-    problem = await outcome(api.list_sessions(INSTANCE))
+    problem = await outcome(list_sessions(api, INSTANCE))
     assert problem.reason == "auth"
     assert session_tokens(transport) == ["rotated-token-one", "rotated-token-two!"]
     assert "rotated-token" not in str(problem)
@@ -578,15 +579,15 @@ async def test_rewritten_token_file_is_tried_at_once_despite_the_pause(tmp_path,
     path = tmp_path / "token"
     write(path, "rejected-token-one", 1_700_000_000)
     auth = StaticTokenAuthenticator(TokenAuth(token=SecretSource(file=path)), clock, Redactor())
-    api = HtapApi(endpoint=ENDPOINT, project_id=PROJECT, auth=auth, transport=transport, max_pages=5)
+    api = ProjectClient(endpoint=ENDPOINT, project_id=PROJECT, auth=auth, transport=transport, max_pages=5)
     mock.get(PAGE, status=401, payload=UNAUTHORIZED)
     mock.get(PAGE, status=200, payload=EMPTY_PAGE, repeat=True)
-    assert (await outcome(api.list_sessions(INSTANCE))).status == 401
+    assert (await outcome(list_sessions(api, INSTANCE))).status == 401
     clock.tick(1)
-    blocked = await outcome(api.list_sessions(INSTANCE))
+    blocked = await outcome(list_sessions(api, INSTANCE))
     assert blocked.reason == "auth" and blocked.status is None  # same credentials: still paused
     write(path, "corrected-token-two", 1_700_000_100)
-    assert await outcome(api.list_sessions(INSTANCE)) is None  # new credentials: tried at once
+    assert await outcome(list_sessions(api, INSTANCE)) is None  # new credentials: tried at once
     assert session_tokens(transport) == ["rejected-token-one", "corrected-token-two"]
     assert auth.gate.failures == 0 and auth.gate.verified
 
@@ -599,10 +600,10 @@ async def test_secrets_never_in_errors_or_reprs(transport, clock, redactor, mock
     api = password_api(auth, transport)
     problems: list[BaseException] = []
     mock.get(PAGE, status=401, payload=UNAUTHORIZED, repeat=True)
-    problems.append(await outcome(api.list_sessions(INSTANCE)))
+    problems.append(await outcome(list_sessions(api, INSTANCE)))
     clock.tick(15)
     iam.fail_with = CallbackResult(status=401, payload={"error": {"code": 401, "message": "wrong password"}})
-    problems.append(await outcome(api.list_sessions(INSTANCE)))
+    problems.append(await outcome(list_sessions(api, INSTANCE)))
     missing = tmp_path / "gone"
     write(missing, PASSWORD, 1_700_000_000)
     secret = FileBackedSecret(SecretSource(file=missing), Redactor())

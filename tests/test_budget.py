@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from htap_exporter.collectors.sessions.fetch import list_sessions
 from htap_exporter.cloud.budget import POLL_SHARE, ApiBudget
 from htap_exporter.clock import RateLimiter
 from tests.fakes import FakeClock
@@ -117,7 +118,7 @@ def test_discovery_cannot_starve_polling_entirely(clock: FakeClock):
 async def test_iam_token_requests_are_not_counted(simulator, http, clock: FakeClock):
     """A password-auth project fetches its IAM token outside the budget: with a budget of one
     request and no burst, the first session page still goes at once after the token request."""
-    from htap_exporter.cloud.client import HtapApi
+    from htap_exporter.cloud.client import ProjectClient
     from htap_exporter.cloud.auth import PasswordAuthenticator
     from htap_exporter.config import PasswordAuth, Secret, SecretSource
     from htap_exporter.redact import Redactor
@@ -129,14 +130,14 @@ async def test_iam_token_requests_are_not_counted(simulator, http, clock: FakeCl
     auth = PasswordAuthenticator(PasswordAuth(SIM_DOMAIN, SIM_USER, SecretSource(value=Secret(SIM_PASSWORD))),
                                  sim.project_id, simulator.base_url, transport, clock, Redactor())
     budget = ApiBudget(1.0, clock)
-    api = HtapApi(endpoint=simulator.base_url, project_id=sim.project_id, auth=auth, transport=transport,
+    api = ProjectClient(endpoint=simulator.base_url, project_id=sim.project_id, auth=auth, transport=transport,
                   max_pages=5, limiter=budget)
     sim.instances[instance_id_for(0)].fixed_rows = []
     # Virtual time does not move here: had the token request used the bucket, this would wait forever.
-    await asyncio.wait_for(api.list_sessions(instance_id_for(0)), 10)
+    await asyncio.wait_for(list_sessions(api, instance_id_for(0)), 10)
     assert sim.observed.iam_requests == 1 and sim.observed.requests[instance_id_for(0)] == 1
     assert [s for s in clock.sleeps if s > 0] == []  # nobody waited for the bucket
-    second = asyncio.create_task(api.list_sessions(instance_id_for(0)))
+    second = asyncio.create_task(list_sessions(api, instance_id_for(0)))
     await clock.advance(0.5)
     assert not second.done()  # the session page itself is counted: the next one waits its second
     await clock.advance(0.5)

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from htap_exporter.clock import Deadline
 from htap_exporter.config import MetricsConfig
-from htap_exporter.collectors.sessions.counting import (CONTROL_CHARACTERS, DEFAULT_MAX_LABEL_LENGTH, UNKNOWN, LabelCache, SessionCounter,
-                               aggregate, label_value, parse_session)
+from htap_exporter.collectors.labels import CONTROL_CHARACTERS, DEFAULT_MAX_LABEL_LENGTH, UNKNOWN, LabelCache, label_value
+from htap_exporter.collectors.sessions.counting import SessionCounter, aggregate, parse_session
 from htap_exporter.collectors.sessions.pages import MAX_EXACT_DURATION, MAX_ID_LENGTH, Page, decode_page
 from htap_exporter.cloud.transport import _fast_loads, parse_json
 from tests.fakes import FakeClock

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from htap_exporter.cloud.client import HtapApi
+from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.auth import StaticTokenAuthenticator
 from htap_exporter.config import DiscoveryConfig, Secret, SecretSource, TokenAuth
 from htap_exporter.fleet.discovery import DiscoveredInstance, DiscoveryClient, discover, kept, parse_htap_instance
@@ -24,7 +24,7 @@ def client(simulator: RunningSimulator, http, clock, observed) -> DiscoveryClien
     transport = Transport(http, asyncio.Semaphore(4), 5.0, 8 * 1024 * 1024,
                           lambda api, code, seconds: observed.append((api, code)))
     auth = StaticTokenAuthenticator(TokenAuth(token=SecretSource(value=Secret(SIM_TOKEN))), clock, Redactor())
-    api = HtapApi(endpoint=simulator.base_url, project_id=simulator.sim.project_id, auth=auth,
+    api = ProjectClient(endpoint=simulator.base_url, project_id=simulator.sim.project_id, auth=auth,
                   transport=transport, max_pages=20)
     return DiscoveryClient(api, simulator.sim.project_id, max_pages=20)
 

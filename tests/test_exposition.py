@@ -19,8 +19,13 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from htap_exporter.config import MetricsConfig
-from htap_exporter.exposition.metrics import (DOCUMENTATION, InstanceIdentity, InstanceStatus, PollState, SelfMetrics,
-                              render_instance)
+from tests.fakes import make_store
+from tests.fakes import documentation, PollState, render_instance
+
+DOCUMENTATION = documentation()
+from htap_exporter.exposition.writer import InstanceIdentity
+from htap_exporter.exposition.store import InstanceStatus
+from htap_exporter.exposition.selfmetrics import SelfMetrics
 from htap_exporter.collectors.sessions.counting import aggregate, parse_session
 from htap_exporter.exposition.store import Store
 from htap_exporter.cloud.transport import REASONS
@@ -80,6 +85,22 @@ def oracle_families(identity: InstanceIdentity, state: PollState) -> list[Metric
                                   labels=INSTANCE_LABELS)
     skipped.add_metric(ids, state.skipped_ticks)
     families.append(skipped)
+    by_collector = [*INSTANCE_LABELS, "collector"]
+    if not state.pending:
+        success = GaugeMetricFamily("htap_collector_success", DOCUMENTATION["htap_collector_success"],
+                                    labels=by_collector)
+        success.add_metric([*ids, "sessions"], 1 if state.up else 0)
+        families.append(success)
+    if state.last_success is not None:
+        last = GaugeMetricFamily("htap_collector_last_success_timestamp_seconds",
+                                 DOCUMENTATION["htap_collector_last_success_timestamp_seconds"], labels=by_collector)
+        last.add_metric([*ids, "sessions"], state.last_success)
+        families.append(last)
+    collector_errors = CounterMetricFamily("htap_collector_errors", DOCUMENTATION["htap_collector_errors"],
+                                           labels=[*by_collector, "reason"])
+    for reason in REASONS:
+        collector_errors.add_metric([*ids, "sessions", reason], state.errors.get(reason, 0))
+    families.append(collector_errors)
     return families
 
 
@@ -113,7 +134,7 @@ def parsed(families) -> dict[str, tuple[str, list]]:
 
 
 def store_of(items: list[tuple[InstanceIdentity, PollState]]) -> Store:
-    store = Store()
+    store = make_store()
     for identity, state in items:
         store.put(identity.instance_id, render_instance(identity, state))
     return store
@@ -216,7 +237,7 @@ def test_openmetrics_types_names_and_suffixes():
 
 def test_store_generation_and_cached_render():
     identity = InstanceIdentity("af315b8e6aaa41799bd9a31f2de15abcin17", "a", "p", "r")
-    store = Store()
+    store = make_store()
     assert store.generation == 0 and store.render() == b""
     store.put(identity.instance_id, render_instance(identity, PollState()))
     first = store.generation
@@ -234,7 +255,7 @@ def test_store_generation_and_cached_render():
 def test_statuses_follow_every_put():
     a = InstanceIdentity("af315b8e6aaa41799bd9a31f2de15abcin17", "b-name", "p1", "cn-north-4")
     b = InstanceIdentity("0123456789abcdef0123456789abcdefin17", "a-name", "p1", "cn-north-4")
-    store = Store()
+    store = make_store()
     store.put(a.instance_id, render_instance(a, PollState()))
     store.put(b.instance_id, render_instance(b, PollState(up=False, last_error_reason="timeout", last_success=5.0)))
     assert store.statuses() == [
@@ -288,7 +309,7 @@ def test_promtool_accepts_random_states(items):
 
 
 def test_values_are_finite_and_identical_to_go_formatting():
-    from htap_exporter.exposition.metrics import number_text
+    from htap_exporter.exposition.writer import number_text
     for value in (0, 1, 4095, 4096, 10**15, 10**16, 0.1, 1e-7, 123456789.0, 1700000000.25, 2.5e300):
         assert number_text(value) == floatToGoString(value)
         assert math.isfinite(float(number_text(value)))

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 from prometheus_client import CollectorRegistry
 
-from htap_exporter.cloud.client import HtapApi
+from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.auth import StaticTokenAuthenticator
 from htap_exporter.cloud.budget import ApiBudget
 from htap_exporter.config import (Config, DiscoveryConfig, InstanceConfig, PollConfig, ProjectConfig, Secret,
@@ -74,21 +74,21 @@ def test_merge_keeps_only_this_shards_instances_listed_or_discovered():
 
 
 class RecordingPoller:
-    """Stands in for Poller: one real API client per project (to the simulator), applies recorded."""
+    """Stands in for the client factory and the scheduler: one real API client per project (to the simulator), applies recorded."""
 
     def __init__(self, transport: Transport, clock: FakeClock) -> None:
         self.transport = transport
         self.clock = clock
-        self.apis: dict[ProjectConfig, HtapApi] = {}
+        self.apis: dict[ProjectConfig, ProjectClient] = {}
         self.applied: list[Config] = []
         self.changed = asyncio.Event()
 
-    def api_for(self, project: ProjectConfig, poll: PollConfig) -> HtapApi:
+    def client(self, project: ProjectConfig, poll: PollConfig) -> ProjectClient:
         key = replace(project, instances=())
         if key not in self.apis:
             auth = StaticTokenAuthenticator(key.auth, self.clock, Redactor())  # type: ignore[arg-type]
             budget = ApiBudget(key.api_rate_limit, self.clock) if key.api_rate_limit > 0 else None
-            self.apis[key] = HtapApi(endpoint=key.endpoint, project_id=key.project_id, auth=auth,
+            self.apis[key] = ProjectClient(endpoint=key.endpoint, project_id=key.project_id, auth=auth,
                                      transport=self.transport, max_pages=poll.max_pages, limiter=budget)
         return self.apis[key]
 
@@ -130,7 +130,7 @@ async def settle_refresh(clock: FakeClock, poller: RecordingPoller) -> Config | 
 
 async def test_refresh_follows_creations_and_deletions(simulator: RunningSimulator, poller, clock):
     registry = CollectorRegistry()
-    fleet = Fleet(poller=poller, clock=clock, registry=registry, rng=MidpointRandom())
+    fleet = Fleet(clients=poller, on_fleet=poller.apply, clock=clock, registry=registry, rng=MidpointRandom())
     sim = simulator.sim
     pid = sim.project_id
     effective = await fleet.apply(sim_config(simulator))
@@ -156,7 +156,7 @@ async def test_refresh_follows_creations_and_deletions(simulator: RunningSimulat
 
 async def test_a_failed_refresh_keeps_the_last_known_set_and_counts(simulator: RunningSimulator, poller, clock):
     registry = CollectorRegistry()
-    fleet = Fleet(poller=poller, clock=clock, registry=registry, rng=MidpointRandom())
+    fleet = Fleet(clients=poller, on_fleet=poller.apply, clock=clock, registry=registry, rng=MidpointRandom())
     pid = simulator.sim.project_id
     await fleet.apply(sim_config(simulator))
     succeeded_at = sample(registry, "htap_discovery_last_success_timestamp_seconds", project_id=pid)
@@ -174,7 +174,7 @@ async def test_a_failed_refresh_keeps_the_last_known_set_and_counts(simulator: R
 
 async def test_a_failed_first_refresh_starts_with_the_listed_instances_only(simulator: RunningSimulator, poller, clock):
     simulator.sim.faults["list_instances"] = Fault(kind="status")
-    fleet = Fleet(poller=poller, clock=clock, registry=CollectorRegistry(), rng=MidpointRandom())
+    fleet = Fleet(clients=poller, on_fleet=poller.apply, clock=clock, registry=CollectorRegistry(), rng=MidpointRandom())
     effective = await fleet.apply(sim_config(simulator))
     assert effective.projects[0].instances == ()
     del simulator.sim.faults["list_instances"]
@@ -185,7 +185,7 @@ async def test_a_failed_first_refresh_starts_with_the_listed_instances_only(simu
 
 async def test_reload_without_discovery_stops_it_and_drops_its_series(simulator: RunningSimulator, poller, clock):
     registry = CollectorRegistry()
-    fleet = Fleet(poller=poller, clock=clock, registry=registry, rng=MidpointRandom())
+    fleet = Fleet(clients=poller, on_fleet=poller.apply, clock=clock, registry=registry, rng=MidpointRandom())
     config = sim_config(simulator)
     await fleet.apply(config)
     listed = InstanceConfig(instance_id_for(1), "kept")
@@ -200,7 +200,7 @@ async def test_reload_without_discovery_stops_it_and_drops_its_series(simulator:
 
 
 async def test_changing_a_filter_refreshes_at_once(simulator: RunningSimulator, poller, clock):
-    fleet = Fleet(poller=poller, clock=clock, registry=CollectorRegistry(), rng=MidpointRandom())
+    fleet = Fleet(clients=poller, on_fleet=poller.apply, clock=clock, registry=CollectorRegistry(), rng=MidpointRandom())
     config = sim_config(simulator)
     await fleet.apply(config)
     narrowed = replace(config.projects[0], discovery=replace(config.projects[0].discovery, include="htap-2"))
@@ -215,7 +215,7 @@ async def test_budget_knows_the_fleet_and_the_gauge_shows_the_stretched_interval
     for n in range(57):
         sim.create_instance(f"bulk-{n}")
     registry = CollectorRegistry()
-    fleet = Fleet(poller=poller, clock=clock, registry=registry, rng=random.Random(1))
+    fleet = Fleet(clients=poller, on_fleet=poller.apply, clock=clock, registry=registry, rng=random.Random(1))
     config = sim_config(simulator, rate=2.0)
     applying = asyncio.create_task(fleet.apply(config))
     while not applying.done():  # discovery waits for the bucket in virtual time, HTTP in real time
@@ -236,7 +236,7 @@ async def test_one_projects_failing_discovery_is_its_own(simulator: RunningSimul
     other_runner, other_url = await start(other)
     try:
         registry = CollectorRegistry()
-        fleet = Fleet(poller=poller, clock=clock, registry=registry, rng=MidpointRandom())
+        fleet = Fleet(clients=poller, on_fleet=poller.apply, clock=clock, registry=registry, rng=MidpointRandom())
         first = sim_config(simulator).projects[0]
         second = replace(first, project_id=other.project_id, endpoint=other_url)
         effective = await fleet.apply(Config(file="f", poll=PollConfig(interval=10.0, timeout=5.0),
@@ -256,7 +256,7 @@ async def test_one_projects_failing_discovery_is_its_own(simulator: RunningSimul
 
 
 async def test_listing_one_more_instance_does_not_restart_discovery(simulator: RunningSimulator, poller, clock):
-    fleet = Fleet(poller=poller, clock=clock, registry=CollectorRegistry(), rng=MidpointRandom())
+    fleet = Fleet(clients=poller, on_fleet=poller.apply, clock=clock, registry=CollectorRegistry(), rng=MidpointRandom())
     config = sim_config(simulator)
     await fleet.apply(config)
     requests = dict(simulator.sim.observed.discovery_requests)

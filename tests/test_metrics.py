@@ -12,8 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from htap_exporter import __version__
 from htap_exporter.config import MetricsConfig
-from htap_exporter.exposition.metrics import InstanceIdentity, PollState, SelfMetrics, render_instance
-from htap_exporter.collectors.sessions.counting import CONTROL_CHARACTERS, aggregate, parse_session
+from htap_exporter.exposition.writer import InstanceIdentity
+from tests.fakes import make_store
+from tests.fakes import PollState, render_instance
+from htap_exporter.exposition.selfmetrics import SelfMetrics
+from htap_exporter.collectors.labels import CONTROL_CHARACTERS
+from htap_exporter.collectors.sessions.counting import aggregate, parse_session
 from htap_exporter.exposition.store import Store
 from htap_exporter.cloud.transport import REASONS
 
@@ -64,7 +68,7 @@ def self_metrics() -> SelfMetrics:
 
 
 def two_instance_text() -> str:
-    store = Store()
+    store = make_store()
     store.put(A.instance_id, render_instance(A, state_a()))
     store.put(B.instance_id, render_instance(B, state_b_failed()))
     return (store.render() + self_metrics().render()).decode("utf-8")
@@ -161,6 +165,8 @@ def test_every_family_exactly_once_with_its_type():
         "htap_active_session_duration_seconds_gcount": "gauge", "htap_active_session_duration_seconds_gsum": "gauge",
         "htap_poll_duration_seconds": "gauge", "htap_last_poll_success_timestamp_seconds": "gauge",
         "htap_poll_errors": "counter", "htap_poll_skipped_ticks": "counter",
+        "htap_collector_success": "gauge", "htap_collector_last_success_timestamp_seconds": "gauge",
+        "htap_collector_errors": "counter",
         "htap_exporter_build_info": "gauge", "htap_config_last_reload_successful": "gauge",
         "htap_config_last_reload_success_timestamp_seconds": "gauge", "htap_api_requests": "counter",
         "htap_api_request_duration_seconds": "histogram",
@@ -233,32 +239,40 @@ def test_failed_poll_drops_session_series_but_keeps_up_errors_and_last_success()
         ("htap_up", 0.0), ("htap_instance_info", 1.0), ("htap_poll_duration_seconds", 10.0),
         ("htap_last_poll_success_timestamp_seconds", 1699999000.0), ("htap_poll_skipped_ticks_total", 0.0),
         *(("htap_poll_errors_total", value) for value in (0.0, 0.0, 0.0, 0.0, 3.0, 1.0)),
+        ("htap_collector_success", 0.0), ("htap_collector_last_success_timestamp_seconds", 1699999000.0),
+        *(("htap_collector_errors_total", value) for value in (0.0, 0.0, 0.0, 0.0, 3.0, 1.0)),
     ])
 
 
 def test_only_failed_instances_leave_no_session_headers():
-    store = Store()
+    store = make_store()
     store.put(B.instance_id, render_instance(B, state_b_failed()))
     text = store.render().decode()
     families = families_of(text)
     assert set(families) == {"htap_up", "htap_instance_info", "htap_poll_duration_seconds",
                              "htap_last_poll_success_timestamp_seconds", "htap_poll_errors",
-                             "htap_poll_skipped_ticks"}
+                             "htap_poll_skipped_ticks", "htap_collector_success",
+                             "htap_collector_last_success_timestamp_seconds", "htap_collector_errors"}
     assert "htap_sessions" not in text
 
 
 def test_never_polled_instance_exports_all_reasons_at_zero():
     text = render_and_join([(B, PollState())])
     families = families_of(text)
-    assert set(families) == {"htap_up", "htap_instance_info", "htap_poll_errors", "htap_poll_skipped_ticks"}
+    assert set(families) == {"htap_up", "htap_instance_info", "htap_poll_errors", "htap_poll_skipped_ticks",
+                             "htap_collector_success", "htap_collector_errors"}
     assert samples(families, "htap_up") == gauge("htap_up", B, 0)
+    assert sorted(samples(families, "htap_collector_errors")) == sorted(
+        ("htap_collector_errors_total", (("collector", "sessions"), ("instance_id", B.instance_id),
+                                         ("instance_name", B.instance_name), ("reason", reason)), 0.0)
+        for reason in REASONS)
     assert samples(families, "htap_poll_errors") == gauge("htap_poll_errors_total", B,
                                                           {reason: 0 for reason in REASONS}, "reason")
     assert REASONS == ("auth", "throttled", "timeout", "network", "http", "bad_response")
 
 
 def test_a_poll_that_fails_after_a_success_replaces_the_block():
-    store = Store()
+    store = make_store()
     store.put(A.instance_id, render_instance(A, state_a()))
     store.put(B.instance_id, render_instance(B, PollState(up=True, stats=stats([]), poll_duration=1.0,
                                                           last_success=5.0)))
@@ -280,7 +294,7 @@ def test_a_poll_that_fails_after_a_success_replaces_the_block():
 
 
 def test_store_remove_and_keys():
-    store = Store()
+    store = make_store()
     store.put(A.instance_id, render_instance(A, state_a()))
     store.put(B.instance_id, render_instance(B, state_b_failed()))
     assert store.keys() == {A.instance_id, B.instance_id}
@@ -301,7 +315,7 @@ NASTY = ['say "hi"', "back\\slash", "new\nline", "# HELP htap_up fake", "x\r# HE
 
 
 def render_and_join(items) -> str:
-    store = Store()
+    store = make_store()
     for identity, state in items:
         store.put(identity.instance_id, render_instance(identity, state))
     return store.render().decode("utf-8")

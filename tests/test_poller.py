@@ -10,12 +10,14 @@ from aioresponses import CallbackResult, aioresponses
 
 from htap_exporter.config import (Config, InstanceConfig, MetricsConfig, PollConfig, ProjectConfig, Secret, SecretSource,
                              TokenAuth)
-from htap_exporter.runtime.scheduler import JITTER, MAX_RETRY_AFTER, Poller, backoff_delay
+from htap_exporter.runtime.scheduler import JITTER, MAX_RETRY_AFTER, Scheduler, backoff_delay
+from htap_exporter.cloud.clients import ClientFactory
+from htap_exporter.collectors.registry import CollectorSet
 from htap_exporter.redact import Redactor
 from htap_exporter.exposition.store import Store
 from htap_exporter.cloud.transport import ApiError
 
-from tests.fakes import EPOCH, FakeApi, FakeClock, MidpointRandom, session
+from tests.fakes import EPOCH, FakeApi, FakeClients, FakeClock, FakeSessionsCollector, MidpointRandom, session, make_store
 
 ENDPOINT = "https://gaussdb.cn-north-4.myhuaweicloud.com"
 IAM = "https://iam.cn-north-4.myhuaweicloud.com"
@@ -57,43 +59,41 @@ def labels(instance_id: str, name: str, **extra: str) -> str:
 
 
 class Env:
-    """A Poller on a FakeClock whose HtapApis are replaced by one FakeApi (no HTTP at all)."""
+    """A Scheduler on a FakeClock whose clients are one FakeApi (no HTTP at all)."""
 
-    def __init__(self, poller: Poller, clock: FakeClock, api: FakeApi, store: Store,
+    def __init__(self, poller: Scheduler, clock: FakeClock, api: FakeApi, store: Store,
                  api_projects: list[str]) -> None:
         self.poller = poller
         self.clock = clock
         self.api = api
         self.store = store
-        self.api_projects = api_projects  # project ids for which _api_for was called
+        self.api_projects = api_projects  # project ids a client was made for
         self.start = clock.monotonic()
 
     def calls(self, instance_id: str) -> list[float]:
         return [when - self.start for when in self.api.calls_for(instance_id)]
+
+    def stored_instances(self) -> set[str]:
+        return {instance_id for instance_id, _ in self.store.keys()}
+
+    async def apply(self, config: Config) -> None:
+        await self.poller.apply(config, (FakeSessionsCollector(config.poll.interval),))
 
     async def run_until(self, seconds: float) -> None:
         await self.clock.run_until(self.start + seconds)
 
 
 @pytest.fixture
-async def env(monkeypatch):
+async def env():
     clock = FakeClock()
-    store = Store()
+    store = make_store()
     api = FakeApi(clock)
-    api_projects: list[str] = []
-
-    def fake_api_for(self, project, transport):
-        api_projects.append(project.project_id)
-        return api
-
-    monkeypatch.setattr(Poller, "_api_for", fake_api_for)
-    async with aiohttp.ClientSession() as http:
-        poller = Poller(session=http, store=store, clock=clock, redactor=Redactor(),
-                        observe=lambda api, code, seconds: None, rng=MidpointRandom())
-        try:
-            yield Env(poller, clock, api, store, api_projects)
-        finally:
-            await poller.stop()
+    clients = FakeClients(api)
+    poller = Scheduler(store=store, clock=clock, clients=clients, rng=MidpointRandom())  # type: ignore[arg-type]
+    try:
+        yield Env(poller, clock, api, store, clients.projects)
+    finally:
+        await poller.stop()
 
 
 # --- backoff_delay -------------------------------------------------------------------------------------
@@ -125,7 +125,7 @@ def test_backoff_cap(interval, backoff_max, cap):
 # --- scheduling ------------------------------------------------------------------------------------------
 
 async def test_first_polls_spread_over_the_interval(env):
-    await env.poller.apply(config(project(P1, (A, "a"), (B, "b"), (C, "c"), (D, "d")), interval=20.0))
+    await env.apply(config(project(P1, (A, "a"), (B, "b"), (C, "c"), (D, "d")), interval=20.0))
     await env.run_until(19.5)
     assert [env.calls(i) for i in (A, B, C, D)] == [[0.0], [5.0], [10.0], [15.0]]
     assert env.poller.ready.is_set()
@@ -135,7 +135,7 @@ async def test_first_polls_spread_over_the_interval(env):
 
 
 async def test_ready_only_after_every_first_poll(env):
-    await env.poller.apply(config(project(P1, (A, "a"), (B, "b")), interval=10.0))
+    await env.apply(config(project(P1, (A, "a"), (B, "b")), interval=10.0))
     await env.run_until(4.5)
     assert not env.poller.ready.is_set()
     await env.run_until(5.0)
@@ -149,7 +149,7 @@ async def test_failed_poll_sets_up_0_and_drops_session_series(env):
         raise ApiError("http", "HTTP 500", status=500, error_code="DBS.05000000")
 
     env.api.behaviour = behaviour
-    await env.poller.apply(config(project(P1, (A, "orders"))))
+    await env.apply(config(project(P1, (A, "orders"))))
     await env.run_until(0)
     first = samples(env.store)
     assert first["htap_up" + labels(A, "orders")] == 1
@@ -166,8 +166,8 @@ async def test_failed_poll_sets_up_0_and_drops_session_series(env):
     assert not [key for key in second if key.startswith("htap_active_session")]
     assert second["htap_poll_errors_total" + labels(A, "orders", reason="http")] == 1
     assert second["htap_last_poll_success_timestamp_seconds" + labels(A, "orders")] == EPOCH + env.start
-    state = env.poller._loops[A].state
-    assert (state.up, state.stats) == (False, None)
+    state = env.poller._loops[(A, "sessions")].state
+    assert (state.up, state.output) == (False, None)
 
 
 async def test_backoff_schedule_then_reset_on_success(env):
@@ -177,11 +177,11 @@ async def test_backoff_schedule_then_reset_on_success(env):
         return []
 
     env.api.behaviour = behaviour
-    await env.poller.apply(config(project(P1, (A, "a")), interval=10.0))  # cap: 100 s
+    await env.apply(config(project(P1, (A, "a")), interval=10.0))  # cap: 100 s
     await env.run_until(375)
     assert env.calls(A) == [0, 10, 30, 70, 150, 250, 350, 360, 370]
-    assert env.poller._loops[A].failures == 0
-    assert env.poller._loops[A].state.errors["http"] == 6
+    assert env.poller._loops[(A, "sessions")].failures == 0
+    assert env.poller._loops[(A, "sessions")].state.errors["http"] == 6
 
 
 @pytest.mark.parametrize("retry_after,next_poll", [
@@ -196,10 +196,10 @@ async def test_retry_after_raises_the_delay(env, retry_after, next_poll):
         return []
 
     env.api.behaviour = behaviour
-    await env.poller.apply(config(project(P1, (A, "a")), interval=10.0))
+    await env.apply(config(project(P1, (A, "a")), interval=10.0))
     await env.run_until(next_poll + 10.5)
     assert env.calls(A) == [0, next_poll, next_poll + 10]
-    assert env.poller._loops[A].state.errors["throttled"] == 1
+    assert env.poller._loops[(A, "sessions")].state.errors["throttled"] == 1
 
 
 async def test_slow_poll_skips_ticks_and_never_overlaps(env):
@@ -208,17 +208,17 @@ async def test_slow_poll_skips_ticks_and_never_overlaps(env):
         return [session(str(n))]
 
     env.api.behaviour = lambda instance_id, n: slow(instance_id, n) if instance_id == A else []
-    await env.poller.apply(config(project(P1, (A, "slow"), (B, "fast")), interval=10.0))
+    await env.apply(config(project(P1, (A, "slow"), (B, "fast")), interval=10.0))
     await env.run_until(95)
     assert env.calls(A) == [0, 30, 60, 90]
     assert env.api.max_in_flight[A] == 1
-    state = env.poller._loops[A].state
+    state = env.poller._loops[(A, "sessions")].state
     assert state.skipped_ticks == 6  # 2 ticks skipped by each of the 3 finished polls
-    assert state.poll_duration == 25
+    assert state.run_duration == 25
     assert samples(env.store)["htap_poll_skipped_ticks_total" + labels(A, "slow")] == 6
     # the slow instance never delays the other one
     assert env.calls(B) == [5, 15, 25, 35, 45, 55, 65, 75, 85, 95]
-    assert env.poller._loops[B].state.skipped_ticks == 0
+    assert env.poller._loops[(B, "sessions")].state.skipped_ticks == 0
 
 
 async def test_a_poll_that_never_ends_is_abandoned_as_a_timeout(env):
@@ -227,12 +227,12 @@ async def test_a_poll_that_never_ends_is_abandoned_as_a_timeout(env):
         return [session("1")]
 
     env.api.behaviour = endless_paging
-    await env.poller.apply(config(project(P1, (A, "a")), interval=10.0))
+    await env.apply(config(project(P1, (A, "a")), interval=10.0))
     await env.run_until(31)
-    state = env.poller._loops[A].state
-    assert (state.up, state.errors["timeout"], state.poll_duration) == (False, 1, 30)  # 3 intervals
+    state = env.poller._loops[(A, "sessions")].state
+    assert (state.up, state.errors["timeout"], state.run_duration) == (False, 1, 30)  # 3 intervals
     await env.run_until(45)  # back-off after one failure: one interval, then the poll succeeds
-    assert env.poller._loops[A].state.up is True
+    assert env.poller._loops[(A, "sessions")].state.up is True
     assert env.api.max_in_flight[A] == 1
 
 
@@ -243,10 +243,10 @@ async def test_unexpected_exception_costs_one_poll(env):
         return []
 
     env.api.behaviour = behaviour
-    await env.poller.apply(config(project(P1, (A, "a")), interval=10.0))
+    await env.apply(config(project(P1, (A, "a")), interval=10.0))
     await env.run_until(10)
     assert env.calls(A) == [0, 10]
-    state = env.poller._loops[A].state
+    state = env.poller._loops[(A, "sessions")].state
     assert (state.up, state.errors["bad_response"]) == (True, 1)
 
 
@@ -260,24 +260,24 @@ async def test_apply_keeps_unchanged_restarts_changed_removes_dropped(env):
 
     env.api.behaviour = behaviour
     first = config(project(P1, (A, "a"), (B, "b")), project(P2, (C, "c")), interval=30.0)
-    await env.poller.apply(first)
+    await env.apply(first)
     await env.run_until(25)
-    assert env.store.keys() == {A, B, C}
-    loop_a, loop_b = env.poller._loops[A], env.poller._loops[B]
+    assert env.stored_instances() == {A, B, C}
+    loop_a, loop_b = env.poller._loops[(A, "sessions")], env.poller._loops[(B, "sessions")]
     state_b = loop_b.state
     assert state_b.errors["http"] == 1
     assert sorted(env.api_projects) == [P1, P2]
 
     # B renamed, C's project dropped, D added in a new project, A untouched
     second = config(project(P1, (A, "a"), (B, "b-renamed")), project(P3, (D, "d")), interval=30.0)
-    await env.poller.apply(second)
+    await env.apply(second)
     await env.clock.advance(0)
-    assert set(env.poller._loops) == {A, B, D}
-    assert env.poller._loops[A] is loop_a and not loop_a.task.done()
-    assert env.poller._loops[B] is not loop_b and loop_b.task.cancelled()
-    assert env.poller._loops[B].state is state_b  # counters survive the restart
-    assert C not in env.store.keys()
-    assert C not in env.poller._states
+    assert set(env.poller._loops) == {(A, "sessions"), (B, "sessions"), (D, "sessions")}
+    assert env.poller._loops[(A, "sessions")] is loop_a and not loop_a.task.done()
+    assert env.poller._loops[(B, "sessions")] is not loop_b and loop_b.task.cancelled()
+    assert env.poller._loops[(B, "sessions")].state is state_b  # counters survive the restart
+    assert C not in env.stored_instances()
+    assert (C, "sessions") not in env.poller._states
     assert sorted(env.api_projects) == [P1, P2, P3]  # P1's API (auth gate, token cache) kept
 
     await env.run_until(40)
@@ -285,55 +285,58 @@ async def test_apply_keeps_unchanged_restarts_changed_removes_dropped(env):
     rendered = samples(env.store)
     assert rendered["htap_poll_errors_total" + labels(B, "b-renamed", reason="http")] == 1
     assert not [key for key in rendered if C in key]
-    assert env.store.keys() == {A, B, D}
+    assert env.stored_instances() == {A, B, D}
 
 
 async def test_apply_with_an_added_instance_keeps_the_others(env):
-    await env.poller.apply(config(project(P1, (A, "a")), interval=30.0))
+    await env.apply(config(project(P1, (A, "a")), interval=30.0))
     await env.run_until(1)
-    loop_a = env.poller._loops[A]
-    await env.poller.apply(config(project(P1, (A, "a"), (B, "b")), interval=30.0))
+    loop_a = env.poller._loops[(A, "sessions")]
+    await env.apply(config(project(P1, (A, "a"), (B, "b")), interval=30.0))
     await env.run_until(31)
-    assert env.poller._loops[A] is loop_a
+    assert env.poller._loops[(A, "sessions")] is loop_a
     assert env.calls(A) == [0, 30]
     assert env.calls(B) == [1, 31]
     assert env.api_projects == [P1]
 
 
 async def test_apply_with_a_new_poll_config_restarts_everything(env):
-    await env.poller.apply(config(project(P1, (A, "a"), (B, "b")), interval=30.0))
+    await env.apply(config(project(P1, (A, "a"), (B, "b")), interval=30.0))
     await env.run_until(20)
     loops = dict(env.poller._loops)
-    await env.poller.apply(config(project(P1, (A, "a"), (B, "b")), interval=10.0))
+    await env.apply(config(project(P1, (A, "a"), (B, "b")), interval=10.0))
     await env.run_until(40)
-    assert all(env.poller._loops[i] is not loops[i] for i in (A, B))
+    assert all(env.poller._loops[(i, "sessions")] is not loops[(i, "sessions")] for i in (A, B))
     assert env.calls(A) == [0, 20, 30, 40]
     assert env.calls(B) == [15, 25, 35]
 
 
 async def test_apply_with_nothing_to_poll_is_ready_and_stop_ends_loops(env):
-    await env.poller.apply(config(project(P1, (A, "a"))))
+    await env.apply(config(project(P1, (A, "a"))))
     await env.run_until(1)
-    task = env.poller._loops[A].task
-    await env.poller.apply(config())
+    task = env.poller._loops[(A, "sessions")].task
+    await env.apply(config())
     assert env.poller.ready.is_set()
     assert task.cancelled()
-    assert env.store.keys() == set()
+    assert env.stored_instances() == set()
 
 
-async def test_polls_share_one_label_cache_until_the_label_length_changes(env):
-    first = env.poller.label_cache(MetricsConfig(max_label_length=64))
-    assert env.poller.label_cache(MetricsConfig(max_label_length=64, max_users=3)) is first
-    reloaded = env.poller.label_cache(MetricsConfig(max_label_length=200))
-    assert reloaded is not first and reloaded.max_length == 200
+def test_polls_share_one_label_cache_until_the_label_length_changes():
+    collectors = CollectorSet(lambda: EPOCH)
+    first = collectors.enabled(Config(file="t.yaml", projects=(), metrics=MetricsConfig(max_label_length=64)))[0]
+    again = collectors.enabled(Config(file="t.yaml", projects=(), metrics=MetricsConfig(max_label_length=64, max_users=3)))[0]
+    assert again.labels is first.labels  # type: ignore[attr-defined]
+    reloaded = collectors.enabled(Config(file="t.yaml", projects=(), metrics=MetricsConfig(max_label_length=200)))[0]
+    assert reloaded.labels is not first.labels and reloaded.labels.max_length == 200  # type: ignore[attr-defined]
 
 
 # --- the real stack under a wrong key ------------------------------------------------------------------------
 
 async def test_wrong_token_across_five_instances_real_stack():
-    """No fakes but the clock: real Poller, HtapApi, Transport and token auth against a mocked 401."""
+    """No fakes but the clock: real Scheduler, session collector, ProjectClient, Transport and token
+    auth against a mocked 401."""
     clock = FakeClock()
-    store = Store()
+    store = make_store()
     start = clock.monotonic()
     sent_at: list[float] = []
 
@@ -347,11 +350,12 @@ async def test_wrong_token_across_five_instances_real_stack():
             mock.get(f"{ENDPOINT}/v3/{P1}/instances/{instance_id}/htap/process?limit=100&offset=0",
                      callback=rejected, repeat=True)
         async with aiohttp.ClientSession() as http:
-            poller = Poller(session=http, store=store, clock=clock, redactor=Redactor(),
-                            observe=lambda api, code, seconds: None, rng=random.Random(7))
+            clients = ClientFactory(session=http, clock=clock, redactor=Redactor(),
+                                    observe=lambda api, code, seconds: None)
+            poller = Scheduler(store=store, clock=clock, clients=clients, rng=random.Random(7))
             try:
-                await poller.apply(config(project(P1, *[(i, f"db{n}") for n, i in enumerate(ids)]),
-                                          interval=1.0))
+                polled = config(project(P1, *[(i, f"db{n}") for n, i in enumerate(ids)]), interval=1.0)
+                await poller.apply(polled, CollectorSet(clock.time).enabled(polled))
                 await clock.run_until(start + 59.9)
                 assert len(sent_at) == 3  # t=0, then after the 15 s and 30 s pauses
                 assert sent_at[:1] == [0.0]

@@ -11,12 +11,18 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from htap_exporter.cloud.client import PAGE_LIMIT, HtapApi, SessionList
+from htap_exporter.collectors.sessions.fetch import list_sessions
+from htap_exporter.cloud.paging import PAGE_LIMIT
+from htap_exporter.cloud.client import ProjectClient
+from htap_exporter.collectors.sessions.fetch import SessionList
 from htap_exporter.cloud.auth import Authenticator, OutgoingRequest
 from htap_exporter.clock import Clock
 from htap_exporter.config import MetricsConfig
-from htap_exporter.exposition.metrics import InstanceIdentity, PollState, render_instance
-from htap_exporter.collectors.sessions.counting import KNOWN_COMMANDS, KNOWN_STATES, OTHER, aggregate, parse_session
+from htap_exporter.exposition.writer import InstanceIdentity
+from tests.fakes import make_store
+from tests.fakes import PollState, render_instance
+from htap_exporter.collectors.sessions.counting import KNOWN_COMMANDS, KNOWN_STATES, aggregate, parse_session
+from htap_exporter.collectors.labels import OTHER
 from htap_exporter.exposition.store import Store
 from htap_exporter.cloud.transport import ApiError, Response
 
@@ -121,7 +127,7 @@ def test_aggregate_never_raises_and_invariants_hold(items, config):
 
     # and the rendered exposition parses back with the same numbers
     identity = InstanceIdentity("af315b8e6aaa41799bd9a31f2de15abcin17", "orders-htap", "p" * 32, "cn-north-4")
-    store = Store()
+    store = make_store()
     store.put(identity.instance_id, render_instance(identity, PollState(up=True, stats=stats)))
     families = {f.name: f for f in text_string_to_metric_families(store.render().decode("utf-8"))}
     assert [s.value for s in families["htap_sessions"].samples] == [n]
@@ -153,13 +159,13 @@ class NoAuth(Authenticator):
 MAX_PAGES = 3
 
 
-def list_sessions(body: bytes) -> tuple[SessionList | ApiError, int]:
+def poll_body(body: bytes) -> tuple[SessionList | ApiError, int]:
     transport = FakeTransport(body)
-    api = HtapApi(endpoint="https://gaussdb.cn-north-4.myhuaweicloud.com", project_id="p" * 32,
+    api = ProjectClient(endpoint="https://gaussdb.cn-north-4.myhuaweicloud.com", project_id="p" * 32,
                   auth=NoAuth(Clock()), transport=transport, max_pages=MAX_PAGES)  # type: ignore[arg-type]
     loop = asyncio.new_event_loop()
     try:
-        return loop.run_until_complete(api.list_sessions("af315b8e6aaa41799bd9a31f2de15abcin17")), transport.calls
+        return loop.run_until_complete(list_sessions(api, "af315b8e6aaa41799bd9a31f2de15abcin17")), transport.calls
     except ApiError as problem:
         return problem, transport.calls
     finally:
@@ -205,14 +211,14 @@ def encode(document) -> bytes:
 @example(body=b'{"process_list": [{"duration": 1' + b"0" * 5000 + b"}]}")
 @example(body=b'{"process_list": [{"duration": NaN, "id": Infinity}]}')
 def test_any_body_gives_sessions_or_bad_response(body):
-    outcome, calls = list_sessions(body)
+    outcome, calls = poll_body(body)
     check_outcome(outcome, calls)
 
 
 def test_page_validation_outcomes_exact():
     """The property above with known answers, so that it can fail for the right reason."""
     def reason_of(body: bytes) -> str:
-        outcome, _ = list_sessions(body)
+        outcome, _ = poll_body(body)
         assert isinstance(outcome, ApiError)
         return f"{outcome.reason}: {outcome.message}"
 
@@ -227,13 +233,13 @@ def test_page_validation_outcomes_exact():
     assert reason_of(b'{"process_list": [' + b",".join([b"{}"] * 100) + b"]}") == (
         f"bad_response: pagination did not end after {MAX_PAGES} pages of {PAGE_LIMIT}")
 
-    outcome, calls = list_sessions(b'{"process_list": [{"id": "1", "user": "a"}, 7, {"id": "1"}, {"id": "2"}]}')
+    outcome, calls = poll_body(b'{"process_list": [{"id": "1", "user": "a"}, 7, {"id": "1"}, {"id": "2"}]}')
     assert isinstance(outcome, SessionList)
     assert (outcome.pages, calls, outcome.skipped_rows) == (1, 1, 1)
     assert [(s.id, s.user) for s in outcome.sessions] == [("1", "a"), ("2", "unknown")]
 
     # a full page repeated by a server that ignores offset: the second page adds no new id and ends the walk
     page = b'{"process_list": [' + b",".join(b'{"id": "%d"}' % i for i in range(100)) + b"]}"
-    outcome, calls = list_sessions(page)
+    outcome, calls = poll_body(page)
     assert isinstance(outcome, SessionList)
     assert (outcome.pages, calls, len(outcome.sessions)) == (2, 2, 100)

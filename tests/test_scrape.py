@@ -10,6 +10,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.fakes import make_store
 from htap_exporter.exposition import negotiation as scrape
 from htap_exporter.exposition.negotiation import GzipCache, filter_names, gzip_accepted, select_families, wants_openmetrics
 
@@ -87,7 +88,8 @@ async def test_gzip_cache_shares_one_compression_per_key(monkeypatch) -> None:
 
 
 def test_selecting_families_equals_filtering_the_whole_body() -> None:
-    from htap_exporter.exposition.metrics import InstanceIdentity, PollState, render_instance
+    from htap_exporter.exposition.writer import InstanceIdentity
+    from tests.fakes import PollState, render_instance
     from htap_exporter.collectors.sessions.counting import SessionCounter
     from htap_exporter.config import MetricsConfig
     from htap_exporter.exposition.store import Store
@@ -95,7 +97,7 @@ def test_selecting_families_equals_filtering_the_whole_body() -> None:
     counter = SessionCounter(MetricsConfig())
     counter.add_page([{"id": str(n), "user": f"u{n % 3}", "command": ["Query", "Sleep"][n % 2], "duration": n}
                       for n in range(40)])
-    store = Store()
+    store = make_store()
     empty = SessionCounter(MetricsConfig()).result()  # families present with no samples (no users yet)
     identity = InstanceIdentity("idle", "idle", "p", "r")
     store.put(identity.instance_id, render_instance(identity, PollState(up=True, stats=empty)))
@@ -110,7 +112,7 @@ def test_selecting_families_equals_filtering_the_whole_body() -> None:
         for openmetrics in (False, True):
             assert (select_families(store.families(openmetrics), names)
                     == filter_names(store.render(openmetrics), names)), (names, openmetrics)
-    idle_only = Store()  # a family every instance has, none with samples: nothing to select
+    idle_only = make_store()  # a family every instance has, none with samples: nothing to select
     idle_only.put("idle", render_instance(InstanceIdentity("idle", "idle", "p", "r"), PollState(up=True, stats=empty)))
     for openmetrics in (False, True):
         names = ["htap_sessions_by_user"]

@@ -14,7 +14,9 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from htap_exporter.exposition import store as store_module
-from htap_exporter.exposition.metrics import InstanceIdentity, PollState, render_instance
+from htap_exporter.exposition.writer import InstanceIdentity
+from tests.fakes import make_store
+from tests.fakes import PollState, render_instance
 from htap_exporter.web.sending import BodySender
 from htap_exporter.web.server import ServerState, make_app
 from htap_exporter.exposition.store import Store
@@ -176,7 +178,7 @@ async def test_a_stop_unblocks_a_thread_stuck_on_a_slow_reader():
 
 
 def filled_store(instances: int) -> Store:
-    store = Store()
+    store = make_store()
     for index in range(instances):
         identity = InstanceIdentity(f"id{index}", f"name{index}", "p", "r")
         store.put(identity.instance_id, render_instance(identity, PollState(up=False)))

@@ -8,8 +8,8 @@ from dataclasses import fields
 import pytest
 
 from htap_exporter.config import MetricsConfig
-from htap_exporter.collectors.sessions.counting import (KNOWN_COMMANDS, KNOWN_STATES, OTHER, UNKNOWN, InstanceStats, Session, aggregate,
-                               cap_counts, client_ip, label_value, parse_duration_value, parse_session)
+from htap_exporter.collectors.sessions.counting import KNOWN_COMMANDS, KNOWN_STATES, InstanceStats, Session, aggregate, cap_counts, client_ip, parse_duration_value, parse_session
+from htap_exporter.collectors.labels import OTHER, UNKNOWN, label_value
 
 INF = math.inf
 
