@@ -1,7 +1,12 @@
-"""Shared fixtures: a simulator on loopback (port 0), mocked HTTP, a fake clock."""
+"""Shared fixtures: a simulator on loopback (port 0), mocked HTTP, a fake clock, certificates.
+
+Fixtures used by one folder only live in that folder's conftest.py. Everything under tests/e2e and
+tests/deploy is marked `slow` here, so `pytest -m "not slow"` is the quick loop.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import AsyncIterator, Iterator
 
 import aiohttp
@@ -9,13 +14,18 @@ import pytest
 from aioresponses import aioresponses
 
 from htap_exporter.simulator import Simulator, start
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, RunningSimulator
+from tests.webtls import Pki
+
+TESTS = Path(__file__).resolve().parent
+SLOW_FOLDERS = (TESTS / "e2e", TESTS / "deploy")
 
 
-class RunningSimulator:
-    def __init__(self, simulator: Simulator, base_url: str) -> None:
-        self.sim = simulator
-        self.base_url = base_url
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Processes, real servers and linters: every test under tests/e2e and tests/deploy is slow."""
+    for item in items:
+        if any(item.path.is_relative_to(folder) for folder in SLOW_FOLDERS):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
@@ -48,3 +58,9 @@ def clock() -> FakeClock:
 @pytest.fixture
 def observed() -> list:
     return []
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    """A CA and a server certificate in tmp_path, for the web config's TLS."""
+    return Pki.create(tmp_path)

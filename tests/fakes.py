@@ -27,6 +27,14 @@ from htap_exporter.cloud.transport import Prepare, Response, Transport
 EPOCH = 1_700_000_000.0
 
 
+class RunningSimulator:
+    """A simulator serving on loopback: the object (for faults and observations) and its URL."""
+
+    def __init__(self, simulator: Any, base_url: str) -> None:
+        self.sim = simulator
+        self.base_url = base_url
+
+
 async def settle(max_rounds: int = 2000) -> None:
     """Run the event loop until nothing is runnable any more (every task waits on a future).
 
@@ -56,6 +64,7 @@ class FakeClock(Clock):
         self.epoch = epoch
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        self._parked: list[asyncio.Future[None]] = []  # wait_for_sleepers() callers
         self.sleeps: list[float] = []  # every duration asked of sleep(), in order
 
     def monotonic(self) -> float:
@@ -71,6 +80,7 @@ class FakeClock(Clock):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self.now + seconds, next(self._seq), future))
+        self._wake_parked()
         await future
 
     def call_later(self, seconds: float, callback: Callable[[], None]) -> "_FakeTimer":
@@ -85,6 +95,20 @@ class FakeClock(Clock):
     @property
     def pending(self) -> int:
         return sum(1 for _, _, future in self._sleepers if not future.done())
+
+    async def wait_for_sleepers(self, count: int) -> None:
+        """Until `count` sleepers are parked on this clock: a task that does real I/O between two
+        sleeps (HTTP to the simulator) is back asleep. No real time is counted; bound it by the caller."""
+        while self.pending < count:
+            parked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._parked.append(parked)
+            await parked
+
+    def _wake_parked(self) -> None:
+        parked, self._parked = self._parked, []
+        for future in parked:
+            if not future.done():
+                future.set_result(None)
 
     async def advance(self, seconds: float) -> None:
         await self.run_until(self.now + seconds)

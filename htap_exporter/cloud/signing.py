@@ -4,7 +4,7 @@ Pure functions: no I/O, no clock (the caller passes ``now``), no logging, so a s
 reach a log line from here.
 
 Checked against the official signer (``huaweicloudsdkcore`` 3.1.219, ``signer/signer.py``), which
-is what the real API gateway accepts; ``tests/test_signing.py`` compares the two on generated
+is what the real API gateway accepts; ``tests/cloud/test_signing.py`` compares the two on generated
 requests. Where the spec text is silent or differs, we follow the SDK:
 
 * Query pairs are sorted on the *decoded* ``(key, value)`` strings (code-point order) and only then

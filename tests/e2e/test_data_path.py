@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from htap_exporter.simulator import SIM_TOKEN, Fault, instance_id_for
-from tests.conftest import RunningSimulator
+from tests.fakes import RunningSimulator
 from tests.e2e.harness import Exporter, parse_samples, value, wait_until, write_config
-from tests.e2e.test_faults import sim  # noqa: F401  (a simulator that cancels sleeping handlers at teardown)
 
 
 def config_text(sim: RunningSimulator, instances: list[str], *, interval: str = "10s") -> str:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from htap_exporter.simulator import SIM_TOKEN, instance_id_for
-from tests.conftest import RunningSimulator
+from tests.fakes import RunningSimulator
 from tests.e2e.harness import Exporter, by_label, parse_samples, value, wait_until, write_config
 
 SECRET_SQL = "SELECT card_number FROM payments WHERE owner = 'top-secret-customer'"

@@ -13,14 +13,14 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import pytest
 from aiohttp import web
 
 from htap_exporter import __version__
-from htap_exporter.simulator import SIM_TOKEN, Fault, Simulator, instance_id_for
-from tests.conftest import RunningSimulator
+from htap_exporter.simulator import SIM_TOKEN, Fault, instance_id_for
+from tests.fakes import RunningSimulator
 from tests.e2e.harness import Exporter, by_label, value, wait_until, write_config
 
 INTERVAL = 0.5  # seconds; poll.interval of every test below but the graceful-stop one
@@ -44,22 +44,11 @@ ROWS = {HEALTHY: rows(7), FAULTY: rows(5), SPARE: rows(3)}
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[RunningSimulator]:
-    """Like the shared `simulator` fixture, but a handler still sleeping in a delay fault is
-    cancelled when the exporter hangs up, and teardown does not wait 60 s for such handlers."""
-    simulator = Simulator(instances=3, sessions=40)
+def sim(sim: RunningSimulator) -> RunningSimulator:
+    """The e2e `sim` (tests/e2e/conftest.py) serving the fixed rows of ROWS."""
     for instance_id, fixed in ROWS.items():
-        simulator.instances[instance_id].fixed_rows = fixed
-    runner = web.AppRunner(simulator.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0,
-                           handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield RunningSimulator(simulator, f"http://127.0.0.1:{port}")
-    finally:
-        await runner.cleanup()
+        sim.sim.instances[instance_id].fixed_rows = fixed
+    return sim
 
 
 def project_text(sim: RunningSimulator, instances: list[str], *, endpoint: str | None = None,

@@ -14,7 +14,7 @@ import pytest
 
 from htap_exporter.fleet.sharding import shard_of
 from htap_exporter.simulator import SIM_TOKEN, Simulator, instance_id_for, start, taurus_id_for
-from tests.conftest import RunningSimulator
+from tests.fakes import RunningSimulator
 from tests.e2e.harness import Exporter, by_label, value, wait_until, write_config
 
 REASONS = ("auth", "throttled", "timeout", "network", "http", "bad_response")
@@ -215,7 +215,10 @@ async def test_the_rate_cap_holds_under_a_large_fleet_and_stretches_evenly(tmp_p
             expected = 160 / (0.9 * rate - 81 / 20)
             effective = value(samples, "htap_poll_effective_interval_seconds", project_id=sim.project_id)
             assert effective == pytest.approx(expected, rel=0.01)
-            await asyncio.sleep(2 * expected + 2)
+            async def two_rounds() -> bool:  # every instance polled twice since `started`
+                return all(sum(1 for t in sim.observed.request_times.get(i, []) if t >= started) >= 2
+                           for i in sim.instances)
+            await wait_until(two_rounds, timeout=3 * expected + 10, what="two polls of every instance")
             ended = time.time()
             samples = await exporter.samples()
         times = sorted(t for t in sim.observed.api_request_times if started <= t <= ended)

@@ -19,26 +19,9 @@ import trustme
 from aiohttp import web
 
 from htap_exporter.simulator import SIM_TOKEN, Simulator, instance_id_for, start
-from tests.conftest import RunningSimulator
+from tests.commands import run_cli_async as run_cli
 from tests.e2e.harness import Exporter, value, wait_until, write_config
-
-# A command that hangs (a FIFO, /dev/zero) must fail the test, not the suite.
-CLI_TIMEOUT = 20.0
-
-
-async def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """`python -m htap_exporter ARGS` to completion: (exit code, stdout, stderr); killed if it hangs."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "htap_exporter", *args, cwd=cwd, env={**os.environ, **(env or {})},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), CLI_TIMEOUT)
-    except asyncio.TimeoutError:
-        process.kill()
-        await process.wait()
-        raise AssertionError(f"htap-exporter {' '.join(args)} did not finish within {CLI_TIMEOUT:g}s") from None
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+from tests.fakes import RunningSimulator
 
 
 def project_text(*, region: str = "cn-north-4", endpoint: str | None = None, auth: str = "",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from htap_exporter.simulator import sample_config
-from tests.conftest import RunningSimulator
+from tests.fakes import RunningSimulator
 from tests.e2e.harness import Exporter, by_label, wait_until, write_config
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from htap_exporter.simulator import sample_config
-from tests.conftest import RunningSimulator
+from tests.fakes import RunningSimulator
 from tests.e2e.harness import Exporter, parse_samples, value, wait_until, write_config
 from tests.webtls import Pki, bcrypt_hash, certificate_cn
 
@@ -25,11 +25,6 @@ pytestmark = pytest.mark.slow
 PASSWORD = "scrape-password-0451"
 OPENMETRICS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
                       "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return Pki.create(tmp_path)
 
 
 def web_yml(pki: Pki, *, users: dict[str, str] | None = None, tls: bool = True, extra_tls: str = "",

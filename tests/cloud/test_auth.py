@@ -28,7 +28,7 @@ from htap_exporter.config import PasswordAuth, Secret, SecretSource, TokenAuth
 from htap_exporter.redact import Redactor
 from htap_exporter.cloud.transport import ApiError
 
-from tests.fakes import FakeClock, RecordingTransport, settle
+from tests.fakes import FakeClock, settle
 
 ENDPOINT = "https://gaussdb.cn-north-4.myhuaweicloud.com"
 IAM = "https://iam.cn-north-4.myhuaweicloud.com"
@@ -50,11 +50,6 @@ def count(mock: aioresponses, method: str, url: str) -> int:
 
 def iso(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@pytest.fixture
-def transport(http):
-    return RecordingTransport(http, asyncio.Semaphore(8), 10.0, 8 * 1024 * 1024)
 
 
 @pytest.fixture

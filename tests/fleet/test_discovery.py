@@ -13,7 +13,7 @@ from htap_exporter.fleet.discovery import DiscoveredInstance, DiscoveryClient, d
 from htap_exporter.redact import Redactor
 from htap_exporter.simulator import SIM_TOKEN, Fault, taurus_id_for
 from htap_exporter.cloud.transport import ApiError, Transport
-from tests.conftest import RunningSimulator
+from tests.fakes import RunningSimulator
 
 IN17 = "0123456789abcdef0123456789abcdefin17"
 ENABLED = DiscoveryConfig(enabled=True)

@@ -208,7 +208,7 @@ def test_cli_config_check_lists_collectors_and_refuses_a_bad_one(tmp_path: Path)
 
 
 def test_the_example_config_shows_every_collector_key_at_its_default():
-    text = (Path(__file__).resolve().parent.parent / "config.example.yaml").read_text()
+    text = (Path(__file__).resolve().parents[2] / "config.example.yaml").read_text()
     config = parse_config(text, file="config.example.yaml",
                           env={"HW_ACCESS_KEY": "AK123456", "HW_SECRET_KEY": "SK123456"})
     assert config.collectors == CollectorsConfig()

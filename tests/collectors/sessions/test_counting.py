@@ -18,7 +18,7 @@ from htap_exporter.collectors.sessions.counting import SessionCounter, aggregate
 from htap_exporter.collectors.sessions.pages import MAX_EXACT_DURATION, MAX_ID_LENGTH, Page, decode_page
 from htap_exporter.cloud.transport import _fast_loads, parse_json
 from tests.fakes import FakeClock
-from tests.test_properties import field_value, json_value, metrics_configs
+from tests.collectors.sessions.test_properties import field_value, json_value, metrics_configs
 
 SETTINGS = settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 any_text = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=400)

@@ -13,10 +13,12 @@ from htap_exporter.web.guards import ConnectionGuard, GuardedSite, GuardLimits, 
 
 
 class Served:
-    def __init__(self, guard: ConnectionGuard, port: int, release: asyncio.Event) -> None:
+    def __init__(self, guard: ConnectionGuard, port: int, release: asyncio.Event,
+                 arrived: asyncio.Queue[None]) -> None:
         self.guard = guard
         self.port = port
         self.release = release
+        self.arrived = arrived  # one item per request that reached the /slow handler
 
     async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await asyncio.open_connection("127.0.0.1", self.port)
@@ -24,8 +26,10 @@ class Served:
 
 async def serve(limits: GuardLimits) -> AsyncIterator[Served]:
     release = asyncio.Event()
+    arrived: asyncio.Queue[None] = asyncio.Queue()
 
     async def slow(request: web.Request) -> web.Response:
+        arrived.put_nowait(None)
         await release.wait()
         return web.Response(text="done")
 
@@ -43,7 +47,7 @@ async def serve(limits: GuardLimits) -> AsyncIterator[Served]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield Served(guard, port, release)
+        yield Served(guard, port, release, arrived)
     finally:
         release.set()
         await runner.cleanup()
@@ -99,7 +103,8 @@ async def test_over_the_cap_with_every_connection_busy_the_new_one_gets_503(smal
         reader, writer = await small.connect()
         writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
         busy.append((reader, writer))
-    await asyncio.sleep(0.1)  # both requests reach the handler
+    for _ in busy:  # both requests reach the handler
+        await asyncio.wait_for(small.arrived.get(), 5)
     reader, writer = await small.connect()
     answer = await closed(reader)
     assert answer.startswith(b"HTTP/1.1 503 ") and answer.endswith(b"Too many connections, try again.")

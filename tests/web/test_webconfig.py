@@ -13,11 +13,6 @@ from htap_exporter.web.webconfig import CIPHER_SUITES, RotatingSSLContext, WebCo
 from tests.webtls import Pki, bcrypt_hash
 
 
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return Pki.create(tmp_path)
-
-
 def write(directory: Path, text: str, name: str = "web.yml") -> Path:
     path = directory / name
     path.write_text(text, encoding="utf-8")

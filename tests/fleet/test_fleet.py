@@ -21,8 +21,7 @@ from htap_exporter.redact import Redactor
 from htap_exporter.fleet.sharding import Shard, shard_of
 from htap_exporter.simulator import SIM_TOKEN, Fault, instance_id_for
 from htap_exporter.cloud.transport import Transport
-from tests.conftest import RunningSimulator
-from tests.fakes import FakeClock, MidpointRandom
+from tests.fakes import FakeClock, MidpointRandom, RunningSimulator
 
 PID_A = "a" * 32
 PID_B = "b" * 32
@@ -120,12 +119,11 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | Non
 async def settle_refresh(clock: FakeClock, poller: RecordingPoller) -> Config | None:
     """Advance past one refresh interval (60 s +- 10 %) and wait for the refresh's HTTP to finish."""
     before = len(poller.applied)
+    asleep = clock.pending  # the refresh loop, parked until its next refresh
     await clock.advance(66.0)
-    for _ in range(200):  # the refresh talks real HTTP to the simulator: give it real time
-        await asyncio.sleep(0.01)
-        if len(poller.applied) > before:
-            return poller.applied[-1]
-    return None
+    # The refresh talks real HTTP to the simulator; it has ended when its loop sleeps again.
+    await asyncio.wait_for(clock.wait_for_sleepers(asleep), 10)
+    return poller.applied[-1] if len(poller.applied) > before else None
 
 
 async def test_refresh_follows_creations_and_deletions(simulator: RunningSimulator, poller, clock):

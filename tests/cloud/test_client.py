@@ -22,7 +22,6 @@ from htap_exporter.collectors.labels import UNKNOWN
 from htap_exporter.collectors.sessions.counting import Session
 from htap_exporter.cloud.transport import ApiError
 
-from tests.fakes import RecordingTransport
 
 ENDPOINT = "https://gaussdb.cn-north-4.myhuaweicloud.com"
 PROJECT = "054e292c9880d4992f02c0196d3ea468"
@@ -52,12 +51,6 @@ def rows(start: int, count: int, **extra: object) -> list[dict[str, object]]:
 
 def request_count(mock: aioresponses) -> int:
     return sum(len(calls) for calls in mock.requests.values())
-
-
-@pytest.fixture
-def transport(http, observed):
-    return RecordingTransport(http, asyncio.Semaphore(4), 10.0, 8 * 1024 * 1024,
-                              lambda api, code, seconds: observed.append((api, code)))
 
 
 def make_api(transport, clock, *, max_pages: int = 10, limiter: RateLimiter | None = None) -> ProjectClient:

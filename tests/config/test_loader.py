@@ -4,8 +4,6 @@ secrets never shown, and the CLI's handling of a bad or good config file."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 from htap_exporter.config import (AkSkAuth, Config, ConfigError, InstanceConfig, MetricsConfig, PasswordAuth,
                              PollConfig, ProjectConfig, Secret, SecretSource, TokenAuth, expand_env,
                              load_config, parse_config, parse_duration)
+from tests.commands import run_cli
 
 PID = "054e292c9880d4992f02c0196d3ea468"
 PID2 = "1234567890abcdefABCDEF1234567890"
@@ -763,12 +762,6 @@ def test_yaml_error_next_to_a_secret_does_not_show_it():
 
 
 # --- the CLI -------------------------------------------------------------------------------------
-
-
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-    return subprocess.run([sys.executable, "-m", "htap_exporter", *args], cwd=cwd, env={**base, **(env or {})},
-                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize("content, expected", [
