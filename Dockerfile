@@ -1,21 +1,33 @@
 # htap-exporter container image.
-#   docker build -t htap-exporter .
+#   docker build -t htap-exporter \
+#     --build-arg VERSION="$(python3 -c 'import exporter; print(exporter.__version__)')" \
+#     --build-arg REVISION="$(git rev-parse HEAD)" .
 #   docker run -p 9978:9978 -e HW_ACCESS_KEY -e HW_SECRET_KEY \
 #     -v "$PWD/config.yaml:/etc/htap-exporter/config.yaml:ro" htap-exporter
 
 # Stage 1: build the wheel from the checkout and install it, with its dependencies and the `fast`
-# extra (msgspec), into a venv.
+# extra (msgspec), into a venv. The dependencies' versions are pinned by constraints.txt (how to
+# regenerate it is written at its top), so two builds of one commit install the same ones.
 FROM python:3.12-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY htap_exporter ./htap_exporter
 RUN python -m venv /opt/htap-exporter \
     && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && wheel="$(echo /wheels/htap_exporter-*.whl)" \
-    && /opt/htap-exporter/bin/pip install --no-cache-dir "${wheel}[fast]"
+    && /opt/htap-exporter/bin/pip install --no-cache-dir --constraint constraints.txt "${wheel}[fast]"
 
 # Stage 2: the same slim base with only the venv; no compiler, no pip cache, no sources.
 FROM python:3.12-slim
+# OCI annotations; VERSION and REVISION come from the build (see the top of this file).
+ARG VERSION=unknown
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="htap-exporter" \
+      org.opencontainers.image.description="Prometheus exporter for the sessions of Huawei Cloud TaurusDB (GaussDB for MySQL) HTAP instances" \
+      org.opencontainers.image.source="https://github.com/htap-exporter/htap-exporter" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 COPY --from=build /opt/htap-exporter /opt/htap-exporter
 ENV PATH=/opt/htap-exporter/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -36,6 +36,9 @@ from htap_exporter.web.server import ServerState, make_app
 from htap_exporter.web.webconfig import RotatingSSLContext, WebConfigWatcher
 
 DEFAULT_LISTEN = ":9978"
+# The demo is for trying the exporter on one's own machine, and its POST /-/reload is open: it stays
+# on loopback unless --web.listen-address says otherwise.
+DEMO_LISTEN = "127.0.0.1:9978"
 # In-flight scrapes get this long to finish on SIGTERM; polls are cancelled at once.
 SHUTDOWN_GRACE = 3.0
 TELEMETRY_PATH_RE = re.compile(r"/[A-Za-z0-9._~/-]*")
@@ -65,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config.check", dest="config_check", action="store_true",
                         help="validate the configuration, print a summary with secrets masked, and exit")
     parser.add_argument("--web.listen-address", dest="listen", action="append", metavar="[HOST]:PORT",
-                        help=f"address to listen on, repeatable (default: {DEFAULT_LISTEN})")
+                        help=f"address to listen on, repeatable (default: {DEFAULT_LISTEN};"
+                             f" with --demo: {DEMO_LISTEN})")
     parser.add_argument("--web.config.file", dest="web_config_file", metavar="PATH",
                         help="exporter-toolkit web config: TLS, client certificates, basic auth, headers")
     parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
@@ -81,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="connections served at once; beyond it the oldest idle one is closed, or the new"
                              " one refused with 503 (default: 512)")
     parser.add_argument("--demo", action="store_true",
-                        help="start the built-in API simulator on loopback and poll it (no credentials needed)")
+                        help="start the built-in API simulator on loopback and poll it (no credentials needed);"
+                             f" listens on {DEMO_LISTEN} unless --web.listen-address is given")
     parser.add_argument("--shard.count", dest="shard_count", type=int, default=1, metavar="N",
                         help="number of replicas sharing the instances (default: 1)")
     parser.add_argument("--shard.index", dest="shard_index", type=int, default=None, metavar="K",
@@ -273,6 +278,8 @@ def main(argv: list[str] | None = None, hangups: list[int] | None = None) -> int
         return 0
     redactor = Redactor()
     setup_logging(args.log_level, args.log_format, redactor)
+    if args.demo and not args.listen:
+        args.listen = [DEMO_LISTEN]
     try:
         for address in args.listen or []:
             parse_listen_address(address)

@@ -6,8 +6,9 @@
 
 Plain dictionaries, no dependency: the panels read top to bottom as the dashboard does, and a
 test keeps the committed JSON equal to this script's output (edit here, then regenerate).
-Every query selects `job=~"$job"` and, for per-instance series, `instance_name=~"$instance"`;
-the instance variable lists the instances of the chosen projects from `htap_instance_info`.
+Every query selects `job=~"$job"` and, for per-instance series, `instance_id=~"$instance"`: the
+instance variable lists the instances of the chosen projects from `htap_instance_info`, its values
+the instance ids (names repeat across projects and regions), its texts the instance names.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 OUTPUT = Path(__file__).resolve().parent / "dashboards" / "htap-exporter.json"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # Per-instance series, and the exporter's own series (no instance labels).
-INSTANCE = 'job=~"$job", instance_name=~"$instance"'
+INSTANCE = 'job=~"$job", instance_id=~"$instance"'
 EXPORTER = 'job=~"$job"'
 # The exporter's default idle_commands: sessions running any other command are "active".
 ACTIVE = 'command!~"Sleep|Daemon"'
@@ -137,12 +138,19 @@ def heatmap(title: str, description: str, expr: str) -> Panel:
     }
 
 
+# The instance variable: one entry per htap_instance_info series, valued by instance_id and shown
+# by instance_name. query_result prints each series as `name{label="value", ...} VALUE TIME` with
+# the labels sorted, so instance_id comes before instance_name.
+INSTANCE_REGEX = '/instance_id="(?<value>[^"]+)".*instance_name="(?<text>[^"]+)"/'
+
+
 def variables() -> list[dict[str, Any]]:
-    def query(name: str, label: str, expr: str, *, multi: bool, include_all: bool) -> dict[str, Any]:
+    def query(name: str, label: str, expr: str, *, multi: bool, include_all: bool,
+              regex: str = "") -> dict[str, Any]:
         return {
             "type": "query", "name": name, "label": label, "datasource": DATASOURCE,
             "definition": expr, "query": {"query": expr, "refId": f"{name}-variable"},
-            "refresh": 2, "sort": 1, "multi": multi, "includeAll": include_all,
+            "refresh": 2, "sort": 1, "multi": multi, "includeAll": include_all, "regex": regex,
             "current": {"selected": True, "text": ["All"], "value": ["$__all"]} if include_all else {},
             "options": [], "hide": 0,
         }
@@ -155,8 +163,8 @@ def variables() -> list[dict[str, Any]]:
               multi=True, include_all=True),
         # "All" expands to the instances listed here (the chosen projects'), not to ".*".
         query("instance", "Instance",
-              'label_values(htap_instance_info{job=~"$job", project_id=~"$project"}, instance_name)',
-              multi=True, include_all=True),
+              'query_result(htap_instance_info{job=~"$job", project_id=~"$project"})',
+              multi=True, include_all=True, regex=INSTANCE_REGEX),
     ]
 
 
@@ -168,16 +176,18 @@ def panels() -> list[Panel]:
         out.append(layout.place(panel, width, height))
 
     out.append(layout.row("Overview"))
-    add(stat("Instances polled", "Instances whose last poll succeeded (htap_up = 1).",
-             f"sum(htap_up{{{INSTANCE}}})", "short", thresholds((None, "blue"))), 4, 4)
+    add(stat("Instances polled", "Instances the exporter polls (one htap_up series each, up or not).",
+             f"count(htap_up{{{INSTANCE}}})", "short", thresholds((None, "blue"))), 3, 4)
+    add(stat("Instances up", "Instances whose last poll succeeded (htap_up = 1).",
+             f"sum(htap_up{{{INSTANCE}}})", "short", thresholds((None, "green"))), 3, 4)
     add(stat("Instances failing", "Instances whose last poll failed; see Poll errors by reason.",
              f"count(htap_up{{{INSTANCE}}} == 0) or vector(0)", "short",
-             thresholds((None, "green"), (1, "red"))), 4, 4)
+             thresholds((None, "green"), (1, "red"))), 3, 4)
     add(stat("Sessions", "Sessions in the last successful poll of the selected instances.",
-             f"sum(htap_sessions{{{INSTANCE}}})", "short", thresholds((None, "blue"))), 4, 4)
+             f"sum(htap_sessions{{{INSTANCE}}})", "short", thresholds((None, "blue"))), 3, 4)
     add(stat("Sessions in ERR", "Sessions whose state is ERR (the last statement failed).",
              f'sum(htap_sessions_by_state{{{INSTANCE}, state="ERR"}})', "short",
-             thresholds((None, "green"), (1, "yellow"), (10, "red"))), 4, 4)
+             thresholds((None, "green"), (1, "yellow"), (10, "red"))), 3, 4)
     add(stat("Longest active session", "The longest-running session whose command is not idle "
              "(Sleep, Daemon); the HtapLongRunningQuery alert fires over 30 minutes.",
              f"max(htap_session_max_duration_seconds{{{INSTANCE}, {ACTIVE}}})", "s",
@@ -217,9 +227,13 @@ def panels() -> list[Panel]:
     add(timeseries("Sessions by command", "What the sessions are doing: Sleep is idle, Query runs a statement.",
                    [target(f"sum by (command) (htap_sessions_by_command{{{INSTANCE}}})", "{{command}}")],
                    "short", stack=True), 12, 8)
-    add(timeseries("Sessions by user", "The ten users with most sessions at each moment "
-                   "(__other__: users beyond the exporter's max_users).",
-                   [target(f"topk(10, sum by (user) (htap_sessions_by_user{{{INSTANCE}}}))", "{{user}}")],
+    # The ten users with the highest peak over the whole range, chosen once (`@ end()`): a topk
+    # evaluated at every step would show more than ten series over a range.
+    by_user = f"sum by (user) (htap_sessions_by_user{{{INSTANCE}}})"
+    add(timeseries("Sessions by user", "Sessions of the ten users with the highest peak in the "
+                   "dashboard's time range (__other__: users beyond the exporter's max_users).",
+                   [target(f"{by_user} and on (user) topk(10, max_over_time(({by_user})[$__range:] @ end()))",
+                           "{{user}}")],
                    "short", stack=True), 12, 8)
     add(bargauge("Top users now", "Sessions per user, all selected instances.",
                  f"topk(10, sum by (user) (htap_sessions_by_user{{{INSTANCE}}}))", "{{user}}"), 8, 8)

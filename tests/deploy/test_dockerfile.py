@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
 import textwrap
+import tomllib
 import venv
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name as canonical
 
 from tests.deploy.tools import ROOT, require, require_unshare, run
 
@@ -159,3 +163,35 @@ def test_the_images_command_runs_the_exporter_built_from_the_wheel(tmp_path: Pat
     assert outcome["healthy"] == 0, outcome["log"]
     assert outcome["unhealthy"] != 0   # the health check notices a stopped exporter
     assert outcome["exit"] == 0, outcome["log"]
+
+
+def test_oci_labels_with_version_and_revision_from_build_args() -> None:
+    final = stages()[-1]
+    labels = dict(re.findall(r'(org\.opencontainers\.image\.[a-z]+)="([^"]*)"', final.last("LABEL")))
+    assert set(labels) == {f"org.opencontainers.image.{key}" for key in
+                           ("title", "description", "source", "licenses", "version", "revision")}
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert labels["org.opencontainers.image.version"] == "${VERSION}"
+    assert labels["org.opencontainers.image.revision"] == "${REVISION}"
+    args = [value.split("=")[0] for keyword, value in final.instructions if keyword == "ARG"]
+    assert args == ["VERSION", "REVISION"]
+
+
+def test_the_image_installs_from_the_constraints_file() -> None:
+    build = stages()[0]
+    assert "constraints.txt" in [copy for keyword, args in build.instructions if keyword == "COPY"
+                                 for copy in args.split()]
+    assert "--constraint constraints.txt" in build.last("RUN")
+    assert "!constraints.txt" in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    # Every dependency (and the `fast` extra's) is pinned, to a version its specifier accepts.
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonical(name)] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    for requirement in map(Requirement, project["dependencies"] + project["optional-dependencies"]["fast"]):
+        name = canonical(requirement.name)
+        assert name in pins, name
+        assert requirement.specifier.contains(pins[name]), (name, pins[name])
+    assert "htap-exporter" not in pins

@@ -31,11 +31,23 @@ def test_variables_choose_project_and_instance_from_instance_info() -> None:
     assert variables["datasource"]["type"] == "datasource"
     assert variables["project"]["query"]["query"] == 'label_values(htap_instance_info{job=~"$job"}, project_id)'
     assert variables["instance"]["query"]["query"] == \
-        'label_values(htap_instance_info{job=~"$job", project_id=~"$project"}, instance_name)'
+        'query_result(htap_instance_info{job=~"$job", project_id=~"$project"})'
     for name in ("job", "project", "instance"):
         assert variables[name]["multi"] and variables[name]["includeAll"]
         # "All" must mean the listed values (the chosen projects' instances), not ".*".
         assert "allValue" not in variables[name]
+
+
+def test_the_instance_variable_is_valued_by_id_and_shows_the_name() -> None:
+    """Names repeat across projects and regions; ids do not. Grafana's named groups pick both out
+    of query_result's lines (labels sorted, as Prometheus prints them)."""
+    (instance,) = [v for v in dashboard()["templating"]["list"] if v["name"] == "instance"]
+    regex = re.compile(instance["regex"].strip("/").replace("(?<", "(?P<"))
+    line = ('htap_instance_info{instance="exporter:9978", instance_id="aaaa0000000000000000000000000000in17", '
+            'instance_name="orders-htap", job="htap-exporter", project_id="p1", region="cn-north-4"} 1 1700000000000')
+    match = regex.search(line)
+    assert match and match.group("value") == "aaaa0000000000000000000000000000in17"
+    assert match.group("text") == "orders-htap"
 
 
 def test_every_panel_queries_through_the_variables_and_has_a_unit() -> None:
@@ -46,8 +58,27 @@ def test_every_panel_queries_through_the_variables_and_has_a_unit() -> None:
             assert panel["fieldConfig"]["defaults"].get("unit"), panel["title"]
         for target in panel["targets"]:
             assert 'job=~"$job"' in target["expr"], panel["title"]
-            if "instance_name" in target["expr"] or "htap_sessions" in target["expr"]:
-                assert 'instance_name=~"$instance"' in target["expr"], panel["title"]
+            # Per-instance series are chosen by id, never by name.
+            assert "instance_name=~" not in target["expr"], panel["title"]
+            if re.search(r"htap_(sessions|up|poll_(errors|duration|skipped)|last_poll|active_session)", target["expr"]):
+                assert 'instance_id=~"$instance"' in target["expr"], panel["title"]
+
+
+def test_instances_polled_counts_and_instances_up_sums() -> None:
+    exprs = {panel["title"]: panel["targets"][0]["expr"] for panel in panels()}
+    assert exprs["Instances polled"].startswith("count(htap_up{")
+    assert exprs["Instances up"].startswith("sum(htap_up{")
+
+
+def test_no_time_series_panel_shows_a_topk_per_step() -> None:
+    """topk in a range query picks ten series at every step: more than ten over the range. A time
+    series may only use a topk fixed over the range (`@ end()`)."""
+    for panel in panels():
+        if panel["type"] != "timeseries":
+            continue
+        for target in panel["targets"]:
+            for match in re.finditer(r"topk\(", target["expr"]):
+                assert "@ end()" in target["expr"][match.end():], panel["title"]
 
 
 def test_the_panels_the_issue_asks_for() -> None:

@@ -43,7 +43,8 @@ def test_kubernetes_validate_strict_rejects_an_unknown_field(tmp_path: Path) -> 
 def test_every_file_is_listed_here() -> None:
     generated = {"prometheusrule.yaml", "servicemonitor.yaml"}
     sharded = {"statefulset.yaml", "statefulset-service.yaml"}  # tests/deploy/test_kubernetes_sharded.py
-    assert {p.name for p in KUBERNETES.glob("*.yaml")} == set(CORE) | generated | sharded
+    kustomize = {"kustomization.yaml"}  # tests/deploy/test_kustomize.py
+    assert {p.name for p in KUBERNETES.glob("*.yaml")} == set(CORE) | generated | sharded | kustomize
 
 
 def test_deployment_wires_config_secret_and_port() -> None:

@@ -6,7 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
-from tests.deploy.tools import DEPLOY, RULES, RULES_TEST, load_yaml, metric_names, require, rules, run
+from tests.deploy.tools import DEPLOY, ROOT, RULES, RULES_TEST, load_yaml, metric_names, require, rules, run
 
 # What every alert must carry for the people who receive it.
 SEVERITIES = {"critical", "warning"}
@@ -65,7 +65,7 @@ def test_alerts_carry_what_their_receivers_need() -> None:
         assert re.fullmatch(r"Htap[A-Za-z]+", name), name
         assert rule["labels"]["severity"] in SEVERITIES, name
         annotations = rule["annotations"]
-        assert set(annotations) == {"summary", "description", "runbook"}, name
+        assert set(annotations) == {"summary", "description", "runbook_url"}, name
         assert "{{ $value" in annotations["description"], f"{name}: description without the value"
         # Per-instance alerts name the instance; project- or target-wide ones name what they are about.
         about = "instance_name" if "instance_name" in annotations["summary"] else None
@@ -91,3 +91,35 @@ def test_promtool_check_config_of_the_compose_prometheus() -> None:
 def test_amtool_check_config() -> None:
     result = run([require("amtool"), "check-config", str(DEPLOY / "alertmanager" / "alertmanager.yml")])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub makes for a document's headings (lower case, punctuation dropped, spaces
+    to dashes), outside code blocks."""
+    text = re.sub(r"```.*?```", "", markdown, flags=re.S)
+    return {re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+            for heading in re.findall(r"^#{1,6} (.+)$", text, flags=re.M)}
+
+
+def test_every_runbook_url_is_a_heading_of_the_readmes_runbooks() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    anchors = github_anchors(readme)
+    runbooks = readme[readme.index("\n## Runbooks\n"):]
+    runbooks = runbooks[:runbooks.index("\n## ", 1)]
+    bases = set()
+    for rule in rules():
+        if "alert" not in rule:
+            continue
+        base, _, anchor = rule["annotations"]["runbook_url"].partition("#")
+        bases.add(base)
+        assert anchor == rule["alert"].lower() and anchor in anchors, rule["alert"]
+        # The guidance is in the README, under the alert's own heading in the Runbooks section.
+        section = runbooks[runbooks.index(f"### {rule['alert']}\n"):]
+        assert len(section.split("\n### ")[0]) > 200, rule["alert"]
+    (base,) = bases
+    assert base.startswith("https://") and base.endswith("/README.md")
+
+
+def test_github_anchors() -> None:
+    assert github_anchors("# A b\n```\n# not\n```\n## Securing the endpoints: `--web.config.file`\n") == \
+        {"a-b", "securing-the-endpoints---webconfigfile"}

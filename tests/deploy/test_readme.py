@@ -24,4 +24,6 @@ def test_every_manifest_is_applied_by_the_readme() -> None:
     applied = set(re.findall(r"-f (deploy/kubernetes/\S+)", deploy_section()))
     manifests = {f"deploy/kubernetes/{p.name}" for p in KUBERNETES.glob("*.yaml")}
     # The Secret is created from the shell; its example file only shows the shape.
-    assert applied == manifests - {"deploy/kubernetes/secret.example.yaml"}
+    assert applied == manifests - {"deploy/kubernetes/secret.example.yaml", "deploy/kubernetes/kustomization.yaml"}
+    # The kustomization over them is applied with -k.
+    assert "kubectl apply -n monitoring -k deploy/kubernetes" in deploy_section()

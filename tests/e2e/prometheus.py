@@ -20,7 +20,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def scrape_config(exporter_urls: list[str], *, job: str = "htap", interval: str = "1s",
+def scrape_config(exporter_urls: list[str], *, job: str = "htap-exporter", interval: str = "1s",
                   rule_files: tuple[str, ...] = ()) -> str:
     """A Prometheus config that scrapes these exporters (`http://host:port`) every `interval`."""
     targets = ", ".join(f"'{url.removeprefix('http://')}'" for url in exporter_urls)

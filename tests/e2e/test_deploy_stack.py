@@ -81,13 +81,27 @@ async def test_rules_and_dashboard_queries_run_on_a_real_prometheus(tmp_path: Pa
             # Dashboard variables, resolved from the server as Grafana does (label values of a selector).
             values: dict[str, list[str]] = {}
             for variable in dashboard_variables():
-                match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["query"]["query"])
+                query = variable["query"]["query"]
+                if query.startswith("query_result("):
+                    # Grafana prints each series as `name{labels sorted} value time` and applies
+                    # the variable's regex; its named group `value` is the value.
+                    series = await api.result(substitute(query[len("query_result("):-1], values))
+                    regex = re.compile(variable["regex"].strip("/").replace("(?<", "(?P<"))
+                    lines = ["%s{%s} %s" % (s["metric"]["__name__"], ", ".join(
+                        f'{k}="{v}"' for k, v in sorted(s["metric"].items()) if k != "__name__"), s["value"][1])
+                        for s in series]
+                    found = [m.group("value") for m in map(regex.search, lines) if m]
+                    assert len(found) == len(lines) and found, (variable["name"], lines)
+                    values[variable["name"]] = found
+                    continue
+                match = re.fullmatch(r"label_values\((.+), (\w+)\)", query)
                 assert match, variable["name"]
                 selector = substitute(match.group(1), values)
                 answer = await api.get(f"/api/v1/label/{match.group(2)}/values", **{"match[]": selector})
                 assert answer["status"] == "success" and answer["data"], (variable["name"], answer)
                 values[variable["name"]] = answer["data"]
             assert len(values["instance"]) == 5 and len(values["project"]) == 1
+            assert all(value.endswith("in17") for value in values["instance"])   # ids, not names
 
             # Every panel query: no error, and data from the demo.
             empty: list[str] = []
@@ -126,7 +140,9 @@ async def test_every_metric_in_the_rules_and_dashboard_is_exported() -> None:
         for name in metric_names(substitute(target["expr"], {"job": ["j"], "project": ["p"], "instance": ["i"]})):
             used[name] = title
     for variable in dashboard_variables():
-        selector = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["query"]["query"]).group(1)
+        query = variable["query"]["query"]
+        selector = query[len("query_result("):-1] if query.startswith("query_result(") else \
+            re.fullmatch(r"label_values\((.+), (\w+)\)", query).group(1)
         for name in metric_names(substitute(selector, {"job": ["j"], "project": ["p"]})):
             used[name] = variable["name"]
     unknown = {name: where for name, where in used.items()

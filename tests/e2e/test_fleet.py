@@ -314,7 +314,7 @@ async def test_prometheus_scraping_every_shard_sees_each_instance_once(tmp_path)
                 return len(await server.result("htap_up == 1")) == 30
 
             await wait_until(all_up, timeout=60, what="Prometheus to see all 30 instances up")
-            assert [r["value"][1] for r in await server.result('count(up{job="htap"} == 1)')] == ["3"]
+            assert [r["value"][1] for r in await server.result('count(up{job="htap-exporter"} == 1)')] == ["3"]
             per_instance = await server.result("count by (instance_id) (htap_instance_info)")
             assert {r["metric"]["instance_id"] for r in per_instance} == set(sim.instances)
             assert {r["value"][1] for r in per_instance} == {"1"}  # each from exactly one replica

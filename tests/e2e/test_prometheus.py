@@ -17,7 +17,7 @@ async def test_prometheus_scrapes_the_demo(tmp_path: Path) -> None:
                 return len(await server.result("htap_up == 1")) == 5
 
             await wait_until(five_up, timeout=60, what="Prometheus to see five instances up")
-            health = await server.result('up{job="htap"}')
+            health = await server.result('up{job="htap-exporter"}')
             assert [r["value"][1] for r in health] == ["1"]
             # The gauge histogram and the capped labels arrive as series Prometheus can query.
             assert len(await server.result('htap_active_session_duration_seconds_bucket{le="+Inf"}')) == 5
@@ -41,7 +41,7 @@ async def test_prometheus_scrapes_through_tls_and_basic_auth(tmp_path: Path) -> 
 global:
   scrape_interval: 1s
 scrape_configs:
-  - job_name: htap
+  - job_name: htap-exporter
     scheme: https
     tls_config:
       ca_file: {pki.ca_file}
@@ -56,5 +56,5 @@ scrape_configs:
                 return len(await server.result("htap_sessions")) == 5
 
             await wait_until(five_sessions, timeout=60, what="Prometheus to answer htap_sessions for five instances")
-            assert [r["value"][1] for r in await server.result('up{job="htap"}')] == ["1"]
+            assert [r["value"][1] for r in await server.result('up{job="htap-exporter"}')] == ["1"]
             assert all(float(r["value"][1]) > 0 for r in await server.result("htap_sessions"))
