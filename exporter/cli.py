@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true",
                         help="start the built-in API simulator on loopback and poll it (no credentials needed)")
     parser.add_argument("--shard.count", dest="shard_count", type=int, default=1, metavar="N",
-                        help="number of replicas sharing the instances (default: 1)")
+                        help="number of replicas sharing the instances, at most 1000 (default: 1)")
     parser.add_argument("--shard.index", dest="shard_index", type=int, default=None, metavar="K",
                         help="this replica's share, 0..N-1 (default: 0)")
     parser.add_argument("--shard.index-from-hostname", dest="shard_from_hostname", action="store_true",
@@ -170,7 +170,7 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
 
     async def reload_all() -> str | None:
         # One reload re-reads both files; the web config also re-reads itself when it changes.
-        web_problem = web_config.reload() if web_config is not None else None
+        web_problem = await web_config.reload_async() if web_config is not None else None
         problem = await runtime.reload()
         return "; ".join(p for p in (web_problem, problem) if p is not None) or None
 
@@ -187,6 +187,7 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     pending_reloads: set[asyncio.Task[str | None]] = set()
+    watching = asyncio.create_task(web_config.watch()) if web_config is not None else None
 
     def on_hangup() -> None:
         task = asyncio.create_task(reload_all())
@@ -232,6 +233,8 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
             task.cancel()
         return 0
     finally:
+        if watching is not None:
+            watching.cancel()
         async with runtime.reload_lock:  # a reload in progress must not start loops after the stop
             await fleet.stop()
             await poller.stop()
