@@ -181,7 +181,10 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
     tls = RotatingSSLContext(web_config) if web_config is not None and web_config.current.tls else None
     guard = ConnectionGuard(args.guard_limits)
     # keepalive_timeout: aiohttp closes idle connections, and stalled follow-up requests, after it.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE,
+    # shutdown_timeout: aiohttp waits up to it for a handler, then again after cancelling it: half
+    # the grace each, so that a stop never takes longer than the grace (a handler can wait for a
+    # bcrypt check, or a client that reads slowly).
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE / 2,
                            keepalive_timeout=args.guard_limits.read_timeout)
     await runner.setup()
     stop = asyncio.Event()
