@@ -359,6 +359,24 @@ async def test_silent_tls_connections_are_capped_from_accept_and_cost_little(pki
             writer.close()
 
 
+async def test_silent_and_half_sent_tls_handshakes_are_closed_after_the_read_timeout(pki: Pki) -> None:
+    web = write_config(pki.directory / "web.yml", "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+    async with Exporter(["--demo", "--web.config.file", str(web), "--web.read-timeout", "1s"],
+                        scheme="https") as exporter:
+        port = int(exporter.url.rsplit(":", 1)[1])
+        silent_reader, silent = await asyncio.open_connection("127.0.0.1", port)
+        half_reader, half = await asyncio.open_connection("127.0.0.1", port)
+        half.write(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello, then nothing
+        for reader in (silent_reader, half_reader):
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the exporter
+        connector = aiohttp.TCPConnector(ssl=pki.client_context(), force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            assert (await _timed(session, exporter.url + "/metrics"))[0] == 200
+        silent.close()
+        half.close()
+        await stop_within(exporter)
+
+
 # --- reload storms ----------------------------------------------------------------------------------
 
 async def test_a_reload_storm_writes_a_bounded_log(tmp_path: Path, simulator: RunningSimulator) -> None:
