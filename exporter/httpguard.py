@@ -80,6 +80,7 @@ def connection_cap(requested: int, open_files: int) -> int:
 
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
+AcceptFactory = Callable[[], asyncio.BaseProtocol]
 
 
 def release_free_memory() -> bool:
@@ -105,7 +106,7 @@ class ConnectionGuard:
     def __init__(self, limits: GuardLimits) -> None:
         self.limits = limits
         # Insertion order is age order: the first waiting connection is the oldest one.
-        self._connections: dict[GuardedConnection, None] = {}
+        self._connections: dict[GuardedConnection | TlsGate, None] = {}
         self.timed_out = 0
         self.evicted = 0
         self.refused = 0
@@ -116,7 +117,7 @@ class ConnectionGuard:
     def open_connections(self) -> int:
         return len(self._connections)
 
-    def protocol_factory(self, inner: ProtocolFactory, ssl_context: ssl.SSLContext | None = None) -> ProtocolFactory:
+    def protocol_factory(self, inner: ProtocolFactory, ssl_context: ssl.SSLContext | None = None) -> AcceptFactory:
         if ssl_context is None:
             return lambda: GuardedConnection(self, inner)
         return lambda: TlsGate(self, inner, ssl_context)
@@ -298,9 +299,9 @@ class TlsGate(asyncio.BufferedProtocol):
             self._silence_timer = None
         self._app = GuardedConnection(self._guard, self._inner_factory, counted=True)
         self._tls = SmallBufferSSLProtocol(
-            asyncio.get_running_loop(), self._app, self._ssl_context, None, server_side=True,
+            asyncio.get_running_loop(), self._app, self._ssl_context, None, server_side=True,  # type: ignore[arg-type]
             # A TLS handshake that stalls is a slow request like any other.
-            ssl_handshake_timeout=self._guard.limits.read_timeout)
+            ssl_handshake_timeout=self._guard.limits.read_timeout)  # type: ignore[arg-type]
         self._tls.connection_made(self._transport)
         return self._tls
 
@@ -325,7 +326,9 @@ class TlsGate(asyncio.BufferedProtocol):
         self._tls.buffer_updated(nbytes)
 
     def eof_received(self) -> bool | None:
-        return self._tls.eof_received() if self._tls is not None else None  # None: the transport closes
+        if self._tls is not None:
+            self._tls.eof_received()
+        return None  # the transport closes (asyncio's TLS layer answers the same)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._guard.forget(self)

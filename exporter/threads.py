@@ -40,6 +40,7 @@ def in_daemon_thread(function: Callable[[], T], name: str) -> "asyncio.Future[T]
             (future.set_exception if failed else future.set_result)(outcome)
 
     def run() -> None:
+        outcome: Any
         try:
             outcome, failed = function(), False
         except BaseException as problem:  # noqa: B036 (handed to the awaiting task)

@@ -465,11 +465,15 @@ class _pem_path:
     def __enter__(self) -> str:
         memfd_create = getattr(os, "memfd_create", None)
         if memfd_create is not None and os.path.isdir("/proc/self/fd"):
-            self._fd = memfd_create("htap-exporter-tls", getattr(os, "MFD_CLOEXEC", 0))
-            view = memoryview(self._data)
-            while view:
-                view = view[os.write(self._fd, view):]
-            return f"/proc/self/fd/{self._fd}"
+            try:
+                self._fd = memfd_create("htap-exporter-tls", getattr(os, "MFD_CLOEXEC", 0))
+                view = memoryview(self._data)
+                while view:
+                    view = view[os.write(self._fd, view):]
+                return f"/proc/self/fd/{self._fd}"
+            except OSError:  # memfd refused (a seccomp profile?): the temporary directory then
+                self.__exit__()
+                self._fd = None
         self._directory = tempfile.TemporaryDirectory(prefix="htap-exporter-tls-")
         return str(_write_private(Path(self._directory.name) / "file.pem", self._data))
 
