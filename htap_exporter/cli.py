@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="start the built-in API simulator on loopback and poll it (no credentials needed);"
                              f" listens on {DEMO_LISTEN} unless --web.listen-address is given")
     parser.add_argument("--shard.count", dest="shard_count", type=int, default=1, metavar="N",
-                        help="number of replicas sharing the instances (default: 1)")
+                        help="number of replicas sharing the instances, at most 1000 (default: 1)")
     parser.add_argument("--shard.index", dest="shard_index", type=int, default=None, metavar="K",
                         help="this replica's share, 0..N-1 (default: 0)")
     parser.add_argument("--shard.index-from-hostname", dest="shard_from_hostname", action="store_true",
@@ -184,7 +184,7 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
 
     async def reload_all() -> str | None:
         # One reload re-reads both files; the web config also re-reads itself when it changes.
-        web_problem = web_config.reload() if web_config is not None else None
+        web_problem = await web_config.reload_async() if web_config is not None else None
         problem = await runtime.reload()
         return "; ".join(p for p in (web_problem, problem) if p is not None) or None
 
@@ -195,12 +195,16 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
     tls = RotatingSSLContext(web_config) if web_config is not None and web_config.current.tls else None
     guard = ConnectionGuard(args.guard_limits)
     # keepalive_timeout: aiohttp closes idle connections, and stalled follow-up requests, after it.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE,
+    # shutdown_timeout: aiohttp waits up to it for a handler, then again after cancelling it: half
+    # the grace each, so that a stop never takes longer than the grace (a handler can wait for a
+    # bcrypt check, or a client that reads slowly).
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE / 2,
                            keepalive_timeout=args.guard_limits.read_timeout)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     pending_reloads: set[asyncio.Task[str | None]] = set()
+    watching = asyncio.create_task(web_config.watch()) if web_config is not None else None
 
     def on_hangup() -> None:
         task = asyncio.create_task(reload_all())
@@ -246,6 +250,8 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
             task.cancel()
         return 0
     finally:
+        if watching is not None:
+            watching.cancel()
         async with runtime.reload_lock:  # a reload in progress must not start loops after the stop
             await fleet.stop()
             await scheduler.stop()

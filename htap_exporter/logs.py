@@ -84,33 +84,44 @@ def _logfmt_value(value: str) -> str:
 
 
 class RepeatFilter(logging.Filter):
-    """Lets one of a run of identical warnings or errors through per `window` seconds.
+    """Lets one of a run of identical warnings or errors, and `info_burst` of a run of identical
+    info lines, through per `window` seconds.
 
     An attack or a broken resource can make one line repeat thousands of times a second (asyncio
-    logs a traceback per failed accept when descriptors run out): the log must stay readable
-    and small. The next line let through after a quiet spell says how many were left out."""
+    logs a traceback per failed accept when descriptors run out; anyone who may POST /-/reload
+    can make "configuration reloaded" repeat): the log must stay readable and small. Info lines
+    get a few repeats, so that an operator's reloads each show up. The next line let through
+    after a quiet spell says how many were left out. Debug lines are not held back."""
 
     def __init__(self, window: float = 10.0, clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = 1024) -> None:
+                 max_keys: int = 1024, info_burst: int = 5) -> None:
         super().__init__()
         self._window = window
         self._clock = clock
         self._max_keys = max_keys
-        self._seen: OrderedDict[tuple[object, ...], list[float | int]] = OrderedDict()  # key -> [since, suppressed]
+        self._info_burst = info_burst
+        # key -> [window start, shown in this window, suppressed since the last one shown]
+        self._seen: OrderedDict[tuple[object, ...], list[float | int]] = OrderedDict()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        if record.levelno < logging.INFO:
             return True
+        burst = 1 if record.levelno >= logging.WARNING else self._info_burst
         key = (record.name, record.levelno,
                *(str(value) for name, value in log_fields(record) if name != "ts"))
         now = self._clock()
         entry = self._seen.get(key)
         if entry is not None and now - entry[0] < self._window:
+            if entry[1] >= burst:
+                entry[2] += 1
+                return False
             entry[1] += 1
-            return False
-        if entry is not None and entry[1]:
-            record.suppressed = int(entry[1])  # identical lines left out since the last one shown
-        self._seen[key] = [now, 0]
+        else:
+            entry = [now, 1, entry[2] if entry is not None else 0]
+            self._seen[key] = entry
+        if entry[2]:
+            record.suppressed = int(entry[2])  # identical lines left out since the last one shown
+            entry[2] = 0
         self._seen.move_to_end(key)
         while len(self._seen) > self._max_keys:
             self._seen.popitem(last=False)

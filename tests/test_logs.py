@@ -52,7 +52,7 @@ def test_identical_warnings_are_held_back_and_counted():
     passed = [repeat.filter(record("socket.accept() out of system resource")) for _ in range(1000)]
     assert passed.count(True) == 1
     assert repeat.filter(record("another problem"))  # a different line is not held back
-    assert repeat.filter(record("socket.accept() out of system resource", level=logging.INFO)) is True
+    assert repeat.filter(record("socket.accept() out of system resource", level=logging.DEBUG)) is True
     clock.now = 10.5
     shown = record("socket.accept() out of system resource")
     assert repeat.filter(shown) and shown.suppressed == 999  # type: ignore[attr-defined]
@@ -71,3 +71,16 @@ def test_memory_of_lines_is_bounded():
     for n in range(10_000):
         repeat.filter(record(f"line {n}"))
     assert len(repeat._seen) == 100
+
+
+def test_identical_info_lines_pass_a_few_times_per_window():
+    clock = Clock()
+    repeat = RepeatFilter(window=10.0, clock=clock, info_burst=5)
+    passed = [repeat.filter(record("configuration reloaded", level=logging.INFO, instances=3)) for _ in range(500)]
+    assert passed.count(True) == 5 and passed[:5] == [True] * 5
+    assert repeat.filter(record("configuration reloaded", level=logging.INFO, instances=4))  # other fields
+    clock.now = 10.5
+    shown = record("configuration reloaded", level=logging.INFO, instances=3)
+    assert repeat.filter(shown) and shown.suppressed == 495  # type: ignore[attr-defined]
+    again = record("configuration reloaded", level=logging.INFO, instances=3)
+    assert repeat.filter(again) and not hasattr(again, "suppressed")

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 # A StatefulSet names its pods NAME-0, NAME-1, ...; the pod's hostname is that name.
 ORDINAL_RE = re.compile(r"-(\d+)$")
+# Each instance id is scored once per shard, so the count bounds the work per instance; a thousand
+# replicas is far beyond any fleet (a replica polls thousands of instances).
+MAX_SHARDS = 1000
 
 
 @dataclass(frozen=True)
@@ -22,8 +25,8 @@ class Shard:
     count: int
 
     def __post_init__(self) -> None:
-        if self.count < 1:
-            raise ValueError(f"shard count must be >= 1, got {self.count}")
+        if not 1 <= self.count <= MAX_SHARDS:
+            raise ValueError(f"shard count must be between 1 and {MAX_SHARDS}, got {self.count}")
         if not 0 <= self.index < self.count:
             raise ValueError(f"shard index must be between 0 and {self.count - 1}, got {self.index}")
 

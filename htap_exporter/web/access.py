@@ -9,13 +9,13 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from htap_exporter.web.basicauth import BasicAuthVerifier, parse_basic_auth
+from htap_exporter.web.basicauth import RETRY_AFTER_SECONDS, BasicAuthVerifier, Busy, parse_basic_auth
 from htap_exporter.web.webconfig import RateLimit, WebConfig, WebConfigWatcher
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Container and kubelet probes carry no credentials.
-OPEN_PATHS = frozenset({"/-/healthy"})
+# Container and kubelet probes carry no credentials, and must never wait for a bcrypt check.
+OPEN_PATHS = frozenset({"/-/healthy", "/-/ready"})
 REALM = 'Basic realm="htap-exporter", charset="UTF-8"'
 
 
@@ -60,10 +60,8 @@ class WebAccess:
         self._bucket_limit: RateLimit | None = None
 
     def config(self) -> WebConfig | None:
-        if self.watcher is None:
-            return None
-        self.watcher.check()
-        return self.watcher.current
+        # The file is re-checked by the watcher's own task (at most once a second), never here.
+        return self.watcher.current if self.watcher is not None else None
 
     def _allow_rate(self, limit: RateLimit | None) -> bool:
         if limit is None:
@@ -87,7 +85,18 @@ class WebAccess:
                 return web.Response(status=403, text="Forbidden: the client certificate has no allowed name\n")
         if config.users and request.path not in OPEN_PATHS:
             credentials = parse_basic_auth(request.headers.get("Authorization"))
-            if credentials is None or not await self.verifier.verify(config.users, *credentials):
+
+            def client_gone() -> bool:
+                transport = request.transport
+                return transport is None or transport.is_closing()
+
+            try:
+                allowed = credentials is not None and await self.verifier.verify(config.users, *credentials,
+                                                                                  client_gone=client_gone)
+            except Busy:
+                return web.Response(status=503, text="Service Unavailable: too many logins being checked\n",
+                                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+            if not allowed:
                 return web.Response(status=401, text="Unauthorized\n", headers={"WWW-Authenticate": REALM})
         return await handler(request)
 

@@ -12,11 +12,13 @@ established connections keep the one they negotiated (as the toolkit's `GetConfi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
 import ssl
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +26,8 @@ from typing import Any, Callable
 import yaml
 
 from htap_exporter.config import ConfigError, _StrictLoader, parse_duration
+from htap_exporter.config.secrets import MAX_CA_FILE_BYTES, FileReadError, read_small_file
+from htap_exporter.threads import in_daemon_thread
 
 log = logging.getLogger("htap_exporter.web")
 
@@ -71,8 +75,20 @@ ALLOWED_HEADERS: dict[str, tuple[str, ...]] = {
     "Content-Security-Policy": (),
 }
 
-# $2$, $2a$, $2b$, $2x$, $2y$: every variant Go's bcrypt.Cost accepts; cost 4..31; 22 salt + 31 hash characters.
+# $2$, $2a$, $2b$, $2x$, $2y$: every variant Go's bcrypt.Cost accepts; 22 salt + 31 hash characters.
 BCRYPT_HASH_RE = re.compile(r"\$2[abxy]?\$(\d\d)\$[./A-Za-z0-9]{53}")
+# bcrypt's time doubles per cost step: 10 is ~70 ms, 14 ~1 s of a core per uncached login. Above
+# 14, one login attempt (anyone can send one) holds the one bcrypt slot for seconds to days (31).
+MIN_BCRYPT_COST = 4
+MAX_BCRYPT_COST = 14
+# The files a web config names, and the web config itself, are read like secret files: regular
+# files only, opened without blocking, at most this big (a web config with a thousand users is
+# ~100 KiB; a certificate chain a few KiB).
+MAX_WEB_CONFIG_BYTES = 1024 * 1024
+MAX_CERT_FILE_BYTES = 1024 * 1024
+# How often the watcher looks at the files for changes (and never from a request or handshake).
+WATCH_INTERVAL = 1.0
+TLS13_SUITES = frozenset(name for name, openssl in CIPHER_SUITES.items() if openssl is None)
 
 
 @dataclass(frozen=True)
@@ -254,6 +270,10 @@ def _read_tls(r: _Reader, value: Any, base_dir: Path) -> TlsServerConfig | None:
     for index, name in enumerate(ciphers):
         if name not in CIPHER_SUITES:
             raise r.error(f"{path}.cipher_suites[{index}]", f"unknown cipher {name!r}")
+        if name in TLS13_SUITES and versions["max_version"] < ssl.TLSVersion.TLSv1_3:
+            # Listing only these would leave OpenSSL's TLS 1.2 defaults in force, silently.
+            raise r.error(f"{path}.cipher_suites[{index}]", f"{name} is a TLS 1.3 suite, which max_version"
+                          " below TLS13 never uses: list TLS 1.2 suites, or raise max_version")
     curves = r.strings(tls.get("curve_preferences"), f"{path}.curve_preferences")
     for index, name in enumerate(curves):
         if name not in CURVES:
@@ -310,8 +330,11 @@ def _read_users(r: _Reader, value: Any) -> dict[str, bytes]:
         if match is None:
             raise r.error(f"{path}.{user}", "not a bcrypt hash (expected $2y$, $2b$ or $2a$, a cost, then 53 characters;"
                           " make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n')")
-        if not 4 <= int(match.group(1)) <= 31:
-            raise r.error(f"{path}.{user}", "bcrypt cost must be between 4 and 31")
+        cost = int(match.group(1))
+        if not MIN_BCRYPT_COST <= cost <= MAX_BCRYPT_COST:
+            raise r.error(f"{path}.{user}", f"bcrypt cost {cost} is not between {MIN_BCRYPT_COST} and"
+                          f" {MAX_BCRYPT_COST} (above {MAX_BCRYPT_COST}, one login attempt holds the check for"
+                          " seconds or more; make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n')")
         users[user] = hashed.encode("ascii")
     return users
 
@@ -358,13 +381,12 @@ def build_ssl_context(tls: TlsServerConfig, file: str) -> ssl.SSLContext:
         where = f"{path}.client_ca_file" if tls.client_ca_file else f"{path}.client_ca"
         try:
             if tls.client_ca_file is not None:
-                context.load_verify_locations(cafile=str(tls.client_ca_file))
+                cadata = _read_tls_file(tls.client_ca_file, MAX_CA_FILE_BYTES, file, where).decode("ascii")
+                context.load_verify_locations(cadata=cadata)
             elif tls.client_ca is not None:
                 context.load_verify_locations(cadata=tls.client_ca)
             else:
                 context.load_default_certs(ssl.Purpose.CLIENT_AUTH)  # Go verifies against the system roots
-        except FileNotFoundError:
-            raise ConfigError(file, where, f"file not found: {tls.client_ca_file}") from None
         except OSError as problem:
             raise ConfigError(file, where, f"cannot read: {problem.strerror or problem}") from None
         except (ssl.SSLError, ValueError) as problem:
@@ -397,39 +419,75 @@ def build_ssl_context(tls: TlsServerConfig, file: str) -> ssl.SSLContext:
     return context
 
 
+def _read_tls_file(file_path: Path, cap: int, file: str, where: str) -> bytes:
+    """A certificate, key or CA file, read under the secret files' rules (see exporter.secrets)."""
+    try:
+        return read_small_file(file_path, cap)
+    except FileReadError as problem:
+        if not os.path.lexists(file_path):
+            raise ConfigError(file, where, f"file not found: {file_path}") from None
+        raise ConfigError(file, where, f"{file_path} {problem.reason}") from None
+
+
 def _load_certificate(context: ssl.SSLContext, tls: TlsServerConfig, file: str) -> None:
     path = "tls_server_config"
-    with tempfile.TemporaryDirectory(prefix="htap-exporter-tls-") as private:
-        # OpenSSL loads a certificate chain only from files: inline PEM goes to a private
-        # directory (mode 0700) that is removed right after loading.
-        cert_path = tls.cert_file or _write_private(Path(private) / "cert.pem", tls.cert or "")
-        key_path = tls.key_file or _write_private(Path(private) / "key.pem", tls.key or "")
-        for key_name, file_path in (("cert_file", tls.cert_file), ("key_file", tls.key_file)):
-            if file_path is None:
-                continue
+    if tls.cert_file is not None:
+        cert = _read_tls_file(tls.cert_file, MAX_CERT_FILE_BYTES, file, f"{path}.cert_file")
+    else:
+        cert = (tls.cert or "").encode("utf-8")
+    if tls.key_file is not None:
+        key = _read_tls_file(tls.key_file, MAX_CERT_FILE_BYTES, file, f"{path}.key_file")
+    else:
+        key = (tls.key or "").encode("utf-8")
+    try:
+        # OpenSSL loads a certificate chain only from a path: the bytes just read and checked are
+        # handed over in memory (no temporary directory: the root may be read-only, /tmp absent).
+        with _pem_path(cert) as cert_path, _pem_path(key) as key_path:
+            context.load_cert_chain(cert_path, key_path, password=_refuse_passphrase)
+    except ValueError:
+        raise ConfigError(file, f"{path}.key_file", "the key is encrypted; give an unencrypted key") from None
+    except ssl.SSLError as problem:
+        raise ConfigError(file, f"{path}.cert_file", "cannot load the certificate and key"
+                          f" ({_ssl_reason(problem)}); check that they are PEM and belong together") from None
+    except OSError as problem:
+        raise ConfigError(file, f"{path}.cert_file", f"cannot load: {problem.strerror or problem}") from None
+
+
+class _pem_path:
+    """A path OpenSSL can open that holds `data`: an anonymous in-memory file (Linux memfd, seen
+    through /proc/self/fd), else a private temporary directory (mode 0700) removed right after."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._fd: int | None = None
+        self._directory: tempfile.TemporaryDirectory[str] | None = None
+
+    def __enter__(self) -> str:
+        memfd_create = getattr(os, "memfd_create", None)
+        if memfd_create is not None and os.path.isdir("/proc/self/fd"):
             try:
-                with open(file_path, "rb"):
-                    pass
-            except FileNotFoundError:
-                raise ConfigError(file, f"{path}.{key_name}", f"file not found: {file_path}") from None
-            except OSError as problem:
-                raise ConfigError(file, f"{path}.{key_name}", f"cannot read {file_path}:"
-                                  f" {problem.strerror or problem}") from None
-        try:
-            context.load_cert_chain(str(cert_path), str(key_path), password=_refuse_passphrase)
-        except ValueError:
-            raise ConfigError(file, f"{path}.key_file", "the key is encrypted; give an unencrypted key") from None
-        except ssl.SSLError as problem:
-            raise ConfigError(file, f"{path}.cert_file", "cannot load the certificate and key"
-                              f" ({_ssl_reason(problem)}); check that they are PEM and belong together") from None
-        except OSError as problem:
-            raise ConfigError(file, f"{path}.cert_file", f"cannot load: {problem.strerror or problem}") from None
+                self._fd = memfd_create("htap-exporter-tls", getattr(os, "MFD_CLOEXEC", 0))
+                view = memoryview(self._data)
+                while view:
+                    view = view[os.write(self._fd, view):]
+                return f"/proc/self/fd/{self._fd}"
+            except OSError:  # memfd refused (a seccomp profile?): the temporary directory then
+                self.__exit__()
+                self._fd = None
+        self._directory = tempfile.TemporaryDirectory(prefix="htap-exporter-tls-")
+        return str(_write_private(Path(self._directory.name) / "file.pem", self._data))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        if self._directory is not None:
+            self._directory.cleanup()
 
 
-def _write_private(target: Path, text: str) -> Path:
+def _write_private(target: Path, data: bytes) -> Path:
     descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
     return target
 
 
@@ -441,11 +499,11 @@ def _ssl_reason(problem: Exception) -> str:
 def load_web_config(path: str | Path) -> WebConfig:
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(file, "", "file not found") from None
-    except OSError as problem:
-        raise ConfigError(file, "", f"cannot read: {problem.strerror}") from None
+        text = read_small_file(Path(path), MAX_WEB_CONFIG_BYTES).decode("utf-8")
+    except FileReadError as problem:
+        if not os.path.lexists(path):
+            raise ConfigError(file, "", "file not found") from None
+        raise ConfigError(file, "", problem.reason) from None
     except UnicodeDecodeError:
         raise ConfigError(file, "", "not UTF-8 text") from None
     config = parse_web_config(text, file=file, base_dir=Path(path).resolve().parent)
@@ -474,9 +532,10 @@ def _signature(paths: tuple[Path, ...]) -> _Signature:
 class WebConfigWatcher:
     """The current web config; re-read when the file or a file it names changes, or on demand.
 
-    `check()` is a few stat calls, cheap enough for every request and every new connection, which
-    is when a change matters. A file that turns invalid is logged once per change and the previous
-    config stays in force.
+    Requests and TLS handshakes only read `current`. The files are looked at by `watch()`, a task
+    that checks them at most once a second, and every read and parse runs in a worker thread, so
+    a hostile file (a FIFO, /dev/zero, a huge file) can neither block the event loop nor the stop.
+    A file that turns invalid is logged once per change and the previous config stays in force.
     """
 
     def __init__(self, path: str | Path, loader: Callable[[str | Path], WebConfig] = load_web_config) -> None:
@@ -485,16 +544,31 @@ class WebConfigWatcher:
         self.current = loader(self.path)  # ConfigError at start: the CLI exits 1 with it
         self._signature = self._stat(self.current)
         self.listeners: list[Callable[[WebConfig], None]] = []
+        self._lock = threading.Lock()  # one load at a time (the watch task and a reload)
 
     def _stat(self, config: WebConfig) -> _Signature:
         return _signature((self.path, *config.files()))
 
     def check(self) -> None:
+        """Re-read if a file changed (blocking: call it from a thread, as `watch` does)."""
         if self._stat(self.current) != self._signature:
             self.reload()
 
+    async def watch(self, interval: float = WATCH_INTERVAL) -> None:
+        """Check the files every `interval` seconds, off the event loop, until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            await asyncio.shield(in_daemon_thread(self.check, "web-config"))
+
+    async def reload_async(self) -> str | None:
+        return await asyncio.shield(in_daemon_thread(self.reload, "web-config"))
+
     def reload(self) -> str | None:
         """Re-read now; returns None on success, else the problem (the previous config stays)."""
+        with self._lock:
+            return self._reload()
+
+    def _reload(self) -> str | None:
         signature = self._stat(self.current)
         try:
             config = self._loader(self.path)
@@ -502,7 +576,7 @@ class WebConfigWatcher:
                 raise ConfigError(str(self.path), "tls_server_config",
                                   "turning TLS on or off needs a restart (the listeners' scheme is fixed at start)")
         except ConfigError as problem:
-            self._signature = signature  # log once per change, not on every request
+            self._signature = signature  # log once per change, not on every check
             log.error("web config reload failed, keeping the previous one",
                       extra={"file": str(self.path), "error": str(problem)})
             return str(problem)
@@ -533,7 +607,6 @@ class RotatingSSLContext(ssl.SSLContext):
         self.watcher = watcher
 
     def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:  # type: ignore[override]
-        self.watcher.check()
         context = self.watcher.current.ssl_context
         assert context is not None  # a reload never turns TLS off (see WebConfigWatcher.reload)
         return context.wrap_bio(*args, **kwargs)

@@ -22,8 +22,11 @@ class Exporter:
     """`python -m htap_exporter ARGS` bound to 127.0.0.1:0; stderr is collected for log checks."""
 
     def __init__(self, args: Iterable[str], env: dict[str, str] | None = None,
-                 preexec_fn: Callable[[], None] | None = None, scheme: str = "http") -> None:
+                 preexec_fn: Callable[[], None] | None = None, scheme: str = "http",
+                 prefix: Iterable[str] = (), cwd: Path | None = None) -> None:
         self.args = ["--web.listen-address", "127.0.0.1:0", *args]
+        self.prefix = list(prefix)  # a command that runs the exporter, e.g. in a mount namespace
+        self.cwd = cwd
         self.scheme = scheme
         self.env = {**os.environ, **(env or {})}
         self.preexec_fn = preexec_fn  # runs in the child before exec, e.g. to set resource limits
@@ -35,7 +38,7 @@ class Exporter:
 
     async def start(self, timeout: float = 20.0) -> "Exporter":
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "htap_exporter", *self.args, env=self.env,
+            *self.prefix, sys.executable, "-m", "htap_exporter", *self.args, env=self.env, cwd=self.cwd,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=self.preexec_fn)
         self._reader = asyncio.create_task(self._read_stderr())
         waiter = asyncio.create_task(self._listening.wait())

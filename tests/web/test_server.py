@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 from pathlib import Path
@@ -77,6 +78,33 @@ async def test_a_scrape_after_the_first_does_not_call_bcrypt(tmp_path: Path) -> 
         assert response.status == 401 and check.calls == 2  # no credentials: nothing to check
     finally:
         await client.close()
+
+
+async def test_requests_never_look_at_the_files_the_watcher_does(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import htap_exporter.web.webconfig as webconfig
+
+    (tmp_path / "web.yml").write_text(f"basic_auth_users:\n  prometheus: {bcrypt_hash('old')}\n")
+    watcher = WebConfigWatcher(tmp_path / "web.yml")
+    looked = []
+    signature = webconfig._signature
+    monkeypatch.setattr(webconfig, "_signature", lambda paths: looked.append(paths) or signature(paths))
+
+    async def reload() -> str | None:
+        return None
+
+    state = ServerState(store=FakeStore(), self_metrics=FakeSelf(), is_ready=lambda: True, reload=reload,  # type: ignore[arg-type]
+                        access=WebAccess(watcher))
+    async with TestClient(TestServer(make_app(state))) as client:
+        (tmp_path / "web.yml").write_text(f"basic_auth_users:\n  prometheus: {bcrypt_hash('new')}\n")
+        for _ in range(20):
+            assert (await client.get("/metrics", headers=auth("prometheus", "old"))).status == 200
+        assert looked == []  # no stat, no read per request
+        await asyncio.to_thread(watcher.check)  # what the watch task does once a second
+        assert (await client.get("/metrics", headers=auth("prometheus", "new"))).status == 200
+        assert (await client.get("/metrics", headers=auth("prometheus", "old"))).status == 401
+        probes = [(await client.get(path)).status for path in ("/-/healthy", "/-/ready")]
+        assert probes == [200, 200]  # the probes need no credentials
 
 
 async def test_head_and_gzip(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import ssl
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -129,6 +131,14 @@ def test_an_empty_file_means_plain_http_and_no_auth(tmp_path: Path) -> None:
     ("rate_limit:\n  interval: 1s\n  burst: 0\n", "rate_limit.burst", "at least 1"),
     ("basic_auth_users: [alice]\n", "basic_auth_users", "must be a mapping"),
     ("tls_server_config:\n  cert_file: a\n  cert_file: b\n", "", "duplicate key"),
+    # A cost-31 hash would hold the one bcrypt slot for days per login attempt.
+    (f"basic_auth_users:\n  alice: {'$2b$15$' + 'a' * 53}\n", "basic_auth_users.alice",
+     "bcrypt cost 15 is not between 4 and 14"),
+    (f"basic_auth_users:\n  alice: {'$2y$31$' + 'a' * 53}\n", "basic_auth_users.alice",
+     "bcrypt cost 31 is not between 4 and 14"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  max_version: TLS12\n"
+     "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_AES_128_GCM_SHA256]\n",
+     "tls_server_config.cipher_suites[1]", "TLS_AES_128_GCM_SHA256 is a TLS 1.3 suite, which max_version below TLS13"),
 ])
 def test_problems_name_the_file_and_key(pki: Pki, text: str, where: str, problem: str) -> None:
     pki.issue_server("other")  # a key that does not belong to server.crt
@@ -137,6 +147,58 @@ def test_problems_name_the_file_and_key(pki: Pki, text: str, where: str, problem
     assert message.startswith(f"{path}: {where}: " if where else f"{path}: "), message
     assert problem in message
     assert "hunter2" not in message
+
+
+def test_tls13_suites_with_tls13_allowed_are_accepted_and_ignored_as_in_go(pki: Pki) -> None:
+    config = load_web_config(write(pki.directory, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                                                  "  cipher_suites: [TLS_AES_128_GCM_SHA256]\n"))
+    assert config.tls is not None and config.tls.cipher_suites == ("TLS_AES_128_GCM_SHA256",)
+
+
+def hostile(path: Path, kind: str) -> None:
+    """Turn `path` into a FIFO nobody writes to, a link to /dev/zero, or a 20 MB file."""
+    path.unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev_zero":
+        path.symlink_to("/dev/zero")
+    else:
+        with open(path, "wb") as handle:
+            handle.truncate(20 * 1024 * 1024)
+
+
+@pytest.mark.parametrize("kind, problem", [("fifo", "is not a regular file (a FIFO)"),
+                                           ("dev_zero", "is not a regular file (a device)"),
+                                           ("huge", "is larger than 1 MiB")])
+@pytest.mark.parametrize("target", ["web.yml", "server.crt", "server.key", "ca.pem"])
+def test_hostile_files_fail_at_once_in_one_line(pki: Pki, target: str, kind: str, problem: str) -> None:
+    path = write(pki.directory, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                                "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n")
+    hostile(pki.directory / target, kind)
+    if target == "ca.pem" and kind == "huge":
+        problem = "is larger than 4 MiB"
+    message = error_of(path)  # would hang on the FIFO, or read /dev/zero until memory ran out
+    where = {"web.yml": "", "server.crt": "tls_server_config.cert_file: ",
+             "server.key": "tls_server_config.key_file: ", "ca.pem": "tls_server_config.client_ca_file: "}[target]
+    assert "\n" not in message
+    if target == "web.yml":
+        assert message == f"{path}: {problem}"
+    else:
+        assert message == f"{path}: {where}{pki.directory / target} {problem}"
+
+
+def test_certificate_files_load_without_a_temporary_directory(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_temporary_directory(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError("No usable temporary directory found")
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", no_temporary_directory)
+    monkeypatch.setattr(tempfile, "mkdtemp", no_temporary_directory)
+    cert = (pki.directory / "server.crt").read_text()
+    key = (pki.directory / "server.key").read_text()
+    indent = lambda pem: "\n".join("    " + line for line in pem.splitlines())  # noqa: E731
+    for text in ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+                 f"tls_server_config:\n  cert: |\n{indent(cert)}\n  key: |\n{indent(key)}\n"):
+        assert load_web_config(write(pki.directory, text)).ssl_context is not None
 
 
 def test_an_encrypted_key_is_refused_without_prompting(pki: Pki) -> None:
@@ -222,6 +284,8 @@ def test_a_rotated_certificate_reaches_new_connections(pki: Pki) -> None:
     new_ca_leaf = pki.ca.issue_cert("localhost", common_name="htap-exporter renewed")
     (pki.directory / "server.crt").write_bytes(b"".join(b.bytes() for b in new_ca_leaf.cert_chain_pems))
     (pki.directory / "server.key").write_bytes(new_ca_leaf.private_key_pem.bytes())
+    assert served_cn() == "htap-exporter server"  # a handshake never looks at the files ...
+    watcher.check()  # ... the watcher's task does, once a second
     assert served_cn() == "htap-exporter renewed"
 
 
