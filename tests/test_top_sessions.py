@@ -25,7 +25,8 @@ def row(id, duration, command="Query", **fields):
 
 
 durations = st.one_of(st.integers(0, 300), st.sampled_from([60, 60.0, 61.5]), st.none(), st.just("90"),
-                      st.just("x"), st.just(-1), st.just(True), st.just(float("nan")), st.just(float("inf")))
+                      st.just("x"), st.just(-1), st.just(True), st.just(float("nan")), st.just(float("inf")),
+                      st.just(10 ** 400), st.floats(min_value=1e300, max_value=1.7e308))
 commands = st.sampled_from(["Query", "Sleep", "Daemon", " Sleep ", "Execute", None, 7])
 
 

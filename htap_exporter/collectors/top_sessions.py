@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import itertools
+import math
 import operator
 from typing import Any, Iterable, Literal
 
@@ -24,7 +25,9 @@ from htap_exporter.collectors import sql_text
 SqlMode = Literal["none", "digest", "fingerprint"]
 SQL_MODES = ("none", "digest", "fingerprint")
 _DURATION = operator.attrgetter("duration")
+_COMMAND = operator.attrgetter("command")
 _NUMBERS = frozenset({int, float})
+_LABEL_TYPES = frozenset({str, type(None)})
 
 
 class _Entry:
@@ -67,12 +70,35 @@ class TopSessions:
         return heap[0].duration if len(heap) >= self.count else self.min_duration
 
     def offer_page(self, rows: list[Any]) -> None:
-        """Offer a page's rows. The usual page (plain numbers as durations) is narrowed at C speed."""
+        """Offer a page's rows. The usual page (plain numbers as durations, strings as commands) is
+        narrowed at C speed to the rows that can enter: long enough, not idle, and among the page's
+        `count` longest (ties included); only those are offered one by one."""
         durations = list(map(_DURATION, rows))
-        if set(map(type, durations)) <= _NUMBERS:
-            threshold = self._threshold()
-            # Equal durations may still enter (a smaller id wins a tie): >=, not >.
-            rows = list(itertools.compress(rows, map(operator.le, itertools.repeat(threshold), durations)))
+        if not set(map(type, durations)) <= _NUMBERS:
+            for row in rows:
+                self.offer(row)
+            return
+        # Equal durations may still enter (a smaller id wins a tie): >=, not >.
+        keep = list(map(operator.le, itertools.repeat(self._threshold()), durations))
+        rows = list(itertools.compress(rows, keep))
+        if not rows:
+            return
+        durations = list(itertools.compress(durations, keep))
+        commands = list(map(_COMMAND, rows))
+        if not set(map(type, commands)) <= _LABEL_TYPES:
+            for row in rows:  # a command of another type: offer() decides row by row
+                self.offer(row)
+            return
+        # Idle or not, decided once per distinct command (a handful a page).
+        idle = {command: self._is_idle(command) for command in set(commands)}
+        keep = list(map(operator.not_, map(idle.__getitem__, commands)))
+        rows = list(itertools.compress(rows, keep))
+        durations = list(itertools.compress(durations, keep))
+        # All finite (an inf or NaN is no duration, and must not push a real one out): then only
+        # the page's `count` longest can enter.
+        if len(rows) > self.count and _all_finite(durations):
+            shortest = heapq.nlargest(self.count, durations)[-1]
+            rows = list(itertools.compress(rows, map(operator.le, itertools.repeat(shortest), durations)))
         for row in rows:
             self.offer(row)
 
@@ -103,16 +129,23 @@ class TopSessions:
             self._ids.add(key)
 
     def _is_idle(self, command: Any) -> bool:
-        idle = self._idle_raw.get(command) if type(command) is str else None
+        idle = self._idle_raw.get(command) if type(command) is str or command is None else None
         if idle is None:
             idle = label_value(command) in self._idle
-            if type(command) is str and len(self._idle_raw) < 256:
+            if (type(command) is str or command is None) and len(self._idle_raw) < 256:
                 self._idle_raw[command] = idle
         return idle
 
     def result(self) -> list[Any]:
         """The selected rows, longest first (equal durations: smaller session id first)."""
         return [entry.row for entry in sorted(self._heap, reverse=True)]
+
+
+def _all_finite(numbers: list[float | int]) -> bool:
+    try:
+        return math.isfinite(sum(numbers))
+    except OverflowError:  # an integer beyond the float range
+        return False
 
 
 class FingerprintCache:
