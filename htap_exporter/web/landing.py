@@ -7,7 +7,7 @@ loses its colours, not its content."""
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 if TYPE_CHECKING:
     from htap_exporter.exposition.store import InstanceStatus
@@ -27,7 +27,12 @@ td.name{white-space:normal;overflow-wrap:anywhere}
 .down{color:#b42318;font-weight:600}
 .pending{color:#8a6d00;font-weight:600}
 code{font-size:.9em}
+tr.top>td{border-bottom:1px solid #ddd;padding:0 .7rem .6rem 2rem}
+table.top{margin-top:.2rem;width:auto;font-size:.9em}
+table.top th{background:#fafafa}
 """
+# One instance's top sessions: (labels of htap_top_session_duration_seconds, duration in seconds).
+TopSessionSamples = Sequence[tuple[Mapping[str, str], float]]
 
 
 def age_text(seconds: float) -> str:
@@ -42,6 +47,32 @@ def age_text(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days ago"
 
 
+def duration_text(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def render_top_sessions(samples: TopSessionSamples) -> str:
+    """An instance's longest-running sessions as a table, longest first. The digest column is there
+    when the samples have one (`sql: digest` or `fingerprint`); the statement never is."""
+    with_digest = any("sql_digest" in labels for labels, _ in samples)
+    head = "".join(f"<th>{name}</th>" for name in ("Running for", "Session id", "User", "Database", "Command")
+                   + (("SQL digest",) if with_digest else ()))
+    rows = []
+    for labels, seconds in sorted(samples, key=lambda sample: -sample[1]):
+        cells = [f'<td class="num" title="{seconds:.0f} s">{escape(duration_text(seconds))}</td>']
+        cells += [f"<td><code>{escape(labels.get('session_id', ''))}</code></td>"]
+        cells += [f'<td class="name">{escape(labels.get(name, ""))}</td>' for name in ("user", "database", "command")]
+        if with_digest:
+            cells.append(f"<td><code>{escape(labels.get('sql_digest', ''))}</code></td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="top"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
 def _state_cell(status: "InstanceStatus") -> str:
     if status.up:
         return '<td class="up">up</td>'
@@ -50,7 +81,10 @@ def _state_cell(status: "InstanceStatus") -> str:
     return f'<td class="down">down: {escape(status.last_error_reason)}</td>'
 
 
-def render_landing(*, version: str, telemetry_path: str, statuses: Sequence["InstanceStatus"], now: float) -> str:
+def render_landing(*, version: str, telemetry_path: str, statuses: Sequence["InstanceStatus"], now: float,
+                   top_sessions: Mapping[str, TopSessionSamples] | None = None) -> str:
+    """`top_sessions`: instance id -> its top sessions, when that collector is on; an instance with
+    any gets a row of them under its own."""
     rows = []
     for status in sorted(statuses, key=lambda s: (s.project_id, s.instance_name, s.instance_id)):
         last = "never" if status.last_success is None else age_text(now - status.last_success)
@@ -59,6 +93,9 @@ def render_landing(*, version: str, telemetry_path: str, statuses: Sequence["Ins
             f"<tr><td><code>{escape(status.project_id)}</code></td><td class=\"name\">{escape(status.instance_name)}</td>"
             f"<td><code>{escape(status.instance_id)}</code></td>{_state_cell(status)}"
             f"<td>{escape(last)}</td><td class=\"num\">{escape(sessions)}</td></tr>")
+        top = top_sessions.get(status.instance_id) if top_sessions else None
+        if top:
+            rows.append(f'<tr class="top"><td colspan="6">Longest-running sessions{render_top_sessions(top)}</td></tr>')
     up = sum(1 for s in statuses if s.up)
     table = (
         "<table><thead><tr><th>Project</th><th>Name</th><th>Instance id</th><th>State</th>"

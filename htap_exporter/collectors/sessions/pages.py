@@ -16,6 +16,10 @@ deep nesting) returns None and goes the generic way, where the standard library 
 as without msgspec: msgspec either agrees with it or refuses.
 
 Without msgspec, `Row` is a plain class and every page goes the generic way.
+
+The top sessions read `sql_statement` when they export a digest or fingerprint of it: only then is a
+page decoded `with_sql`, into `SqlRow`s (the same fields and the statement), by decoders of their
+own, so that the usual page pays nothing for it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 FIELDS = ("id", "user", "host", "state", "database", "command", "duration")
+SQL_FIELDS = FIELDS + ("sql_statement",)
 # Session ids longer than this are remembered by a 16-byte digest (sessions.session_id_key): a poll
 # keeps every id it saw (de-duplication across pages), and a hostile server must not make that cost
 # 16 KB per row.
@@ -58,7 +63,22 @@ if msgspec is not None:
 
     _DECODER: Any = msgspec.json.Decoder(_Page)
     _CHECKED_DECODER: Any = msgspec.json.Decoder(_CheckedPage)
-    _ROW_TYPES: frozenset[type] = frozenset({Row, _CheckedRow})
+
+    # The statement is whatever the API sent (a string, usually): only sql_text reads it.
+    SqlRow = msgspec.defstruct("SqlRow", [(name, Any, None) for name in SQL_FIELDS], module=__name__, gc=False)
+    _CheckedSqlRow = msgspec.defstruct(
+        "_CheckedSqlRow", [(name, _CHECKED_TYPES.get(name, Any), None) for name in SQL_FIELDS],
+        module=__name__, gc=False)
+
+    class _SqlPage(msgspec.Struct, gc=False):
+        process_list: list[SqlRow]  # type: ignore[valid-type]
+
+    class _CheckedSqlPage(msgspec.Struct, gc=False):
+        process_list: list[_CheckedSqlRow]  # type: ignore[valid-type]
+
+    _SQL_DECODER: Any = msgspec.json.Decoder(_SqlPage)
+    _CHECKED_SQL_DECODER: Any = msgspec.json.Decoder(_CheckedSqlPage)
+    _ROW_TYPES: frozenset[type] = frozenset({Row, _CheckedRow, SqlRow, _CheckedSqlRow})
 else:  # pragma: no cover
     class Row:  # type: ignore[no-redef]
         __slots__ = FIELDS
@@ -68,8 +88,17 @@ else:  # pragma: no cover
             self.id, self.user, self.host, self.state = id, user, host, state
             self.database, self.command, self.duration = database, command, duration
 
-    _DECODER = _CHECKED_DECODER = None
-    _ROW_TYPES = frozenset({Row})
+    class SqlRow(Row):  # type: ignore[no-redef]
+        __slots__ = ("sql_statement",)
+
+        def __init__(self, id: Any = None, user: Any = None, host: Any = None, state: Any = None,
+                     database: Any = None, command: Any = None, duration: Any = None,
+                     sql_statement: Any = None) -> None:
+            super().__init__(id, user, host, state, database, command, duration)
+            self.sql_statement = sql_statement
+
+    _DECODER = _CHECKED_DECODER = _SQL_DECODER = _CHECKED_SQL_DECODER = None
+    _ROW_TYPES = frozenset({Row, SqlRow})
 
 
 @dataclass(slots=True)
@@ -86,10 +115,13 @@ class Page:
         return len(self.rows) + self.skipped
 
 
-def decode_page(body: bytes) -> Page | None:
-    """The page when it is an object whose `process_list` holds only objects; else None."""
+def decode_page(body: bytes, with_sql: bool = False) -> Page | None:
+    """The page when it is an object whose `process_list` holds only objects; else None.
+    `with_sql`: rows are SqlRows, which hold `sql_statement` too."""
     if _DECODER is None:
         return None
+    if with_sql:
+        return _decode_with_sql(body)
     try:
         return Page(_CHECKED_DECODER.decode(body).process_list, checked=True)
     except msgspec.ValidationError:
@@ -104,12 +136,27 @@ def decode_page(body: bytes) -> Page | None:
         return None
 
 
-def page_of(values: list[Any]) -> Page:
+def _decode_with_sql(body: bytes) -> Page | None:
+    """decode_page with the statement; the same rules."""
+    try:
+        return Page(_CHECKED_SQL_DECODER.decode(body).process_list, checked=True)
+    except msgspec.ValidationError:
+        pass
+    except (ValueError, RecursionError):
+        return None
+    try:
+        return Page(_SQL_DECODER.decode(body).process_list)
+    except (ValueError, RecursionError):
+        return None
+
+
+def page_of(values: list[Any], with_sql: bool = False) -> Page:
     """Parsed JSON rows (or rows of a decoded page) as a Page; values that are not objects are left
-    out and counted."""
+    out and counted. `with_sql`: objects become SqlRows, which keep `sql_statement`."""
     if all(type(value) in _ROW_TYPES for value in values):
         return Page(values)
-    rows = [value if type(value) in _ROW_TYPES else Row(**{name: value.get(name) for name in FIELDS})
+    row_type, fields = (SqlRow, SQL_FIELDS) if with_sql else (Row, FIELDS)
+    rows = [value if type(value) in _ROW_TYPES else row_type(**{name: value.get(name) for name in fields})
             for value in values if type(value) is dict or type(value) in _ROW_TYPES]
     return Page(rows, skipped=len(values) - len(rows))
 

@@ -1,0 +1,162 @@
+"""The top sessions: a bounded selection over streamed pages, and its samples."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from htap_exporter.collectors.sessions.pages import decode_page
+from htap_exporter.collectors import sql_text, top_sessions
+from htap_exporter.collectors.top_sessions import FingerprintCache, TopSessions, top_session_samples
+
+SETTINGS = settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+IDLE = frozenset({"Sleep", "Daemon"})
+
+
+def row(id, duration, command="Query", **fields):
+    values = {"user": "app", "host": "10.0.0.1:5000", "state": "OK", "database": "orders",
+              "sql_statement": None}
+    values.update(fields)
+    return SimpleNamespace(id=id, duration=duration, command=command, **values)
+
+
+durations = st.one_of(st.integers(0, 300), st.sampled_from([60, 60.0, 61.5]), st.none(), st.just("90"),
+                      st.just("x"), st.just(-1), st.just(True), st.just(float("nan")), st.just(float("inf")),
+                      st.just(10 ** 400), st.floats(min_value=1e300, max_value=1.7e308))
+commands = st.sampled_from(["Query", "Sleep", "Daemon", " Sleep ", "Execute", None, 7])
+
+
+@st.composite
+def polls(draw):
+    """Pages of rows with distinct ids (some rows without one), cut at random places."""
+    count = draw(st.integers(0, 60))
+    ids = draw(st.lists(st.integers(0, 10 ** 6), min_size=count, max_size=count, unique=True))
+    rows = [row(None if draw(st.integers(0, 9)) == 0 else str(number), draw(durations), draw(commands))
+            for number in ids]
+    cuts = sorted(draw(st.lists(st.integers(0, len(rows)), max_size=4)))
+    bounds = [0, *cuts, len(rows)]
+    return rows, [rows[start:end] for start, end in zip(bounds, bounds[1:])]
+
+
+def reference(rows, count, min_duration):
+    """The eligible rows sorted whole: longest first, then the smaller id, then the earlier."""
+    eligible = []
+    for order, one in enumerate(rows):
+        seconds = top_sessions.parse_duration_value(one.duration)
+        command = top_sessions.label_value(one.command)
+        if seconds is not None and seconds >= min_duration and command not in IDLE:
+            eligible.append((-seconds, top_sessions.label_value(one.id, 1 << 31), order, one))
+    return [item[3] for item in sorted(eligible, key=lambda item: item[:3])[:count]]
+
+
+@SETTINGS
+@given(poll=polls(), count=st.integers(1, 20), min_duration=st.sampled_from([0, 1, 60, 61.5]),
+       per_row=st.booleans())
+def test_the_selection_is_exactly_the_longest_eligible_rows(poll, count, min_duration, per_row):
+    rows, pages = poll
+    top = TopSessions(count, min_duration, IDLE)
+    for page in pages:
+        if per_row:
+            for one in page:
+                top.offer(one)
+        else:
+            top.offer_page(page)
+        assert len(top._heap) <= count
+    selected = top.result()
+    assert len(selected) <= count
+    assert selected == reference(rows, count, min_duration)
+    assert all(top_sessions.label_value(one.command) not in IDLE for one in selected)
+
+
+@SETTINGS
+@given(polls_in_a_row=st.lists(polls(), min_size=1, max_size=4), count=st.integers(1, 5))
+def test_under_churn_each_poll_has_at_most_count_series_and_only_its_own(polls_in_a_row, count):
+    """A new selection each poll: a session that left the top (or the list) is gone at once."""
+    for rows, pages in polls_in_a_row:
+        top = TopSessions(count, 60, IDLE)
+        for page in pages:
+            top.offer_page(page)
+        samples = top_session_samples(top.result(), sql_mode="none", hosts=False, max_label_length=128)
+        assert len(samples) <= count
+        assert [labels["session_id"] for labels, _ in samples] == [
+            top_sessions.label_value(one.id) for one in reference(rows, count, 60)]
+
+
+def test_a_row_seen_on_two_pages_is_selected_once():
+    top = TopSessions(3, 0, IDLE)
+    top.offer_page([row("1", 100), row("2", 50)])
+    top.offer_page([row("1", 101), row("3", 10)])
+    assert [(one.id, one.duration) for one in top.result()] == [("1", 100), ("2", 50), ("3", 10)]
+
+
+def test_ties_are_broken_by_session_id_whatever_the_order():
+    rows = [row(str(number), 70) for number in (5, 3, 9, 1)]
+    for ordered in (rows, rows[::-1]):
+        top = TopSessions(2, 60, IDLE)
+        top.offer_page(ordered)
+        assert [one.id for one in top.result()] == ["1", "3"]
+
+
+def test_count_must_be_positive():
+    with pytest.raises(ValueError):
+        TopSessions(0, 60, IDLE)
+
+
+class Unreadable:
+    """A row whose statement must not be read."""
+
+    id, user, host, state, database, command, duration = "7", "u", "h", "OK", "d", "Query", 90
+
+    @property
+    def sql_statement(self):
+        raise AssertionError("sql_statement was read")
+
+
+def test_samples_without_sql_never_read_the_statement():
+    samples = top_session_samples([Unreadable()], sql_mode="none", hosts=False, max_label_length=128)
+    assert samples == [({"session_id": "7", "user": "u", "database": "d", "command": "Query", "state": "OK"}, 90.0)]
+
+
+def test_samples_with_hosts_digest_and_fingerprint():
+    statement = "SELECT * FROM t WHERE secret = 'hunter2' AND n IN (1, 2, 3)"
+    rows = [row("12", 300, host="[fe80::1]:33060", user=" ", database=None, state="Sending\ndata",
+                sql_statement=statement),
+            row("13", 200, sql_statement=statement.replace("hunter2", "other").replace("1, 2, 3", "4")),
+            row("14", 100, sql_statement=None)]
+    cache = FingerprintCache()
+    for fingerprints in (None, cache, cache):
+        samples = top_session_samples(rows, sql_mode="fingerprint", hosts=True, max_label_length=40,
+                                      fingerprints=fingerprints)
+        first, second, third = (labels for labels, _ in samples)
+        assert [value for _, value in samples] == [300.0, 200.0, 100.0]
+        assert first["host"] == "fe80::1" and first["user"] == "unknown" and first["database"] == "unknown"
+        assert first["state"] == "Sending\ufffddata"
+        assert first["sql_digest"] == second["sql_digest"] == sql_text.digest(sql_text.normalise(statement))
+        assert first["sql_fingerprint"] == second["sql_fingerprint"] == sql_text.fingerprint(statement, 40)
+        assert len(first["sql_fingerprint"]) <= 40 and "hunter2" not in repr(samples)
+        assert third["sql_digest"] == third["sql_fingerprint"] == "unknown"
+    digest_only = top_session_samples(rows, sql_mode="digest", hosts=False, max_label_length=40)
+    assert sorted(digest_only[0][0]) == ["command", "database", "session_id", "sql_digest", "state", "user"]
+
+
+def test_an_unknown_sql_mode_is_refused():
+    with pytest.raises(ValueError):
+        top_session_samples([], sql_mode="text", hosts=False, max_label_length=128)  # type: ignore[arg-type]
+
+
+def test_rows_of_a_page_decoded_with_statements_are_selected_and_fingerprinted():
+    body = json.dumps({"process_list": [
+        {"id": "1", "user": "u", "command": "Query", "duration": 120, "sql_statement": "select 'a'"},
+        {"id": "2", "user": "u", "command": "Sleep", "duration": 9000, "sql_statement": None},
+        {"id": "3", "user": "u", "command": "Query", "duration": "75", "sql_statement": "select 42"},
+    ]}).encode()
+    page = decode_page(body, with_sql=True)
+    top = TopSessions(5, 60, IDLE)
+    top.offer_page(page.rows)
+    samples = top_session_samples(top.result(), sql_mode="digest", hosts=False, max_label_length=128)
+    assert [(labels["session_id"], labels["sql_digest"], value) for labels, value in samples] == [
+        ("1", sql_text.digest("SELECT ?"), 120.0), ("3", sql_text.digest("SELECT ?"), 75.0)]
