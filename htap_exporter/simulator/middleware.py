@@ -16,7 +16,7 @@ from htap_exporter.simulator.routing import Api
 from htap_exporter.simulator.state import SimState
 
 # request, the project in its path -> None if the caller may proceed, else why not
-Authenticate = Callable[[web.Request, str], "str | None"]
+Authenticate = Callable[[web.Request, str], str | None]
 
 
 def authenticate(sim: SimState, request: web.Request, project_id: str) -> str | None:
@@ -53,9 +53,9 @@ def guard(api: Api, sim: SimState, authenticated: Authenticate) -> web.RouteDef:
         if not isinstance(call, Call):
             return call
         fault = sim.faults.take(api.targets(request))
-        answer = api.faults.get(fault.kind) if fault is not None else None
-        if fault is not None and answer is not None:
-            response = await answer(fault, call)
+        if fault is not None:
+            answer = api.faults.get(fault.kind)
+            response = await answer(fault, call) if answer is not None else None
             if response is not None:
                 return response
         return await api.answer(call)
