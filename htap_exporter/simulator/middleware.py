@@ -52,7 +52,7 @@ def guard(api: Api, sim: SimState, authenticated: Authenticate) -> web.RouteDef:
         call = api.check(request)
         if not isinstance(call, Call):
             return call
-        fault = sim.faults.take(api.targets(request))
+        fault = sim.faults.take(api.targets(request)) if sim.faults else None
         if fault is not None:
             answer = api.faults.get(fault.kind)
             response = await answer(fault, call) if answer is not None else None
