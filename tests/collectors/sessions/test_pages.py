@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from htap_exporter.config import MetricsConfig
 from htap_exporter.collectors.sessions.pages import FIELDS, SqlRow, decode_page, page_of
 from htap_exporter.collectors.sessions.counting import SessionCounter
-from tests.test_properties import field_value, json_value
+from tests.collectors.sessions.test_properties import field_value, json_value
 
 SETTINGS = settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 statements = st.one_of(st.none(), st.text(max_size=40), st.integers(), json_value)
