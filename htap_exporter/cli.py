@@ -68,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config.check", dest="config_check", action="store_true",
                         help="validate the configuration, print a summary with secrets masked, and exit")
     parser.add_argument("--web.listen-address", dest="listen", action="append", metavar="[HOST]:PORT",
-                        help=f"address to listen on, repeatable (default: {DEFAULT_LISTEN};"
-                             f" with --demo: {DEMO_LISTEN})")
+                        help=f"address to listen on, repeatable (default: {DEFAULT_LISTEN}, or"
+                             f" {DEMO_LISTEN} in demo mode)")
     parser.add_argument("--web.config.file", dest="web_config_file", metavar="PATH",
                         help="exporter-toolkit web config: TLS, client certificates, basic auth, headers")
     parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
@@ -267,7 +267,8 @@ async def serve_demo(args: argparse.Namespace, redactor: Redactor, hangups: list
 
     simulator = Simulator(instances=DEMO_INSTANCES)
     demo_runner, base_url = await start(simulator)
-    config = parse_config(sample_config(simulator, base_url, interval=DEMO_INTERVAL, discovery=True), file="demo")
+    config = parse_config(sample_config(simulator, base_url, interval=DEMO_INTERVAL, discovery=True, collectors=True),
+                          file="demo")
     log.info("demo: simulator started", extra={"instances": DEMO_INSTANCES, "url": base_url})
     return await serve(args, config, redactor, demo_runner, hangups, web_config)
 

@@ -11,7 +11,8 @@ from typing import Callable
 from htap_exporter.collectors import nodes, query_queue, replication
 from htap_exporter.collectors.base import Collector, declare
 from htap_exporter.collectors.labels import LabelCache
-from htap_exporter.collectors.sessions.collector import SessionsCollector
+from htap_exporter.collectors.top_sessions import FingerprintCache
+from htap_exporter.collectors.sessions.collector import TOP_SESSIONS_FAMILY, SessionsCollector
 from htap_exporter.collectors.sessions.families import FAMILIES as SESSION_FAMILIES
 from htap_exporter.config import Config
 from htap_exporter.exposition.families import Family
@@ -19,7 +20,7 @@ from htap_exporter.exposition.families import Family
 
 def all_families() -> tuple[Family, ...]:
     """The families of every collector, enabled or not, in the order a body lists them."""
-    return (SESSION_FAMILIES + declare(replication.FAMILIES) + declare(nodes.FAMILIES)
+    return (SESSION_FAMILIES + (TOP_SESSIONS_FAMILY,) + declare(replication.FAMILIES) + declare(nodes.FAMILIES)
             + declare(query_queue.FAMILIES))
 
 
@@ -30,6 +31,7 @@ class CollectorSet:
         self._labels = LabelCache()
         self._now = now
         self._made: dict[str, Collector] = {}
+        self._fingerprints = FingerprintCache()  # digests of long-running statements, across reloads
 
     def label_cache(self, max_length: int) -> LabelCache:
         """The fleet's cleaned label values, for the config's label length."""
@@ -41,7 +43,9 @@ class CollectorSet:
         labels = self.label_cache(config.metrics.max_label_length)
         settings = config.collectors
         max_length = config.metrics.max_label_length
-        enabled: list[Collector] = [SessionsCollector(config.metrics, config.poll.interval, labels)]
+        top = settings.top_sessions if settings.top_sessions.enabled else None
+        enabled: list[Collector] = [SessionsCollector(config.metrics, config.poll.interval, labels, top,
+                                                      self._fingerprints)]
         if settings.replication.enabled:
             enabled.append(self._keep(replication.ReplicationCollector(
                 settings.replication.interval, settings.replication.max_tasks, max_length, clock=self._now)))

@@ -23,6 +23,7 @@ from htap_exporter.collectors.labels import UNKNOWN, label_value
 from htap_exporter.collectors.sessions.counting import client_ip, parse_duration_value, session_id_key
 from htap_exporter.collectors import sql_text
 
+TOP_SESSIONS = "top_sessions"  # the collector's name
 SqlMode = Literal["none", "digest", "fingerprint"]
 SQL_MODES = ("none", "digest", "fingerprint")
 _DURATION = operator.attrgetter("duration")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Hashable
+from typing import Hashable, Mapping
 
 from htap_exporter.exposition.families import Layout, Layouts
 from htap_exporter.threads import background_executor
@@ -32,16 +32,9 @@ THREAD_PIECES = 2 * 1024
 
 
 
-@dataclass(frozen=True)
-class TopSession:
-    """One of an instance's longest-running sessions, as the landing page lists it."""
-
-    duration: float
-    session_id: str
-    user: str
-    database: str
-    command: str
-    sql_digest: str | None
+# One of an instance's longest-running sessions, as the landing page lists it: its labels
+# (session_id, user, database, command, state, sql_digest...) and how long it has run, in seconds.
+TopSession = tuple[Mapping[str, str], float]
 
 
 @dataclass(frozen=True)

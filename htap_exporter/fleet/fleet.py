@@ -49,19 +49,27 @@ def effective_config(config: Config, discovered: Mapping[str, Sequence[Discovere
                      shard: Shard) -> Config:
     """`config` with each discovering project's instances added (by project_id) and every instance
     this shard does not own removed. Listed instances win over discovered ones."""
-    facts = {found.id: found.facts for instances in discovered.values() for found in instances}
+    known = {found.id: found for instances in discovered.values() for found in instances}
     taken = {instance.id for project in config.projects for instance in project.instances}
     projects = []
     for project in config.projects:
-        instances = [replace(instance, facts=facts.get(instance.id, ())) for instance in project.instances]
+        instances = [_with_discovered(instance, known.get(instance.id)) for instance in project.instances]
         if project.discovery is not None:
             for found in discovered.get(project.project_id, ()):
                 if found.id not in taken:
                     taken.add(found.id)
-                    instances.append(InstanceConfig(found.id, found.name, found.facts))
+                    instances.append(InstanceConfig(found.id, found.name, found.facts, found.taurus_id))
         projects.append(replace(polled_view(project),
                                 instances=tuple(i for i in instances if shard.owns(i.id))))
     return replace(config, projects=tuple(projects))
+
+
+def _with_discovered(instance: InstanceConfig, found: DiscoveredInstance | None) -> InstanceConfig:
+    """A listed instance with what discovery knows of it: its facts, and its TaurusDB instance
+    unless the config gives one."""
+    if found is None:
+        return replace(instance, facts=()) if instance.facts else instance
+    return replace(instance, facts=found.facts, taurus_instance_id=instance.taurus_instance_id or found.taurus_id)
 
 
 @dataclass

@@ -25,7 +25,7 @@ import time
 from aiohttp import web
 
 from htap_exporter import gcsettings
-from htap_exporter.simulator import discovery_api, iam, middleware, sessions_api
+from htap_exporter.simulator import discovery_api, iam, middleware, sessions_api, starrocks_api
 from htap_exporter.simulator.control import Control
 from htap_exporter.simulator.faults import Fault
 from htap_exporter.simulator.routing import Api
@@ -37,7 +37,7 @@ class Simulator(SimState):
     """The state, served: the cloud API families behind the middleware, and the control API."""
 
     def apis(self) -> list[Api]:
-        return [*sessions_api.apis(self), *discovery_api.apis(self), *iam.apis(self)]
+        return [*sessions_api.apis(self), *discovery_api.apis(self), *starrocks_api.apis(self), *iam.apis(self)]
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)
@@ -54,9 +54,9 @@ class Simulator(SimState):
 
 
 def sample_config(simulator: SimState, base_url: str, *, auth: str = "token", interval: str = "15s",
-                  discovery: bool = False) -> str:
+                  discovery: bool = False, collectors: bool = False) -> str:
     """A config file that polls every instance of `simulator` at `base_url`: listed, or found by
-    discovery (refreshed every 30 s)."""
+    discovery (refreshed every 30 s); `collectors`: every collector on, at short intervals."""
     auth_block = {
         "token": f"      type: token\n      token: {SIM_TOKEN}\n",
         "aksk": f"      type: aksk\n      access_key: {SIM_ACCESS_KEY}\n      secret_key: {SIM_SECRET_KEY}\n",
@@ -68,9 +68,16 @@ def sample_config(simulator: SimState, base_url: str, *, auth: str = "token", in
     else:
         instances = "    instances:\n" + "".join(f"      - id: {i.id}\n        name: {i.name}\n"
                                                 for i in simulator.instances.values())
+    collector_block = (
+        "collectors:\n"
+        "  top_sessions: {enabled: true, count: 5, min_duration: 30s, sql: digest}\n"
+        "  replication: {enabled: true, interval: 15s}\n"
+        "  nodes: {enabled: true, interval: 15s}\n"
+        "  query_queue: {enabled: true, interval: 30s}\n") if collectors else ""
     return (
         f"# Polls the built-in simulator at {base_url}.\n"
         f"poll:\n  interval: {interval}\n  timeout: 5s\n"
+        f"{collector_block}"
         "projects:\n"
         f"  - project_id: {simulator.project_id}\n"
         "    region: cn-north-4\n"

@@ -28,7 +28,11 @@ class Api:
     faults: Mapping[str, Answer] = field(default_factory=lambda: COMMON)
     # Path parameters whose value is a narrower fault target, tried before `target`: an instance id.
     specific: tuple[str, ...] = ()
+    # Path parameters that narrow this family's own target: `list_replications:{instance_id}` fails
+    # one instance's replication list and nothing else of it.
+    scoped: tuple[str, ...] = ()
     signed: bool = True
 
     def targets(self, request: web.Request) -> tuple[str, ...]:
-        return (*(request.match_info[name] for name in self.specific), self.target)
+        return (*(f"{self.target}:{request.match_info[name]}" for name in self.scoped),
+                *(request.match_info[name] for name in self.specific), self.target)

@@ -75,8 +75,10 @@ def make_app(state: ServerState) -> web.Application:
         return response
 
     async def landing(request: web.Request) -> web.Response:
-        page = render_landing(version=__version__, telemetry_path=state.telemetry_path,
-                              statuses=state.store.statuses(), now=state.now())
+        statuses = state.store.statuses()
+        page = render_landing(version=__version__, telemetry_path=state.telemetry_path, statuses=statuses,
+                              now=state.now(), top_sessions={status.instance_id: status.top_sessions
+                                                             for status in statuses if status.top_sessions})
         return web.Response(text=page, content_type="text/html", charset="utf-8")
 
     async def healthy(request: web.Request) -> web.Response:

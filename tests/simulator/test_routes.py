@@ -54,6 +54,10 @@ def test_the_routes_are_the_api_surface() -> None:
         ("GET", "/v3/{project_id}/instances/{instance_id}/htap/process"),
         ("GET", "/v3/{project_id}/instances"),
         ("GET", "/v3/{project_id}/instances/{taurus_id}/htap"),
+        ("GET", "/v3/{project_id}/instances/{instance_id}/starrocks/databases/replication"),
+        ("GET", "/v3/{project_id}/instances/{instance_id}/starrocks/nodes"),
+        ("GET", "/v3/{project_id}/instances/{taurus_id}/starrocks/{instance_id}"),
+        ("GET", "/v3/{project_id}/instances/{instance_id}/query-queue/rules"),
         ("POST", "/v3/auth/tokens"),
         ("GET", "/_sim/state"), ("GET", "/_sim/totals"), ("GET", "/_sim/arrivals"),
         ("PUT", "/_sim/faults/{target}"), ("DELETE", "/_sim/faults/{target}"), ("DELETE", "/_sim/faults"),
@@ -76,9 +80,13 @@ def test_fault_tables_know_only_fault_kinds(table: object) -> None:
 def test_fault_targets_narrow_first() -> None:
     sim = Simulator(instances=1)
     apis = {api.target: api for api in sim.apis()}
-    assert set(apis) == {"list_sessions", "list_instances", "list_htap", "iam"}
+    assert set(apis) == {"list_sessions", "list_instances", "list_htap", "iam", "list_replications", "list_nodes",
+                         "show_starrocks_instance", "show_query_queue_rule"}
     assert apis["list_sessions"].specific == ("instance_id",)
     assert apis["list_htap"].specific == ("taurus_id",)
+    # The StarRocks families fail one instance's call by `NAME:INSTANCE_ID`, never its session list.
+    for name in ("list_replications", "list_nodes", "show_starrocks_instance", "show_query_queue_rule"):
+        assert (apis[name].specific, apis[name].scoped) == ((), ("instance_id",))
 
 
 def test_take_prefers_the_named_target_then_everywhere_then_the_family() -> None:

@@ -1,4 +1,8 @@
-"""The session collector: the session list of an instance, counted page by page into its families."""
+"""The session collector: the session list of an instance, counted page by page into its families.
+
+The top sessions (collectors.top_sessions) ride on the same walk: each page's rows pass a bounded
+selector before they are counted and dropped, so they cost no API call and keep no rows.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from htap_exporter.collectors.labels import LabelCache
 from htap_exporter.collectors.sessions.counting import SessionCounter
 from htap_exporter.collectors.sessions.families import FAMILIES, session_samples
 from htap_exporter.collectors.sessions.fetch import list_sessions
-from htap_exporter.config import MetricsConfig
+from htap_exporter.collectors.top_sessions import (TOP_SESSIONS, FingerprintCache, TopSessions,
+                                                   top_session_samples)
+from htap_exporter.config import MetricsConfig, TopSessionsConfig
 from htap_exporter.exposition.families import Family
 from htap_exporter.exposition.writer import InstanceIdentity
 
@@ -26,17 +32,40 @@ class SessionsCollector:
     interval: float
     # The fleet's cleaned label values, shared by every instance and kept across reloads.
     labels: LabelCache = field(compare=False, repr=False)
+    top: TopSessionsConfig | None = None  # None: the top-sessions collector is off
+    fingerprints: FingerprintCache = field(default_factory=FingerprintCache, compare=False, repr=False)
     name: str = "sessions"
     families: tuple[Family, ...] = FAMILIES
-    riders: tuple[str, ...] = ()
     reports_up: bool = True
+
+    @property
+    def riders(self) -> tuple[str, ...]:
+        return (TOP_SESSIONS,) if self.top is not None else ()
 
     async def collect(self, instance: InstanceIdentity, client: ProjectClient) -> CollectorOutput:
         counter = SessionCounter(self.metrics, labels=self.labels)
-        result = await list_sessions(client, instance.instance_id, counter)
+        top = self.top
+        selector = None if top is None else TopSessions(top.count, top.min_duration, self.metrics.idle_commands)
+        result = await list_sessions(client, instance.instance_id, counter,
+                                     on_page=None if selector is None else selector.offer_page,
+                                     with_sql=top is not None and top.sql != "none")
         stats = result.stats
         if result.skipped_rows or stats.rows_without_duration:
             log.debug("rows left out", extra={
                 "instance_id": instance.instance_id, "sessions": stats.sessions, "pages": result.pages,
                 "rows_not_objects": result.skipped_rows, "rows_without_duration": stats.rows_without_duration})
-        return CollectorOutput(session_samples(instance.writer, stats), sessions=stats.sessions)
+        samples = session_samples(instance.writer, stats)
+        if top is None or selector is None:
+            return CollectorOutput(samples, sessions=stats.sessions)
+        longest = tuple(top_session_samples(selector.result(), sql_mode=top.sql,  # type: ignore[arg-type]
+                                            hosts=self.metrics.hosts, max_label_length=self.metrics.max_label_length,
+                                            fingerprints=self.fingerprints))
+        rider = CollectorOutput({TOP_SESSIONS_FAMILY.name: instance.writer.samples(TOP_SESSIONS_FAMILY.name, longest)}
+                                if longest else {})
+        return CollectorOutput(samples, sessions=stats.sessions, top_sessions=longest, riders={TOP_SESSIONS: rider})
+
+
+TOP_SESSIONS_FAMILY = Family(
+    "htap_top_session_duration_seconds", "gauge",
+    "The longest-running non-idle sessions of the instance (collectors.top_sessions.count, at least"
+    " min_duration long), by how long their current command has run.")

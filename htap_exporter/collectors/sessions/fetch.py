@@ -8,6 +8,7 @@ page that adds no new id ends the walk (a server that ignores `offset` would oth
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.errors import ApiError
@@ -28,16 +29,20 @@ class SessionList:
     sessions: list[Session] | None = None  # the parsed rows, only when the counter kept them
 
 
-async def list_sessions(client: ProjectClient, instance_id: str, counter: SessionCounter | None = None) -> SessionList:
+async def list_sessions(client: ProjectClient, instance_id: str, counter: SessionCounter | None = None, *,
+                        on_page: Callable[[list[Any]], None] | None = None, with_sql: bool = False) -> SessionList:
     """Walk the pages into `counter`, one page at a time: a page's rows are counted and dropped
     before the next page is asked for. Without a counter, one that keeps the parsed rows (for
-    callers that want the rows themselves, such as tests)."""
+    callers that want the rows themselves, such as tests). `on_page` sees each page's rows before
+    they are counted (the top sessions ride on this walk); `with_sql`: the rows keep `sql_statement`."""
     if counter is None:
         counter = SessionCounter(MetricsConfig(), keep_sessions=True)
     path = f"/v3/{client.project_id}/instances/{instance_id}/htap/process"
 
     async def read_page(offset: int) -> PageStep:
-        page = await _page(client, path, offset)
+        page = await _page(client, path, offset, with_sql)
+        if on_page is not None:
+            on_page(page.rows)
         new_ids = counter.add(page)
         return PageStep(page.size, new_ids if counter.has_ids else None)
 
@@ -47,17 +52,20 @@ async def list_sessions(client: ProjectClient, instance_id: str, counter: Sessio
     return SessionList(counter.result(), pages, counter.skipped_rows, counter.kept)
 
 
-async def _page(client: ProjectClient, path: str, offset: int) -> Page:
+async def _page(client: ProjectClient, path: str, offset: int, with_sql: bool) -> Page:
     request = client.request(path, [("limit", str(PAGE_LIMIT)), ("offset", str(offset))])
     response = await client.call(request, SESSIONS_API)
-    page = decode_page(response.body) or _generic_page(response)
+    if with_sql:
+        page = decode_page(response.body, with_sql=True) or _generic_page(response, with_sql=True)
+    else:  # the usual path, as fast as it can be
+        page = decode_page(response.body) or _generic_page(response)
     if page.size > PAGE_LIMIT:  # before counting: such a page fails the poll whatever it holds
         raise ApiError("bad_response", f"page has {page.size} rows, more than limit={PAGE_LIMIT}",
                        status=response.status)
     return page
 
 
-def _generic_page(response: Response) -> Page:
+def _generic_page(response: Response, with_sql: bool = False) -> Page:
     """A page that msgspec did not decode (or without msgspec): parsed by the standard library."""
     document = response.json()
     if not isinstance(document, dict):
@@ -67,4 +75,4 @@ def _generic_page(response: Response) -> Page:
         raise ApiError("bad_response", "response has no process_list", status=response.status)
     if not isinstance(rows, list):
         raise ApiError("bad_response", "process_list is not a list", status=response.status)
-    return page_of(rows)
+    return page_of(rows, with_sql=with_sql)
