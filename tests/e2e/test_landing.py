@@ -120,3 +120,42 @@ async def test_landing_page_shows_every_instance_in_chromium(simulator: RunningS
         assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 10_000
         if os.environ.get("HTAP_SCREENSHOT_DIR"):
             shutil.copy(screenshot, Path(os.environ["HTAP_SCREENSHOT_DIR"]) / "landing.png")
+
+
+async def test_top_sessions_on_the_landing_page_behind_basic_auth(simulator: RunningSimulator, tmp_path: Path) -> None:
+    """With collectors.top_sessions on, each instance's longest sessions are listed under it (duration,
+    user, database, command, digest; never the statement), behind the same basic auth as /metrics."""
+    import bcrypt
+    instance, *others = simulator.sim.instances.values()
+    for other in others:
+        other.fixed_rows = []  # only one instance has sessions, so the page lists only its own
+    instance.fixed_rows = [{"id": str(n), "user": f"user{n}", "host": "10.1.1.1:1", "state": "OK", "database": "dw",
+                            "command": "Query", "duration": 600 + n, "sql_statement": f"SELECT {n} FROM t WHERE x = 'x'"}
+                           for n in range(6)]
+    text = sample_config(simulator.sim, simulator.base_url, interval="5s").replace(
+        "poll:\n", "collectors:\n  top_sessions: {enabled: true, count: 3, min_duration: 60s, sql: digest}\npoll:\n")
+    config = write_config(tmp_path / "config.yaml", text)
+    password = "landing-secret"
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()
+    web_config = write_config(tmp_path / "web.yml", f"basic_auth_users:\n  ops: {hashed}\n")
+    async with Exporter(["--config.file", str(config), "--web.config.file", str(web_config)]) as exporter:
+        async def ready() -> bool:
+            return (await exporter.get("/-/ready"))[0] == 200
+        await wait_until(ready, what="every instance's first poll")
+        status, _ = await exporter.get("/")
+        assert status == 401  # the landing page needs the credentials /metrics needs
+
+        authority = exporter.url.split("://", 1)[1]
+        dom = await run_chromium(tmp_path / "profile", "--dump-dom", f"http://ops:{password}@{authority}/")
+        page = Table()
+        page.feed(dom)
+        rows = [row for row in page.rows if row]
+        header = next(row for row in rows if row[:2] == ["Running for", "Session id"])
+        assert header == ["Running for", "Session id", "User", "Database", "Command", "SQL digest"]
+        listed = [row for row in rows if len(row) == 6 and row[1].isdigit()]
+        assert [row[1] for row in listed] == ["5", "4", "3"]  # the three longest, longest first
+        assert [row[2:5] for row in listed] == [["user5", "dw", "Query"], ["user4", "dw", "Query"],
+                                                 ["user3", "dw", "Query"]]
+        assert all(len(row[5]) == 16 for row in listed)
+        assert listed[0][0] == "10 min 05 s"
+        assert "SELECT" not in dom and "'x'" not in dom
