@@ -10,7 +10,7 @@ from pathlib import Path
 
 # The one place the version is written: pyproject.toml reads it, the Helm chart's appVersion and the
 # Dockerfile's default VERSION label repeat it (tests/deploy/test_release.py keeps them equal).
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 UNKNOWN = "unknown"
 
