@@ -24,8 +24,10 @@ TARGET = Path("htap_exporter") / "_revision.py"
 
 def git_revision() -> str | None:
     try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=HERE, capture_output=True,
-                             text=True, timeout=10)
+        # safe.directory: `sudo pip install .` in a clone owned by someone else (this script, from
+        # that clone, runs anyway) would otherwise make git refuse the repository.
+        top = subprocess.run(["git", "-c", f"safe.directory={HERE}", "rev-parse", "--show-toplevel", "HEAD"],
+                             cwd=HERE, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     lines = top.stdout.split()
