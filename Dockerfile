@@ -1,7 +1,8 @@
 # htap-exporter container image.
-#   docker build -t htap-exporter \
-#     --build-arg VERSION="$(python3 -c 'import exporter; print(exporter.__version__)')" \
-#     --build-arg REVISION="$(git rev-parse HEAD)" .
+#   docker build -t htap-exporter:0.2.0 --build-arg REVISION="$(git rev-parse HEAD)" .
+# VERSION defaults to the version this checkout is (htap_exporter/__init__.py; a test keeps them equal).
+# REVISION goes into the image's label and into the package (`htap-exporter --version`,
+# htap_exporter_build_info): the build context has no .git to take it from.
 #   docker run -p 9978:9978 -e HW_ACCESS_KEY -e HW_SECRET_KEY \
 #     -v "$PWD/config.yaml:/etc/htap-exporter/config.yaml:ro" htap-exporter
 
@@ -9,18 +10,19 @@
 # extra (msgspec), into a venv. The dependencies' versions are pinned by constraints.txt (how to
 # regenerate it is written at its top), so two builds of one commit install the same ones.
 FROM python:3.12-slim AS build
+ARG REVISION=unknown
 WORKDIR /src
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml setup.py README.md LICENSE constraints.txt ./
 COPY htap_exporter ./htap_exporter
 RUN python -m venv /opt/htap-exporter \
-    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+    && HTAP_EXPORTER_REVISION="${REVISION}" pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && wheel="$(echo /wheels/htap_exporter-*.whl)" \
     && /opt/htap-exporter/bin/pip install --no-cache-dir --constraint constraints.txt "${wheel}[fast]"
 
 # Stage 2: the same slim base with only the venv; no compiler, no pip cache, no sources.
 FROM python:3.12-slim
 # OCI annotations; VERSION and REVISION come from the build (see the top of this file).
-ARG VERSION=unknown
+ARG VERSION=0.2.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="htap-exporter" \
       org.opencontainers.image.description="Prometheus exporter for the sessions of Huawei Cloud TaurusDB (GaussDB for MySQL) HTAP instances" \

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from htap_exporter import __version__, gcsettings
+from htap_exporter import __version__, gcsettings, version_text
 from htap_exporter.clock import Clock
 from htap_exporter.cloud.clients import ClientFactory
 from htap_exporter.collectors.registry import CollectorSet, all_families
@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="this replica's share, 0..N-1 (default: 0)")
     parser.add_argument("--shard.index-from-hostname", dest="shard_from_hostname", action="store_true",
                         help="take the shard index from the hostname's trailing -NUMBER (a StatefulSet pod ordinal)")
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--version", action="store_true",
+                        help="print the version, the git revision, the Python version and the platform, and exit")
     return parser
 
 
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None, hangups: list[int] | None = None) -> int
     if not config_file_given:
         args.config_file = "config.yaml"
     if args.version:
-        print(f"htap-exporter {__version__}")
+        print(version_text())
         return 0
     redactor = Redactor()
     setup_logging(args.log_level, args.log_format, redactor)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from htap_exporter import __version__
 from htap_exporter.cli import parse_listen_address
 from htap_exporter.logs import JsonFormatter, LogfmtFormatter
+from tests.commands import run_cli
 
 
 def record(message: str) -> logging.LogRecord:
@@ -47,3 +51,17 @@ def test_bad_flags_exit_1_with_one_line(flags: list[str], message: str) -> None:
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_version_names_the_version_the_git_revision_python_and_the_platform(tmp_path) -> None:
+    # Run from this checkout (an editable install): the revision is the checkout's own commit.
+    found = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "rev-parse", "HEAD"],
+                           capture_output=True, text=True)
+    commit = found.stdout.strip() if found.returncode == 0 else "unknown"
+    result = run_cli("--version", cwd=tmp_path)
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.splitlines() == [
+        f"htap-exporter, version {__version__} (revision: {commit})",
+        f"  python version:   {platform.python_version()} ({platform.python_implementation()})",
+        f"  platform:         {sys.platform}/{platform.machine()}",
+    ]

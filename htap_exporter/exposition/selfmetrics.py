@@ -10,7 +10,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 
-from htap_exporter import __version__
+from htap_exporter import __version__, python_version, revision
 
 OPENMETRICS_EOF = b"# EOF\n"
 
@@ -35,8 +35,9 @@ class SelfMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
-        Gauge("htap_exporter_build_info", "Version of the exporter (always 1).",
-              ["version"], registry=self.registry).labels(__version__).set(1)
+        Gauge("htap_exporter_build_info", "The exporter's version, git revision and Python version (always 1).",
+              ["version", "revision", "pythonversion"],
+              registry=self.registry).labels(__version__, revision(), python_version()).set(1)
         self.reload_successful = Gauge("htap_config_last_reload_successful",
                                        "1 if the last configuration load succeeded, else 0.",
                                        registry=self.registry)

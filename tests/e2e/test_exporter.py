@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 
 import pytest
 
+from htap_exporter import __version__, revision
 from htap_exporter.simulator import SIM_TOKEN, instance_id_for
 from tests.fakes import RunningSimulator
 from tests.e2e.harness import Exporter, by_label, parse_samples, value, wait_until, write_config
@@ -124,7 +126,8 @@ async def test_every_documented_metric_with_exact_values(config_file, simulator:
     assert value(samples, "htap_sessions", instance_id=MISSING_ID) is None
     assert value(samples, "htap_last_poll_success_timestamp_seconds", instance_id=MISSING_ID) is None
 
-    assert value(samples, "htap_exporter_build_info", version="0.1.0") == 1
+    assert value(samples, "htap_exporter_build_info", version=__version__, revision=revision(),
+                 pythonversion=platform.python_version()) == 1
     assert value(samples, "htap_config_last_reload_successful") == 1
     assert value(samples, "htap_api_requests_total", api="list_sessions", code="200") >= 4
     assert value(samples, "htap_api_requests_total", api="list_sessions", code="400") >= 1

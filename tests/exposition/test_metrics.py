@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import shutil
 import subprocess
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from htap_exporter import __version__
+from htap_exporter import __version__, revision
 from htap_exporter.config import MetricsConfig
 from htap_exporter.exposition.writer import InstanceIdentity
 from tests.fakes import make_store
@@ -188,7 +189,8 @@ def test_every_family_exactly_once_with_its_type():
 def test_self_metrics_exact():
     families = families_of(self_metrics().render().decode())
     assert samples(families, "htap_exporter_build_info") == [
-        ("htap_exporter_build_info", (("version", __version__),), 1.0)]
+        ("htap_exporter_build_info", (("pythonversion", platform.python_version()), ("revision", revision()),
+                                      ("version", __version__)), 1.0)]
     assert samples(families, "htap_config_last_reload_successful") == [
         ("htap_config_last_reload_successful", (), 1.0)]
     assert samples(families, "htap_config_last_reload_success_timestamp_seconds") == [
