@@ -29,9 +29,11 @@ class PageStep:
 
 
 async def walk_pages(read_page: Callable[[int], Awaitable[PageStep]], *, max_pages: int, limit: int = PAGE_LIMIT,
-                     what: str = "", items: str = "rows") -> int:
+                     what: str = "", items: str = "rows", refuse_repeats: bool = False) -> int:
     """Call `read_page(offset)` until the list ends; returns the number of pages read. `what`
-    prefixes the errors (the API's name), `items` names what the rows are."""
+    prefixes the errors (the API's name), `items` names what the rows are. `refuse_repeats`: a
+    page that adds nothing before the total is reached is a broken server (one ignoring `offset`),
+    not the end of the list."""
     prefix = f"{what}: " if what else ""
     offset = 0
     for number in range(1, max_pages + 1):
@@ -40,6 +42,11 @@ async def walk_pages(read_page: Callable[[int], Awaitable[PageStep]], *, max_pag
             raise ApiError("bad_response", f"{prefix}page has {step.size} {items}, more than limit={limit}")
         offset += step.size
         ended = offset >= step.total if step.total is not None else step.size < limit
-        if ended or step.size == 0 or step.new == 0:
+        if ended or step.size == 0:
+            return number
+        if step.new == 0:
+            if refuse_repeats:
+                raise ApiError("bad_response", f"{prefix}the page at offset {offset - step.size} repeats"
+                                               f" {items} already read")
             return number
     raise ApiError("bad_response", f"{prefix}pagination did not end after {max_pages} pages of {limit}")

@@ -1,6 +1,6 @@
 """ListStarRocksDataReplications: the TaurusDB -> StarRocks sync tasks of one instance. Pure.
 
-Pages in (`ReplicationWalk`), a `Replication` out, samples as data (`samples`). The API's quirks,
+Pages in (`list_replications`, on the shared page walk), a `Replication` out, samples as data (`samples`). The API's quirks,
 read leniently (spec: htap-sibling-apis.md section 1):
 - `total_count` is a string; pagination follows it, because pages may hold at most 50 rows below a
   `limit` of 100 (a "stop on a short page" loop would stop after 50 tasks);
@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 from htap_exporter.collectors.labels import DEFAULT_MAX_LABEL_LENGTH, UNKNOWN, label_value
 from htap_exporter.cloud.client import ProjectClient
@@ -31,7 +31,6 @@ LIST_REPLICATIONS_API = "list_replications"
 STAGES = ("wait", "full", "incremental", "paused", "cancelled")
 # The documented maximum of `limit`; the server may still cap a page at 50 rows.
 PAGE_LIMIT = 100
-DEFAULT_MAX_PAGES = 200
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -206,75 +205,22 @@ def parse_page(document: Any, *, limit: int = PAGE_LIMIT) -> ReplicationPage:
                            bad_values=bad_values)
 
 
-class ReplicationWalk:
-    """The page walk: feed it each page's document, it says the next offset (None: done).
+async def list_replications(fetch: Callable[[int], Awaitable[Any]], *, max_pages: int) -> Replication:
+    """Every page of the list, walked by `total_count` (`fetch(offset)` gives a page's document),
+    each task once: the list is live, a task seen twice is counted as a bad row."""
+    pages: list[ReplicationPage] = []
+    seen: set[str] = set()
 
-        walk = ReplicationWalk(max_pages=config.poll.max_pages)
-        offset = 0
-        while offset is not None:
-            offset = walk.add(await get(limit=walk.limit, offset=offset))
-        replication = walk.result()
+    async def read_page(offset: int) -> PageStep:
+        page = parse_page(await fetch(offset), limit=PAGE_LIMIT)
+        pages.append(page)
+        new = {task.name for task in page.tasks} - seen
+        seen.update(new)
+        # A page of rows none of which could be read says nothing about repeats.
+        return PageStep(page.rows, len(new) if page.tasks else None, page.total_count)
 
-    It continues while the offset is below the latest `total_count`, advancing by the rows served
-    (pages may be shorter than `limit`), and stops on an empty page. Endless pagination is refused:
-    more than `max_pages` pages, or a page that repeats only tasks already seen (a server ignoring
-    `offset`), raises ApiError("bad_response").
-    """
-
-    def __init__(self, *, limit: int = PAGE_LIMIT, max_pages: int = DEFAULT_MAX_PAGES) -> None:
-        self.limit = limit
-        self.max_pages = max_pages
-        self.offset = 0
-        self._pages = 0
-        self._total = 0
-        self._tasks: dict[str, Task] = {}
-        self._bad_rows = 0
-        self._bad_values = 0
-        self._done = False
-
-    def add(self, document: Any) -> int | None:
-        if self._done:
-            raise RuntimeError("the walk is complete")
-        page = parse_page(document, limit=self.limit)
-        self._pages += 1
-        self._total = page.total_count
-        new = 0
-        for task in page.tasks:
-            if task.name in self._tasks:
-                self._bad_rows += 1  # a task twice: the list moved under us, or the page repeats
-            else:
-                self._tasks[task.name] = task
-                new += 1
-        if page.tasks and not new:
-            raise ApiError("bad_response",
-                           f"replication list: the page at offset {self.offset} repeats tasks already read")
-        self._bad_rows += page.bad_rows
-        self._bad_values += page.bad_values
-        self.offset += page.rows
-        if page.rows == 0 or self.offset >= page.total_count:
-            self._done = True
-            return None
-        if self._pages >= self.max_pages:  # refused before asking for one page too many
-            raise ApiError("bad_response", f"replication list: not complete after {self.max_pages} pages"
-                                           f" ({self.offset} of {page.total_count} rows)")
-        return self.offset
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def result(self) -> Replication:
-        return Replication(total_count=self._total, tasks=tuple(self._tasks.values()), bad_rows=self._bad_rows,
-                           bad_values=self._bad_values, pages=self._pages)
-
-
-def read_pages(documents: Iterable[Any], *, limit: int = PAGE_LIMIT, max_pages: int = DEFAULT_MAX_PAGES) -> Replication:
-    """The walk over documents already at hand (tests, the simulator's self-check)."""
-    walk = ReplicationWalk(limit=limit, max_pages=max_pages)
-    for document in documents:
-        if walk.add(document) is None:
-            return walk.result()
-    raise ApiError("bad_response", f"replication list: pages ended at offset {walk.offset} before the total")
+    await walk_pages(read_page, max_pages=max_pages, what="replication list", refuse_repeats=True)
+    return merge_pages(pages)
 
 
 class LastChange:
@@ -360,21 +306,12 @@ class ReplicationCollector:
 
     async def collect(self, instance: InstanceIdentity, client: ProjectClient) -> CollectorOutput:
         path = f"/v3/{client.project_id}/instances/{instance.instance_id}/starrocks/databases/replication"
-        pages: list[ReplicationPage] = []
-        seen: set[str] = set()
 
-        async def read_page(offset: int) -> PageStep:
-            document = await get_json(client, LIST_REPLICATIONS_API, path,
-                                      [("limit", str(PAGE_LIMIT)), ("offset", str(offset))])
-            page = parse_page(document, limit=PAGE_LIMIT)
-            pages.append(page)
-            new = {task.name for task in page.tasks} - seen
-            seen.update(new)
-            # A page of rows none of which could be read says nothing about the walk: not an end.
-            return PageStep(page.rows, len(new) if page.tasks else None, page.total_count)
+        async def fetch(offset: int) -> Any:
+            return await get_json(client, LIST_REPLICATIONS_API, path,
+                                  [("limit", str(PAGE_LIMIT)), ("offset", str(offset))])
 
-        await walk_pages(read_page, max_pages=client.max_pages, what="replication list", items="rows")
-        replication = _merge(pages)
+        replication = await list_replications(fetch, max_pages=client.max_pages)
         changes = self._changes.setdefault(instance.instance_id, LastChange())
         last_change = changes.observe(replication.tasks, self.clock())
         data = samples(replication, max_tasks=self.max_tasks, last_change=last_change,
@@ -382,7 +319,7 @@ class ReplicationCollector:
         return CollectorOutput(render(instance.writer, data))
 
 
-def _merge(pages: list[ReplicationPage]) -> Replication:
+def merge_pages(pages: list[ReplicationPage]) -> Replication:
     """The pages of one walk as one list: each task once (the list is live), in the order served."""
     tasks: dict[str, Task] = {}
     bad_rows = sum(page.bad_rows for page in pages)

@@ -4,6 +4,8 @@ and property tests: any JSON-ish document is read or refused with bad_response, 
 
 from __future__ import annotations
 
+import asyncio
+
 from typing import Any
 
 import pytest
@@ -11,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from htap_exporter.cloud.transport import ApiError
-from htap_exporter.collectors.replication import (FAMILIES, STAGES, LastChange, Replication, ReplicationWalk, Task,
-                                                  parse_page, parse_percentage, read_pages, samples, select_tasks)
+from htap_exporter.collectors.replication import (FAMILIES, STAGES, LastChange, Replication, Task, list_replications,
+                                                  parse_page, parse_percentage, samples, select_tasks)
 
 
 def row(name: str, **fields: Any) -> dict[str, Any]:
@@ -38,14 +40,21 @@ def serve(tasks: list[dict[str, Any]], *, cap: int = 50, total: Any = None) -> l
     return pages
 
 
-def walk(pages: list[Any], **kwargs: Any) -> tuple[Replication, list[int | None]]:
-    w = ReplicationWalk(**kwargs)
-    offsets = []
-    for page in pages:
-        offsets.append(w.add(page))
-        if offsets[-1] is None:
-            break
-    return w.result(), offsets
+def walk(pages: list[Any], max_pages: int = 200) -> tuple[Replication, list[int]]:
+    """The list served as `pages`, one per request in order: what was read, and the offsets asked."""
+    asked: list[int] = []
+
+    async def fetch(offset: int) -> Any:
+        asked.append(offset)
+        if len(asked) > len(pages):
+            raise AssertionError(f"asked for a page at offset {offset} after the last one")
+        return pages[len(asked) - 1]
+
+    return asyncio.run(list_replications(fetch, max_pages=max_pages)), asked
+
+
+def read_pages(pages: list[Any]) -> Replication:
+    return walk(pages)[0]
 
 
 # --- examples from the issue ------------------------------------------------------------------------------
@@ -56,7 +65,7 @@ def test_sixty_tasks_served_fifty_per_page_are_read_whole():
     pages = serve(tasks)
     assert [len(p["replications"]) for p in pages] == [50, 10]
     result, offsets = walk(pages)
-    assert offsets == [50, None]
+    assert offsets == [0, 50]
     assert [t.name for t in result.tasks] == [f"task_{i:02d}" for i in range(60)]
     assert (result.total_count, result.pages, result.bad_rows, result.bad_values) == (60, 2, 0, 0)
     assert read_pages(pages) == result
@@ -69,7 +78,7 @@ def test_a_short_first_page_does_not_end_the_walk():
     """A "stop on a page shorter than limit" loop would stop after 50 of 100 tasks."""
     tasks = [row(f"t{i:03d}") for i in range(100)]
     result, offsets = walk(serve(tasks, cap=50))
-    assert offsets == [50, None]
+    assert offsets == [0, 50]
     assert len(result.tasks) == 100
 
 
@@ -77,7 +86,7 @@ def test_an_empty_page_ends_the_walk_even_below_the_total():
     pages = [{"total_count": "80", "replications": [row(f"t{i}") for i in range(50)]},
              {"total_count": "80", "replications": []}]
     result, offsets = walk(pages)
-    assert offsets == [50, None]
+    assert offsets == [0, 50]
     assert len(result.tasks) == 50
 
 
@@ -157,7 +166,7 @@ def test_a_task_twice_counts_as_a_bad_row():
     pages = [{"total_count": "3", "replications": [row("a"), row("b")]},
              {"total_count": "3", "replications": [row("b"), row("c")]}]
     result, offsets = walk(pages)
-    assert offsets == [2, None]
+    assert offsets == [0, 2]
     assert [t.name for t in result.tasks] == ["a", "b", "c"]
     assert result.bad_rows == 1
 
@@ -186,39 +195,27 @@ def test_wrong_shapes_are_bad_responses(document, message):
 def test_missing_replications_is_an_empty_list():
     assert parse_page({"total_count": "0"}).tasks == ()
     result, offsets = walk([{"total_count": "0", "replications": None}])
-    assert offsets == [None] and result.tasks == ()
+    assert offsets == [0] and result.tasks == ()
 
 
 def test_a_server_ignoring_offset_is_refused():
     page = {"total_count": "500", "replications": [row(f"t{i}") for i in range(50)]}
-    w = ReplicationWalk()
-    assert w.add(page) == 50
     with pytest.raises(ApiError) as raised:
-        w.add(page)
-    assert raised.value.message == "replication list: the page at offset 50 repeats tasks already read"
+        walk([page, page])
+    assert raised.value.message == "replication list: the page at offset 50 repeats rows already read"
 
 
 def test_more_pages_than_allowed_are_refused_before_the_next_request():
-    w = ReplicationWalk(max_pages=3)
-    assert w.add({"total_count": "999", "replications": [row("a")]}) == 1
-    assert w.add({"total_count": "999", "replications": [row("b")]}) == 2
+    pages = [{"total_count": "999", "replications": [row(name)]} for name in "abcd"]
     with pytest.raises(ApiError) as raised:
-        w.add({"total_count": "999", "replications": [row("c")]})
+        walk(pages, max_pages=3)
     assert raised.value.reason == "bad_response"
-    assert raised.value.message == "replication list: not complete after 3 pages (3 of 999 rows)"
-
-
-def test_pages_ending_before_the_total_are_refused_by_read_pages():
-    with pytest.raises(ApiError, match="pages ended at offset 50 before the total"):
-        read_pages([{"total_count": "60", "replications": [row(f"t{i}") for i in range(50)]}])
+    assert raised.value.message == "replication list: pagination did not end after 3 pages of 100"
 
 
 def test_a_complete_walk_takes_no_more_pages():
-    w = ReplicationWalk()
-    assert w.add({"total_count": "1", "replications": [row("a")]}) is None
-    assert w.done
-    with pytest.raises(RuntimeError):
-        w.add({"total_count": "1", "replications": [row("a")]})
+    result, offsets = walk([{"total_count": "1", "replications": [row("a")]}, {"never": "asked"}])
+    assert offsets == [0] and [task.name for task in result.tasks] == ["a"]
 
 
 # --- max_tasks, last change, samples -------------------------------------------------------------------
@@ -305,15 +302,14 @@ page_strategy = st.fixed_dictionaries({}, optional={
 @settings(max_examples=300, deadline=None)
 @given(pages=st.lists(page_strategy, min_size=1, max_size=5))
 def test_any_document_is_read_or_refused_never_a_crash(pages):
-    w = ReplicationWalk(limit=100, max_pages=4)
     try:
-        for page in pages:
-            if w.add(page) is None:
-                break
+        result, _ = walk(pages, max_pages=4)
     except ApiError as error:
         assert error.reason == "bad_response"
         return
-    result = w.result()
+    except AssertionError as error:  # a list that ends before its total: the fake has no more pages
+        assert "after the last one" in str(error)
+        return
     found = samples(result, max_tasks=3, last_change=LastChange().observe(result.tasks, 1.0))
     assert sum(v for _, v in found["htap_replication_tasks"]) == len(result.tasks)
     for labels, value in (item for series in found.values() for item in series):

@@ -4,6 +4,8 @@ demo needs, and the exporter's own parsers read the documents whole."""
 
 from __future__ import annotations
 
+import asyncio
+
 import importlib
 import itertools
 import warnings
@@ -101,11 +103,10 @@ def test_pages_are_capped_at_fifty_and_read_whole_by_total_count():
     apis = SimHtapApis(IID, "orders-htap", extra_tasks=57)
     first = apis.list_replications(0.0, offset=0, limit=100)
     assert (first["total_count"], len(first["replications"])) == ("60", REPLICATION_PAGE_CAP)
-    walk = replication_collector.ReplicationWalk()
-    offset: int | None = 0
-    while offset is not None:
-        offset = walk.add(apis.list_replications(0.0, offset=offset, limit=walk.limit))
-    result = walk.result()
+    async def fetch(offset: int) -> Any:
+        return apis.list_replications(0.0, offset=offset, limit=100)
+
+    result = asyncio.run(replication_collector.list_replications(fetch, max_pages=10))
     assert (len(result.tasks), result.pages, result.bad_rows, result.bad_values) == (60, 2, 0, 0)
     assert apis.list_replications(0.0, offset=55, limit=3)["replications"][0]["task_name"] == "table_sync_052"
     assert apis.list_replications(0.0, offset=60)["replications"] == []
@@ -127,7 +128,7 @@ def test_page_window_refuses(limit, offset, message):
 
 
 def read_tasks(apis: SimHtapApis, now: float) -> dict[str, replication_collector.Task]:
-    result = replication_collector.read_pages([apis.list_replications(now)])
+    result = replication_collector.merge_pages([replication_collector.parse_page(apis.list_replications(now))])
     return {task.name: task for task in result.tasks}
 
 
@@ -154,7 +155,7 @@ def test_the_data_moves():
 def test_the_exporter_reads_the_documents_without_a_bad_value():
     apis = SimHtapApis(IID, "orders-htap", seed=2, extra_tasks=2)
     for now in MOMENTS:
-        result = replication_collector.read_pages([apis.list_replications(now)])
+        result = replication_collector.merge_pages([replication_collector.parse_page(apis.list_replications(now))])
         assert (result.bad_rows, result.bad_values) == (0, 0)
         assert all(task.stage and task.progress is not None and task.normal is not None for task in result.tasks)
         node_list = nodes_collector.parse_node_list(apis.list_nodes())
