@@ -30,6 +30,7 @@ class ApiBudget(RateLimiter):
         self._pages: dict[str, int] = {}
         self._pages_total = 0
         self._discovery_rate = 0.0
+        self._collector_rate = 0.0
 
     def expect(self, instance_ids: Iterable[str]) -> None:
         """The instances polled with this budget; one not polled yet counts as one page."""
@@ -50,7 +51,12 @@ class ApiBudget(RateLimiter):
     def record_discovery(self, requests: int, refresh_interval: float) -> None:
         self._discovery_rate = requests / refresh_interval
 
+    def expect_collectors(self, requests_per_second: float) -> None:
+        """What the collectors beyond the session list plan to spend (requests/s, all instances)."""
+        self._collector_rate = requests_per_second
+
     def poll_interval(self, configured: float) -> float:
         """The configured interval, or longer when the budget cannot sustain it."""
-        usable = max(self.rate * POLL_SHARE - self._discovery_rate, self.rate * (1 - POLL_SHARE))
+        usable = max(self.rate * POLL_SHARE - self._discovery_rate - self._collector_rate,
+                     self.rate * (1 - POLL_SHARE))
         return max(configured, self._pages_total / usable)

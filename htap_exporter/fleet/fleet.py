@@ -25,13 +25,27 @@ from prometheus_client.registry import Collector
 from htap_exporter.clock import Clock
 from htap_exporter.cloud.clients import ClientFactory
 from htap_exporter.cloud.errors import ApiError
-from htap_exporter.config import Config, DiscoveryConfig, InstanceConfig, ProjectConfig
+from htap_exporter.config import CollectorsConfig, Config, DiscoveryConfig, InstanceConfig, ProjectConfig
 from htap_exporter.fleet.discovery import DiscoveredInstance, DiscoveryClient, DiscoveryMetrics, discover
 from htap_exporter.fleet.sharding import Shard
 
 JITTER = 0.1
 
 log = logging.getLogger(__name__)
+
+
+def collector_rate(collectors: CollectorsConfig) -> float:
+    """Requests per second per instance that the collectors beyond the session list plan to send:
+    a replication list is one page for most instances, the node collector two calls (roles, then
+    health), the query queue one."""
+    rate = 0.0
+    if collectors.replication.enabled:
+        rate += 1 / collectors.replication.interval
+    if collectors.nodes.enabled:
+        rate += 2 / collectors.nodes.interval
+    if collectors.query_queue.enabled:
+        rate += 1 / collectors.query_queue.interval
+    return rate
 
 
 def polled_view(project: ProjectConfig) -> ProjectConfig:
@@ -124,6 +138,7 @@ class Fleet:
             budget = self._clients.client(project, effective.poll).budget
             if budget is not None:
                 budget.expect(instance.id for instance in project.instances)
+                budget.expect_collectors(len(project.instances) * collector_rate(effective.collectors))
         await self._on_fleet(effective)
         self.effective = effective
         return effective

@@ -146,3 +146,22 @@ async def test_iam_token_requests_are_not_counted(simulator, http, clock: FakeCl
             break
         await asyncio.sleep(0.01)
     await second
+
+
+def test_the_collectors_planned_requests_stretch_the_poll_interval():
+    from htap_exporter.clock import Clock
+    from htap_exporter.cloud.budget import ApiBudget
+    from htap_exporter.config import CollectorsConfig, NodesConfig, QueryQueueConfig, ReplicationConfig
+    from htap_exporter.fleet.fleet import collector_rate
+
+    budget = ApiBudget(10.0, Clock())
+    budget.expect(f"i{n}" for n in range(270))
+    assert budget.poll_interval(30.0) == 30.0  # 270 pages / 9 requests/s = 30 s
+    on = CollectorsConfig(replication=ReplicationConfig(enabled=True, interval=60.0),
+                          nodes=NodesConfig(enabled=True, interval=300.0),
+                          query_queue=QueryQueueConfig(enabled=True, interval=600.0))
+    assert collector_rate(CollectorsConfig()) == 0.0
+    assert collector_rate(on) == 1 / 60 + 2 / 300 + 1 / 600  # 90 requests per instance and hour
+    budget.expect_collectors(270 * collector_rate(on))
+    # 6.75 requests/s go to the collectors: the session polls get 2.25 of the 9 planned.
+    assert budget.poll_interval(30.0) == 270 / (9.0 - 270 * collector_rate(on))
