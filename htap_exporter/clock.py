@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import random
+
 import asyncio
 import heapq
 import time
 from types import TracebackType
 from typing import Any, Callable, Protocol
+
+
+# Every repeated wait (back-off, a refresh) varies by this much either way, so that loops started
+# together drift apart instead of hitting the API in step.
+JITTER = 0.1
+
+
+def jittered(seconds: float, rng: random.Random) -> float:
+    return seconds * rng.uniform(1 - JITTER, 1 + JITTER)
 
 
 class Timer(Protocol):

@@ -21,7 +21,8 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping
 from htap_exporter.collectors.labels import DEFAULT_MAX_LABEL_LENGTH, UNKNOWN, label_value
 from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.errors import ApiError
-from htap_exporter.cloud.paging import PageStep, walk_pages
+# `limit` is at most 100 (the documented maximum); the server may still cap a page at 50 rows.
+from htap_exporter.cloud.paging import PAGE_LIMIT, PageStep, walk_pages
 from htap_exporter.collectors.base import CollectorOutput, declare, get_json, render
 from htap_exporter.exposition.families import Family
 from htap_exporter.exposition.writer import InstanceIdentity
@@ -29,8 +30,6 @@ from htap_exporter.exposition.writer import InstanceIdentity
 LIST_REPLICATIONS_API = "list_replications"
 
 STAGES = ("wait", "full", "incremental", "paused", "cancelled")
-# The documented maximum of `limit`; the server may still cap a page at 50 rows.
-PAGE_LIMIT = 100
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 

@@ -22,14 +22,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from htap_exporter.clock import Clock
+from htap_exporter.clock import Clock, jittered
 from htap_exporter.cloud.clients import ClientFactory
 from htap_exporter.cloud.errors import ApiError
 from htap_exporter.config import CollectorsConfig, Config, DiscoveryConfig, InstanceConfig, ProjectConfig
 from htap_exporter.fleet.discovery import DiscoveredInstance, DiscoveryClient, DiscoveryMetrics, discover
 from htap_exporter.fleet.sharding import Shard
-
-JITTER = 0.1
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +144,7 @@ class Fleet:
     async def _run(self, refresher: _Refresher) -> None:
         interval = refresher.settings.refresh_interval
         while True:
-            await self._clock.sleep(interval * self._rng.uniform(1 - JITTER, 1 + JITTER))
+            await self._clock.sleep(jittered(interval, self._rng))
             if await self._refresh(refresher):
                 async with self._lock:
                     if self._refreshers.get(refresher.project.project_id) is refresher:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Hashable, Sequence
 
-from htap_exporter.clock import Clock, Deadline, DeadlineQueue
+from htap_exporter.clock import JITTER, Clock, Deadline, DeadlineQueue, jittered
 from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.clients import ClientFactory, client_key
 from htap_exporter.cloud.errors import ApiError
@@ -27,12 +27,13 @@ from htap_exporter.exposition.store import Store
 from htap_exporter.exposition.writer import InstanceIdentity
 from htap_exporter.runtime.state import RunState, render_block
 
+__all__ = ["JITTER", "MAX_RETRY_AFTER", "Scheduler", "backoff_delay"]
+
 # A server asking us to wait longer than this is more likely broken than right.
 MAX_RETRY_AFTER = 3600.0
 # A run (all its pages) that outlasts this many intervals is abandoned as a timeout: a server
 # paging slowly must not keep an instance's old sessions on show as current for half an hour.
 POLL_DEADLINE_INTERVALS = 3
-JITTER = 0.1
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ LoopKey = tuple[str, str]  # (instance id, collector name)
 def backoff_delay(failures: int, interval: float, cap: float, rng: random.Random) -> float:
     """Delay before the next run after `failures` consecutive failures (>= 1)."""
     base = min(cap, interval * 2 ** min(failures - 1, 30))
-    return base * rng.uniform(1 - JITTER, 1 + JITTER)
+    return jittered(base, rng)
 
 
 @dataclass(frozen=True)
