@@ -138,6 +138,38 @@ def heatmap(title: str, description: str, expr: str) -> Panel:
     }
 
 
+def table(title: str, description: str, columns: list[tuple[str, str, str]], *,
+          labels: dict[str, str], sort: str, descending: bool = True) -> Panel:
+    """A table of instant queries, one row per series: `columns` are (expr, column title, unit),
+    a query whose value says nothing (a selector's 1) with the title "" (its column hidden);
+    `labels` the label columns shown, in order, with their titles (every other column is hidden).
+    The queries' rows are merged on their shared labels; `sort` is the column sorted on."""
+    targets = [target(expr, ref=chr(ord("A") + i), instant=True, range=False, format="table")
+               for i, (expr, _, _) in enumerate(columns)]
+    # A single query's value column is "Value"; with several, "Value #<refId>".
+    value = (lambda i: "Value") if len(columns) == 1 else (lambda i: f"Value #{chr(ord('A') + i)}")
+    shown = [(value(i), heading, unit) for i, (_, heading, unit) in enumerate(columns) if heading]
+    rename = {**labels, **{name: heading for name, heading, _ in shown}}
+    order = {name: i for i, name in enumerate([*labels, *(name for name, _, _ in shown)])}
+    overrides = [{"matcher": {"id": "byName", "options": heading},
+                  "properties": [{"id": "unit", "value": unit}]}
+                 for _, heading, unit in shown]
+    return {
+        "type": "table", "title": title, "description": description, "datasource": DATASOURCE,
+        "targets": targets,
+        "transformations": [
+            {"id": "merge", "options": {}},
+            # Every column not named above (Time, job, instance, instance_id, __name__...) is hidden.
+            {"id": "filterFieldsByName", "options": {"include": {"names": list(order)}}},
+            {"id": "organize", "options": {"excludeByName": {}, "indexByName": order, "renameByName": rename}},
+        ],
+        "fieldConfig": {"defaults": {"unit": "short", "custom": {"align": "auto", "filterable": True}},
+                        "overrides": overrides},
+        "options": {"showHeader": True, "sortBy": [{"displayName": sort, "desc": descending}],
+                    "footer": {"show": False, "reducer": ["sum"], "fields": ""}},
+    }
+
+
 # The instance variable: one entry per htap_instance_info series, valued by instance_id and shown
 # by instance_name. query_result prints each series as `name{label="value", ...} VALUE TIME` with
 # the labels sorted, so instance_id comes before instance_name.
@@ -201,16 +233,21 @@ def panels() -> list[Panel]:
     out.append(layout.row("Polling"))
     add(timeseries("Up by instance", "1 when the last poll of the instance succeeded, 0 when it failed.",
                    [target(f"htap_up{{{INSTANCE}}}", "{{instance_name}}")], "none",
-                   minimum=0, maximum=1, draw="line"), 8, 8)
+                   minimum=0, maximum=1, draw="line"), 6, 8)
     add(timeseries("Poll errors by reason", "Failed polls per second: auth, throttled, timeout, "
                    "network, http, bad_response.",
                    [target(f"sum by (reason) (rate(htap_poll_errors_total{{{INSTANCE}}}[$__rate_interval]))",
-                           "{{reason}}")], "ops", stack=True), 8, 8)
+                           "{{reason}}")], "ops", stack=True), 6, 8)
     add(timeseries("Time since last successful poll", "Age of each instance's data; a few poll "
                    "intervals at most when healthy.",
                    [target(f"time() - htap_last_poll_success_timestamp_seconds{{{INSTANCE}}}",
                            "{{instance_name}}")], "s",
-                   steps=thresholds((None, "green"), (300, "red"))), 8, 8)
+                   steps=thresholds((None, "green"), (300, "red"))), 6, 8)
+    add(timeseries("Instances failing per collector", "Instances whose last run of each enabled "
+                   "collector failed (htap_collector_success = 0); the HtapCollectorFailing alert fires "
+                   "after 15 minutes. Why: htap_collector_errors_total by reason.",
+                   [target(f"sum by (collector) (1 - htap_collector_success{{{INSTANCE}}})", "{{collector}}")],
+                   "short", steps=thresholds((None, "green"), (1, "red"))), 6, 8)
 
     out.append(layout.row("Sessions"))
     add(timeseries("Sessions by instance", "Sessions per instance (solid) and each instance's "
@@ -247,6 +284,91 @@ def panels() -> list[Panel]:
                 "running, from the htap_active_session_duration_seconds gauge histogram: each cell is "
                 "the number of sessions in a duration bucket at that moment.",
                 f"sum by (le) (htap_active_session_duration_seconds_bucket{{{INSTANCE}}})"), 24, 9)
+    # At most `count` series per instance (collectors.top_sessions); topk keeps a fleet-wide
+    # selection readable. The digest and fingerprint columns appear with `sql: digest|fingerprint`.
+    add(table("Longest sessions now", "The longest-running non-idle sessions of each instance, from "
+              "htap_top_session_duration_seconds (collectors.top_sessions; empty while it is off). "
+              "Ending one: the README's runbook \"ending a runaway session\".",
+              [(f"topk(50, htap_top_session_duration_seconds{{{INSTANCE}}})", "Running for", "s")],
+              labels={"instance_name": "Instance", "session_id": "Session", "user": "User",
+                      "database": "Database", "command": "Command", "state": "State", "host": "Host",
+                      "sql_digest": "Digest", "sql_fingerprint": "Statement"},
+              sort="Running for"), 24, 8)
+
+    out.append(layout.row("Replication"))
+    add(timeseries("Replication tasks by stage", "TaurusDB -> StarRocks replication tasks per stage "
+                   "(collectors.replication): wait, full (full sync), incremental (the steady state), "
+                   "paused, cancelled, unknown.",
+                   [target(f"sum by (stage) (htap_replication_tasks{{{INSTANCE}}})", "{{stage}}")],
+                   "short", stack=True), 8, 8)
+    add(timeseries("Abnormal replication tasks", "Tasks whose status is No, per instance; the "
+                   "HtapReplicationTaskAbnormal alert fires after 5 minutes.",
+                   [target(f"htap_replication_tasks_abnormal{{{INSTANCE}}}", "{{instance_name}}")],
+                   "short", steps=thresholds((None, "green"), (1, "red"))), 8, 8)
+    add(timeseries("Replication progress", "Progress of each task's current stage (a full sync "
+                   "moves to 100 %, then the task is incremental) and of its catch-up (dashed).",
+                   [target(f"htap_replication_task_progress_ratio{{{INSTANCE}}}",
+                           "{{instance_name}} {{task_name}}"),
+                    target(f"htap_replication_task_catchup_progress_ratio{{{INSTANCE}}}",
+                           "{{instance_name}} {{task_name}} catch-up", "B")],
+                   "percentunit", minimum=0, maximum=1,
+                   overrides=[{"matcher": {"id": "byFrameRefID", "options": "B"},
+                               "properties": [{"id": "custom.lineStyle",
+                                               "value": {"fill": "dash", "dash": [10, 10]}}]}]), 8, 8)
+    add(table("Replication tasks", "One row per task (at most collectors.replication.max_tasks per "
+              "instance, abnormal ones first): its stage, progress, status (1 normal, 0 abnormal) and "
+              "how long since the exporter saw its stage or progress change; HtapReplicationTaskStuck "
+              "fires after an hour without change outside incremental.",
+              [(f"htap_replication_task_stage{{{INSTANCE}}} == 1", "", "none"),
+               (f"htap_replication_task_progress_ratio{{{INSTANCE}}}", "Progress", "percentunit"),
+               (f"htap_replication_task_normal{{{INSTANCE}}}", "Normal", "none"),
+               (f"time() - htap_replication_task_last_change_timestamp_seconds{{{INSTANCE}}}",
+                "Unchanged for", "s")],
+              labels={"instance_name": "Instance", "task_name": "Task", "stage": "Stage"},
+              sort="Unchanged for"), 24, 8)
+
+    out.append(layout.row("Nodes"))
+    add(stat("Instances without an FE leader", "Instances whose node list has no fe-leader "
+             "(collectors.nodes); HtapNoFeLeader fires after 5 minutes.",
+             f'count(htap_nodes{{{INSTANCE}, role="fe-leader"}} == 0) or vector(0)', "short",
+             thresholds((None, "green"), (1, "red"))), 4, 8)
+    add(timeseries("Nodes by role", "StarRocks nodes per role, all selected instances: fe-leader, "
+                   "fe-follower, fe-observer, be.",
+                   [target(f"sum by (role) (htap_nodes{{{INSTANCE}}})", "{{role}}")], "short", stack=True), 10, 8)
+    add(timeseries("Nodes by status", "StarRocks nodes per status (normal, abnormal, creating, "
+                   "createfail, unknown); only instances whose TaurusDB instance id is known.",
+                   [target(f"sum by (status) (htap_node_status{{{INSTANCE}}})", "{{status}}")],
+                   "short", stack=True), 10, 8)
+    add(table("Nodes", "Every node with its role and current status; HtapNodeAbnormal fires after "
+              "5 minutes abnormal. No status without the instance's TaurusDB id.",
+              [(f"htap_node_info{{{INSTANCE}}}", "", "none"),
+               (f"htap_node_status{{{INSTANCE}}} == 1", "", "none")],
+              labels={"instance_name": "Instance", "node_name": "Node", "node_id": "Node id",
+                      "role": "Role", "status": "Status"},
+              sort="Instance", descending=False), 24, 8)
+
+    out.append(layout.row("Query queue"))
+    add(timeseries("Running queries and the queue's limit", "Sessions running a Query (solid, from "
+                   "the session list: FE connections) beside the query queue's concurrency limit times "
+                   "the instance's BEs (dashed; only where a limit is set). The API exposes no live queue "
+                   "depth.",
+                   [target(f'htap_sessions_by_command{{{INSTANCE}, command="Query"}}', "{{instance_name}} running"),
+                    target(f"(htap_query_queue_concurrency_limit{{{INSTANCE}}} > 0) * on (job, instance, instance_id) "
+                           f'htap_nodes{{{INSTANCE}, role="be"}}', "{{instance_name}} limit", "B")],
+                   "short", overrides=[{"matcher": {"id": "byFrameRefID", "options": "B"},
+                                        "properties": [{"id": "custom.lineStyle",
+                                                        "value": {"fill": "dash", "dash": [10, 10]}},
+                                                       {"id": "custom.fillOpacity", "value": 0}]}]), 10, 8)
+    add(table("Query queue rules", "Each instance's query-queue rule (collectors.query_queue): on or "
+              "off, the concurrency limit per BE, the queue length, how long a query may wait, and the "
+              "memory and CPU limits (0: unlimited).",
+              [(f"htap_query_queue_enabled{{{INSTANCE}}}", "Enabled", "none"),
+               (f"htap_query_queue_concurrency_limit{{{INSTANCE}}}", "Concurrency per BE", "short"),
+               (f"htap_query_queue_max_queued_queries{{{INSTANCE}}}", "Max queued", "short"),
+               (f"htap_query_queue_pending_timeout_seconds{{{INSTANCE}}}", "Pending timeout", "s"),
+               (f"htap_query_queue_memory_limit_ratio{{{INSTANCE}}}", "Memory limit", "percentunit"),
+               (f"htap_query_queue_cpu_limit_ratio{{{INSTANCE}}}", "CPU limit", "percentunit")],
+              labels={"instance_name": "Instance"}, sort="Concurrency per BE"), 14, 8)
 
     out.append(layout.row("Cloud API"))
     add(timeseries("API requests by code", "HTTP requests to the cloud per second, by API and status "

@@ -60,7 +60,8 @@ def test_every_panel_queries_through_the_variables_and_has_a_unit() -> None:
             assert 'job=~"$job"' in target["expr"], panel["title"]
             # Per-instance series are chosen by id, never by name.
             assert "instance_name=~" not in target["expr"], panel["title"]
-            if re.search(r"htap_(sessions|up|poll_(errors|duration|skipped)|last_poll|active_session)", target["expr"]):
+            if re.search(r"htap_(sessions|up|poll_(errors|duration|skipped)|last_poll|active_session|top_session"
+                         r"|replication|nodes?_|query_queue|collector)", target["expr"]):
                 assert 'instance_id=~"$instance"' in target["expr"], panel["title"]
 
 
@@ -94,6 +95,11 @@ def test_the_panels_the_issue_asks_for() -> None:
         "API latency": "htap_api_request_duration_seconds_bucket",
         "Exporter CPU": "process_cpu_seconds_total", "Exporter memory": "process_resident_memory_bytes",
         "Config reload": "htap_config_last_reload_successful",
+        "Longest sessions now": "htap_top_session_duration_seconds",
+        "Replication tasks": "htap_replication_task_last_change_timestamp_seconds",
+        "Nodes by role": "htap_nodes", "Nodes by status": "htap_node_status",
+        "Running queries and the queue's limit": 'command="Query"',
+        "Instances failing per collector": "htap_collector_success",
     }
     for title, metric in wanted.items():
         assert metric in exprs[title], title
@@ -127,3 +133,30 @@ def test_provisioning_matches_the_compose_mounts() -> None:
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home == "/var/lib/grafana/dashboards/" + DASHBOARD.name
     assert re.fullmatch(r"[a-z0-9-]+", dashboard()["uid"])
+
+
+def test_the_collectors_tables_are_instant_tables_with_their_columns() -> None:
+    """The task table shows stage, progress, normal and last change; the longest sessions table the
+    top-session labels as columns; both from instant queries, merged per series."""
+    by_title = {panel["title"]: panel for panel in panels()}
+    for title in ("Replication tasks", "Longest sessions now", "Nodes", "Query queue rules"):
+        panel = by_title[title]
+        assert panel["type"] == "table", title
+        assert all(t["instant"] and not t["range"] and t["format"] == "table" for t in panel["targets"]), title
+        assert [x["id"] for x in panel["transformations"]][0] == "merge", title
+
+    def columns(title: str) -> set[str]:
+        organize = next(x for x in by_title[title]["transformations"] if x["id"] == "organize")
+        return set(organize["options"]["renameByName"].values())
+
+    assert {"Task", "Stage", "Progress", "Normal", "Unchanged for"} <= columns("Replication tasks")
+    assert {"Session", "User", "Database", "Command", "Running for"} <= columns("Longest sessions now")
+    assert {"Role", "Status"} <= columns("Nodes")
+    queue = " ".join(t["expr"] for t in by_title["Running queries and the queue's limit"]["targets"])
+    assert "htap_sessions_by_command" in queue and "htap_query_queue_concurrency_limit" in queue
+    # Every shown column that holds a value has a unit.
+    for title in ("Replication tasks", "Longest sessions now", "Query queue rules"):
+        overridden = {o["matcher"]["options"] for o in by_title[title]["fieldConfig"]["overrides"]}
+        organize = next(x for x in by_title[title]["transformations"] if x["id"] == "organize")
+        values = {v for k, v in organize["options"]["renameByName"].items() if k.startswith("Value")}
+        assert values and values <= overridden, title
