@@ -59,6 +59,14 @@ class Collector(Protocol):
 SampleData = Mapping[str, Sequence[tuple[Mapping[str, str], float]]]
 
 
+def kind_of(value: Any) -> str:
+    """What a JSON value is, for an error about a document of the wrong shape."""
+    if value is None:
+        return "missing"
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number"}.get(type(value), type(value).__name__)
+
+
 def declare(families: Sequence[tuple[str, str, str]]) -> tuple[Family, ...]:
     """(name, type, help) tuples as families."""
     return tuple(Family(name, kind, documentation) for name, kind, documentation in families)

@@ -18,7 +18,7 @@ from typing import Any
 
 from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.errors import ApiError
-from htap_exporter.collectors.base import CollectorOutput, declare, get_json, render
+from htap_exporter.collectors.base import CollectorOutput, declare, get_json, kind_of, render
 from htap_exporter.collectors.labels import DEFAULT_MAX_LABEL_LENGTH, UNKNOWN, label_value
 from htap_exporter.exposition.families import Family
 from htap_exporter.exposition.writer import InstanceIdentity
@@ -96,12 +96,12 @@ def parse_status(value: Any) -> str | None:
 def parse_node_list(document: Any) -> NodeList:
     """ListInstanceNode."""
     if not isinstance(document, dict):
-        raise ApiError("bad_response", f"node list: expected a JSON object, got {_kind(document)}")
+        raise ApiError("bad_response", f"node list: expected a JSON object, got {kind_of(document)}")
     rows = document.get("node_list")
     if rows is None:
         rows = []
     if not isinstance(rows, list):
-        raise ApiError("bad_response", f"node list: node_list is {_kind(rows)}, not a list")
+        raise ApiError("bad_response", f"node list: node_list is {kind_of(rows)}, not a list")
     nodes: dict[str, Node] = {}
     bad_rows = bad_values = 0
     for row in rows:
@@ -120,10 +120,10 @@ def parse_instance_info(document: Any, instance_id: str | None = None) -> NodeSt
     """ListStarrocksInstanceInfo: the status of every node of every group. With several instances
     in the list, the one whose `id` is `instance_id` (else the first)."""
     if not isinstance(document, dict):
-        raise ApiError("bad_response", f"instance info: expected a JSON object, got {_kind(document)}")
+        raise ApiError("bad_response", f"instance info: expected a JSON object, got {kind_of(document)}")
     instances = document.get("instances")
     if not isinstance(instances, list):
-        raise ApiError("bad_response", f"instance info: instances is {_kind(instances)}, not a list")
+        raise ApiError("bad_response", f"instance info: instances is {kind_of(instances)}, not a list")
     candidates = [item for item in instances if isinstance(item, dict)]
     if not candidates:
         return NodeStatuses(nodes=(), bad_rows=len(instances), bad_values=0)
@@ -133,7 +133,7 @@ def parse_instance_info(document: Any, instance_id: str | None = None) -> NodeSt
     if groups is None:
         groups = []
     if not isinstance(groups, list):
-        raise ApiError("bad_response", f"instance info: groups is {_kind(groups)}, not a list")
+        raise ApiError("bad_response", f"instance info: groups is {kind_of(groups)}, not a list")
     nodes: dict[str, NodeStatus] = {}
     bad_rows = bad_values = 0
     for group in groups:
@@ -186,12 +186,6 @@ def samples(node_list: NodeList, statuses: NodeStatuses | None, *,
             out["htap_node_status"].append(({**labels, "status": UNKNOWN}, 1.0))
     return out
 
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "missing"
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-            float: "a number"}.get(type(value), type(value).__name__)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.errors import ApiError
-from htap_exporter.collectors.base import CollectorOutput, declare, get_json, render
+from htap_exporter.collectors.base import CollectorOutput, declare, get_json, kind_of, render
 from htap_exporter.exposition.families import Family
 from htap_exporter.exposition.writer import InstanceIdentity
 
@@ -78,10 +78,10 @@ def parse_percentage(value: Any) -> float | None:
 
 def parse_rule(document: Any) -> QueueRule:
     if not isinstance(document, dict):
-        raise ApiError("bad_response", f"query-queue rule: expected a JSON object, got {_kind(document)}")
+        raise ApiError("bad_response", f"query-queue rule: expected a JSON object, got {kind_of(document)}")
     rule = document.get("query_queue_rule")
     if not isinstance(rule, dict):
-        raise ApiError("bad_response", f"query-queue rule: query_queue_rule is {_kind(rule)}, not an object")
+        raise ApiError("bad_response", f"query-queue rule: query_queue_rule is {kind_of(rule)}, not an object")
     bad = 0
 
     def read(key: str, parser: Any) -> Any:
@@ -115,12 +115,6 @@ def samples(rule: QueueRule) -> Samples:
     }
     return {name: [] if (value := values[name]) is None else [({}, value)] for name, _, _ in FAMILIES}
 
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "missing"
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-            float: "a number"}.get(type(value), type(value).__name__)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.errors import ApiError
 # `limit` is at most 100 (the documented maximum); the server may still cap a page at 50 rows.
 from htap_exporter.cloud.paging import PAGE_LIMIT, PageStep, walk_pages
-from htap_exporter.collectors.base import CollectorOutput, declare, get_json, render
+from htap_exporter.collectors.base import CollectorOutput, declare, get_json, kind_of, render
 from htap_exporter.exposition.families import Family
 from htap_exporter.exposition.writer import InstanceIdentity
 
@@ -166,7 +166,7 @@ def parse_task(row: Any) -> tuple[Task | None, int]:
 
 def parse_total_count(value: Any) -> int:
     if isinstance(value, bool) or value is None:
-        raise ApiError("bad_response", f"replication list: total_count is {_kind(value)}, not a number")
+        raise ApiError("bad_response", f"replication list: total_count is {kind_of(value)}, not a number")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, str):
@@ -182,13 +182,13 @@ def parse_total_count(value: Any) -> int:
 def parse_page(document: Any, *, limit: int = PAGE_LIMIT) -> ReplicationPage:
     """One page of ListStarRocksDataReplications."""
     if not isinstance(document, dict):
-        raise ApiError("bad_response", f"replication list: expected a JSON object, got {_kind(document)}")
+        raise ApiError("bad_response", f"replication list: expected a JSON object, got {kind_of(document)}")
     total = parse_total_count(document.get("total_count"))
     rows = document.get("replications")
     if rows is None:  # an instance without tasks may leave the list out
         rows = []
     if not isinstance(rows, list):
-        raise ApiError("bad_response", f"replication list: replications is {_kind(rows)}, not a list")
+        raise ApiError("bad_response", f"replication list: replications is {kind_of(rows)}, not a list")
     if len(rows) > limit:
         raise ApiError("bad_response", f"replication list: {len(rows)} rows on a page of limit {limit}")
     tasks: list[Task] = []
@@ -280,12 +280,6 @@ def samples(replication: Replication, *, max_tasks: int, last_change: Mapping[st
                 ({"task_name": name}, last_change[task.name]))
     return out
 
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "missing"
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-            float: "a number"}.get(type(value), type(value).__name__)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,13 @@ from htap_exporter.collectors.sql_text import digest, fingerprint, normalise
 SETTINGS = settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 
 # Literal contents: quotes of both kinds, backslashes, comment openers, newlines, unicode.
+def without_terminator(text: str) -> str:
+    """Comment text that cannot close the comment: removing "*/" once can make another ("**//")."""
+    while "*/" in text:
+        text = text.replace("*/", "")
+    return text
+
+
 contents = st.text(alphabet=st.sampled_from("'\"\\`#-/*\n\t xyZ9é漢Ω\u2028"), max_size=12)
 
 
@@ -52,9 +59,9 @@ bit_literals = st.one_of(
 literals = st.one_of(string_literals(), numbers, hex_literals, bit_literals)
 spaces = st.text(alphabet=" \t\n\r", min_size=1, max_size=3)
 comments = st.one_of(
-    contents.map(lambda text: "/* " + text.replace("*/", "") + " */"),
-    contents.map(lambda text: "/*! 40101 " + text.replace("*/", "") + " */"),
-    contents.map(lambda text: "/*+ " + text.replace("*/", "") + " */"),
+    contents.map(lambda text: "/* " + without_terminator(text) + " */"),
+    contents.map(lambda text: "/*! 40101 " + without_terminator(text) + " */"),
+    contents.map(lambda text: "/*+ " + without_terminator(text) + " */"),
     contents.map(lambda text: "-- " + text.replace("\n", "").replace("\r", "") + "\n"),
     contents.map(lambda text: "#" + text.replace("\n", "").replace("\r", "") + "\n"),
 )
