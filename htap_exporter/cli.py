@@ -219,14 +219,13 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
         for address in args.listen or [DEFAULT_LISTEN]:
             host, port = parse_listen_address(address)
             site = GuardedSite(runner, host, port, guard=guard, ssl_context=tls)
+            listening = len(runner.addresses)
             try:
                 await site.start()
             except OSError as problem:
                 log.error("cannot listen", extra={"address": address, "error": problem.strerror or str(problem)})
                 return 1
-            server = site._server
-            for sock in (server.sockets if server is not None else []):  # type: ignore[union-attr]
-                bound = sock.getsockname()
+            for bound in runner.addresses[listening:]:  # this site's sockets: the runner lists them in order
                 where = f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}"
                 log.info("listening on %s", where, extra={"address": where})  # the message stays greppable
 
