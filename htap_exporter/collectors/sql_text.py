@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Iterator
 
 from sqlglot.dialects.mysql import MySQL
 from sqlglot.errors import SqlglotError
-from sqlglot.tokens import Token, TokenType
+from sqlglot import Token, TokenType
 
 from htap_exporter.collectors.labels import label_value
 
@@ -149,7 +150,7 @@ def _unterminated_at(text: str) -> tuple[int | None, bool]:
     return None, False
 
 
-def _lex(text: str):
+def _lex(text: str) -> Iterator[tuple[str, int, int]]:
     """A minimal MySQL lexer for what can hide a literal: yields (kind, start, end) for strings,
     backtick identifiers, comments and words; raises _Unterminated(start, kind) at the first one that
     does not close. Anything else is a single character of punctuation or space."""

@@ -41,7 +41,8 @@ LoopKey = tuple[str, str]  # (instance id, collector name)
 
 def backoff_delay(failures: int, interval: float, cap: float, rng: random.Random) -> float:
     """Delay before the next run after `failures` consecutive failures (>= 1)."""
-    base = min(cap, interval * 2 ** min(failures - 1, 30))
+    doubling: int = 2 ** min(failures - 1, 30)
+    base = min(cap, interval * doubling)
     return base * rng.uniform(1 - JITTER, 1 + JITTER)
 
 

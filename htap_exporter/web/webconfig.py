@@ -518,7 +518,7 @@ _Signature = tuple[tuple[int, int, int, int] | None, ...]
 
 
 def _signature(paths: tuple[Path, ...]) -> _Signature:
-    result = []
+    result: list[tuple[int, int, int, int] | None] = []
     for path in paths:
         try:
             st = os.stat(path)
@@ -606,7 +606,7 @@ class RotatingSSLContext(ssl.SSLContext):
     def __init__(self, watcher: WebConfigWatcher) -> None:
         self.watcher = watcher
 
-    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:  # type: ignore[override]
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
         context = self.watcher.current.ssl_context
         assert context is not None  # a reload never turns TLS off (see WebConfigWatcher.reload)
         return context.wrap_bio(*args, **kwargs)
