@@ -176,7 +176,8 @@ class FileBackedSecret:
         try:
             stamp = self._file_stamp()
         except OSError as problem:
-            raise ApiError("auth", f"{self._source.kind}: cannot read {self._source.file}: {problem.strerror}") from None
+            raise ApiError("auth", f"{self._source.kind}: cannot read {self._source.file}:"
+                                   f" {problem.strerror}") from None
         if stamp != self._stamp:
             self._value = self._read()
             self._stamp = stamp

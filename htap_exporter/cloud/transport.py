@@ -18,13 +18,13 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
-from urllib.request import getproxies, proxy_bypass
 from yarl import URL
 
 from htap_exporter.clock import RateLimiter
-from htap_exporter.cloud.errors import REASONS, ApiError
+from htap_exporter.cloud.errors import ApiError
 
 try:  # the `fast` extra: parses ~2x faster than the standard library (pages go through pages.py)
     import msgspec.json

@@ -138,7 +138,7 @@ def _unterminated_at(text: str) -> tuple[int | None, bool]:
     """Where the first unterminated string, identifier or comment opens (MySQL's rules), and
     whether it is a string; (None, False) when everything is closed."""
     try:
-        for kind, start, _ in _lex(text):
+        for _ in _lex(text):
             pass
     except _Unterminated as cut:
         start, kind = cut.args

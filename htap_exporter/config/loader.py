@@ -345,7 +345,7 @@ def parse_duration(value: Any) -> float:
                 seconds += float(match.group(1)) * unit
                 position = match.end()
             if position != len(text) or position == 0:
-                raise ValueError(f"invalid duration {value!r}: use a number of seconds or units ms, s, m, h")
+                raise ValueError(f"invalid duration {value!r}: use a number of seconds or units ms, s, m, h") from None
     else:
         raise ValueError("must be a duration such as 30s, 500ms or 2m")
     if not math.isfinite(seconds) or seconds <= 0:
@@ -662,28 +662,7 @@ def _read_project(r: _Reader, raw: Any, path: str, seen_instances: dict[str, str
             raise r.error(path, "missing instances (a list of HTAP instances to poll, or discovery.enabled: true)")
         raw_instances = []
     for index, item in enumerate(r.sequence(raw_instances, _join(path, "instances"))):
-        item_path = f"{_join(path, 'instances')}[{index}]"
-        if isinstance(item, str):
-            item = {"id": item}
-        entry = r.mapping(item, item_path, {"id", "name", "taurus_instance_id"})
-        if "id" not in entry:
-            raise r.error(item_path, "missing id")
-        instance_id = r.string(entry["id"], _join(item_path, "id"))
-        if not INSTANCE_ID_RE.fullmatch(instance_id):
-            raise r.error(_join(item_path, "id"),
-                          f"must be an HTAP instance id (36 letters or digits ending in in17), got {instance_id!r}")
-        if instance_id in seen_instances:
-            raise r.error(_join(item_path, "id"), f"instance {instance_id} is already listed at {seen_instances[instance_id]}")
-        seen_instances[instance_id] = item_path
-        name = r.string(entry["name"], _join(item_path, "name")) if entry.get("name") is not None else instance_id
-        taurus_id = None
-        if entry.get("taurus_instance_id") is not None:
-            taurus_path = _join(item_path, "taurus_instance_id")
-            taurus_id = r.string(entry["taurus_instance_id"], taurus_path)
-            if not TAURUS_INSTANCE_ID_RE.fullmatch(taurus_id):
-                raise r.error(taurus_path, "must be a TaurusDB instance id (36 letters or digits ending in in07),"
-                                           f" got {taurus_id!r}")
-        instances.append(InstanceConfig(id=instance_id, name=name, taurus_instance_id=taurus_id))
+        instances.append(_read_instance(r, item, f"{_join(path, 'instances')}[{index}]", seen_instances))
     rate = section.get("api_rate_limit")
     return ProjectConfig(
         project_id=project_id,
@@ -697,6 +676,31 @@ def _read_project(r: _Reader, raw: Any, path: str, seen_instances: dict[str, str
         ca_file=ca_file,
         discovery=discovery,
     )
+
+
+def _read_instance(r: _Reader, item: Any, item_path: str, seen_instances: dict[str, str]) -> InstanceConfig:
+    if isinstance(item, str):
+        item = {"id": item}
+    entry = r.mapping(item, item_path, {"id", "name", "taurus_instance_id"})
+    if "id" not in entry:
+        raise r.error(item_path, "missing id")
+    instance_id = r.string(entry["id"], _join(item_path, "id"))
+    if not INSTANCE_ID_RE.fullmatch(instance_id):
+        raise r.error(_join(item_path, "id"),
+                      f"must be an HTAP instance id (36 letters or digits ending in in17), got {instance_id!r}")
+    if instance_id in seen_instances:
+        raise r.error(_join(item_path, "id"),
+                      f"instance {instance_id} is already listed at {seen_instances[instance_id]}")
+    seen_instances[instance_id] = item_path
+    name = r.string(entry["name"], _join(item_path, "name")) if entry.get("name") is not None else instance_id
+    taurus_id = None
+    if entry.get("taurus_instance_id") is not None:
+        taurus_path = _join(item_path, "taurus_instance_id")
+        taurus_id = r.string(entry["taurus_instance_id"], taurus_path)
+        if not TAURUS_INSTANCE_ID_RE.fullmatch(taurus_id):
+            raise r.error(taurus_path, "must be a TaurusDB instance id (36 letters or digits ending in in07),"
+                                       f" got {taurus_id!r}")
+    return InstanceConfig(id=instance_id, name=name, taurus_instance_id=taurus_id)
 
 
 def _read_collector_interval(r: _Reader, section: dict[str, Any], path: str, default: float) -> float:

@@ -246,42 +246,11 @@ def _read_tls(r: _Reader, value: Any, base_dir: Path) -> TlsServerConfig | None:
     for file_name, inline in (("cert_file", "cert"), ("key_file", "key"), ("client_ca_file", "client_ca")):
         if tls.get(file_name) and tls.get(inline):
             raise r.error(f"{path}.{inline}", f"give either {inline} or {file_name}, not both")
-    client_auth_type = client_auth_type or "NoClientCert"
-    if client_auth_type not in CLIENT_AUTH_TYPES:
-        raise r.error(f"{path}.client_auth_type", f"invalid ClientAuth {client_auth_type!r}"
-                      f" (one of {', '.join(CLIENT_AUTH_TYPES)})")
-    if client_auth_type in ("RequireAnyClientCert", "RequireClientCert"):
-        # Go can demand a certificate and then not verify it; OpenSSL through Python cannot.
-        raise r.error(f"{path}.client_auth_type", f"{client_auth_type} is not supported: Python's ssl cannot"
-                      " require a client certificate without verifying it; use RequireAndVerifyClientCert"
-                      " with client_ca_file (the toolkit calls the other types insecure)")
-    if (client_ca_file or client_ca) and client_auth_type in ("NoClientCert", "RequestClientCert"):
-        raise r.error(f"{path}.client_auth_type", "client CA's have been configured without a Client Auth Policy"
-                      " (use RequireAndVerifyClientCert)")
-    versions = {}
-    for key_name, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
-        name = r.string(tls.get(key_name), f"{path}.{key_name}") or default
-        if name not in TLS_VERSIONS:
-            raise r.error(f"{path}.{key_name}", f"unknown TLS version {name!r} (one of {', '.join(TLS_VERSIONS)})")
-        versions[key_name] = TLS_VERSIONS[name]
-    if versions["min_version"] > versions["max_version"]:
-        raise r.error(f"{path}.min_version", "is higher than max_version")
-    ciphers = r.strings(tls.get("cipher_suites"), f"{path}.cipher_suites")
-    for index, name in enumerate(ciphers):
-        if name not in CIPHER_SUITES:
-            raise r.error(f"{path}.cipher_suites[{index}]", f"unknown cipher {name!r}")
-        if name in TLS13_SUITES and versions["max_version"] < ssl.TLSVersion.TLSv1_3:
-            # Listing only these would leave OpenSSL's TLS 1.2 defaults in force, silently.
-            raise r.error(f"{path}.cipher_suites[{index}]", f"{name} is a TLS 1.3 suite, which max_version"
-                          " below TLS13 never uses: list TLS 1.2 suites, or raise max_version")
-    curves = r.strings(tls.get("curve_preferences"), f"{path}.curve_preferences")
-    for index, name in enumerate(curves):
-        if name not in CURVES:
-            raise r.error(f"{path}.curve_preferences[{index}]", f"unknown curve {name!r} (one of {', '.join(CURVES)})")
-    if len(set(curves)) > 1:
-        # Python's ssl sets one ECDH group, not a preference list.
-        raise r.error(f"{path}.curve_preferences", "Python's ssl can restrict the key exchange to one curve only,"
-                      " not a preference list: list exactly one curve, or none for OpenSSL's defaults")
+    client_auth_type = _check_client_auth_type(r, path, client_auth_type or "NoClientCert",
+                                               has_client_ca=bool(client_ca_file or client_ca))
+    versions = _read_tls_versions(r, tls, path)
+    ciphers = _read_cipher_suites(r, tls, path, versions["max_version"])
+    curves = _read_curves(r, tls, path)
     sans = tls.get("client_allowed_sans")
     allowed_sans = r.strings(sans, f"{path}.client_allowed_sans") if sans is not None else None
     if allowed_sans is not None and client_auth_type != "RequireAndVerifyClientCert":
@@ -293,6 +262,57 @@ def _read_tls(r: _Reader, value: Any, base_dir: Path) -> TlsServerConfig | None:
         prefer_server_cipher_suites=r.boolean(tls.get("prefer_server_cipher_suites"),
                                               f"{path}.prefer_server_cipher_suites", True),
         curve_preferences=curves, client_allowed_sans=allowed_sans)
+
+
+def _check_client_auth_type(r: _Reader, path: str, client_auth_type: str, *, has_client_ca: bool) -> str:
+    if client_auth_type not in CLIENT_AUTH_TYPES:
+        raise r.error(f"{path}.client_auth_type", f"invalid ClientAuth {client_auth_type!r}"
+                      f" (one of {', '.join(CLIENT_AUTH_TYPES)})")
+    if client_auth_type in ("RequireAnyClientCert", "RequireClientCert"):
+        # Go can demand a certificate and then not verify it; OpenSSL through Python cannot.
+        raise r.error(f"{path}.client_auth_type", f"{client_auth_type} is not supported: Python's ssl cannot"
+                      " require a client certificate without verifying it; use RequireAndVerifyClientCert"
+                      " with client_ca_file (the toolkit calls the other types insecure)")
+    if has_client_ca and client_auth_type in ("NoClientCert", "RequestClientCert"):
+        raise r.error(f"{path}.client_auth_type", "client CA's have been configured without a Client Auth Policy"
+                      " (use RequireAndVerifyClientCert)")
+    return client_auth_type
+
+
+def _read_tls_versions(r: _Reader, tls: dict[str, Any], path: str) -> dict[str, ssl.TLSVersion]:
+    versions = {}
+    for key_name, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
+        name = r.string(tls.get(key_name), f"{path}.{key_name}") or default
+        if name not in TLS_VERSIONS:
+            raise r.error(f"{path}.{key_name}", f"unknown TLS version {name!r} (one of {', '.join(TLS_VERSIONS)})")
+        versions[key_name] = TLS_VERSIONS[name]
+    if versions["min_version"] > versions["max_version"]:
+        raise r.error(f"{path}.min_version", "is higher than max_version")
+    return versions
+
+
+def _read_cipher_suites(r: _Reader, tls: dict[str, Any], path: str, max_version: ssl.TLSVersion) -> tuple[str, ...]:
+    ciphers = r.strings(tls.get("cipher_suites"), f"{path}.cipher_suites")
+    for index, name in enumerate(ciphers):
+        if name not in CIPHER_SUITES:
+            raise r.error(f"{path}.cipher_suites[{index}]", f"unknown cipher {name!r}")
+        if name in TLS13_SUITES and max_version < ssl.TLSVersion.TLSv1_3:
+            # Listing only these would leave OpenSSL's TLS 1.2 defaults in force, silently.
+            raise r.error(f"{path}.cipher_suites[{index}]", f"{name} is a TLS 1.3 suite, which max_version"
+                          " below TLS13 never uses: list TLS 1.2 suites, or raise max_version")
+    return ciphers
+
+
+def _read_curves(r: _Reader, tls: dict[str, Any], path: str) -> tuple[str, ...]:
+    curves = r.strings(tls.get("curve_preferences"), f"{path}.curve_preferences")
+    for index, name in enumerate(curves):
+        if name not in CURVES:
+            raise r.error(f"{path}.curve_preferences[{index}]", f"unknown curve {name!r} (one of {', '.join(CURVES)})")
+    if len(set(curves)) > 1:
+        # Python's ssl sets one ECDH group, not a preference list.
+        raise r.error(f"{path}.curve_preferences", "Python's ssl can restrict the key exchange to one curve only,"
+                      " not a preference list: list exactly one curve, or none for OpenSSL's defaults")
+    return curves
 
 
 def _read_headers(r: _Reader, value: Any) -> tuple[tuple[str, str], ...]:
@@ -328,8 +348,8 @@ def _read_users(r: _Reader, value: Any) -> dict[str, bytes]:
         match = BCRYPT_HASH_RE.fullmatch(hashed)
         # Never quote the value: the toolkit treats hashes as secrets.
         if match is None:
-            raise r.error(f"{path}.{user}", "not a bcrypt hash (expected $2y$, $2b$ or $2a$, a cost, then 53 characters;"
-                          " make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n')")
+            raise r.error(f"{path}.{user}", "not a bcrypt hash (expected $2y$, $2b$ or $2a$, a cost, then 53"
+                          " characters; make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n')")
         cost = int(match.group(1))
         if not MIN_BCRYPT_COST <= cost <= MAX_BCRYPT_COST:
             raise r.error(f"{path}.{user}", f"bcrypt cost {cost} is not between {MIN_BCRYPT_COST} and"
@@ -396,7 +416,7 @@ def build_ssl_context(tls: TlsServerConfig, file: str) -> ssl.SSLContext:
 
     suites = [CIPHER_SUITES[name] for name in tls.cipher_suites]
     openssl_names = [name for name in suites if name is not None]
-    for index, (name, openssl_name) in enumerate(zip(tls.cipher_suites, suites)):
+    for index, (name, openssl_name) in enumerate(zip(tls.cipher_suites, suites, strict=True)):
         if openssl_name is None:
             continue
         try:

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
+from htap_exporter.cloud.errors import REASONS
 from htap_exporter.redact import Redactor
 from htap_exporter.cloud.transport import (
     MAX_ERROR_BODY_BYTES,
-    REASONS,
     ApiError,
     Proxies,
     Response,
