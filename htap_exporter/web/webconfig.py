@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
-from htap_exporter.config import ConfigError, _StrictLoader, parse_duration
+from htap_exporter.config import parse_duration
+from htap_exporter.config.reader import ConfigError, Reader, load_yaml
 from htap_exporter.config.secrets import MAX_CA_FILE_BYTES, FileReadError, read_small_file
 from htap_exporter.threads import in_daemon_thread
 
@@ -145,26 +145,13 @@ class WebConfig:
         return f"web config {self.file}: {tls}, {users}{limit}"
 
 
-class _Reader:
-    """Typed access to the parsed YAML; every problem names the key path, never a secret's value."""
+class _Reader(Reader):
+    """The web config's values, read as the toolkit reads them (no ${ENV}; an empty string is unset)."""
 
-    def __init__(self, file: str) -> None:
-        self.file = file
-
-    def error(self, path: str, message: str) -> ConfigError:
-        return ConfigError(self.file, path, message)
-
-    def mapping(self, value: Any, path: str, allowed: set[str]) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.error(path, "must be a mapping")
-        for key in value:
-            if not isinstance(key, str):
-                raise self.error(path, f"keys must be strings, not {type(key).__name__}")
-            if key not in allowed:
-                raise self.error(_join(path, key), f"unknown key (known: {', '.join(sorted(allowed))})")
-        return value
+    # The web config's own wording, unchanged since it was written.
+    NOT_A_MAPPING = "must be a mapping"
+    KEY_NOT_A_STRING = "keys must be strings, not {key_type}"
+    UNKNOWN_KEY = "unknown key (known: {allowed})"
 
     def string(self, value: Any, path: str) -> str:
         if value is None:
@@ -188,21 +175,10 @@ class _Reader:
         return tuple(self.string(item, f"{path}[{index}]") for index, item in enumerate(value))
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
 def parse_web_config(text: str, *, file: str, base_dir: Path) -> WebConfig:
     """YAML text -> WebConfig, without touching the files it names (see `load_web_config`)."""
     r = _Reader(file)
-    try:
-        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as problem:
-        mark = getattr(problem, "problem_mark", None)
-        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
-        raise r.error("", f"{where}{getattr(problem, 'problem', None) or 'invalid YAML'}") from None
-    except (ValueError, RecursionError) as problem:
-        raise r.error("", f"unreadable YAML: {type(problem).__name__}") from None
+    raw = load_yaml(text, file)
     top = r.mapping(raw, "", {"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"})
     http = r.mapping(top.get("http_server_config"), "http_server_config", {"http2", "headers"})
     return WebConfig(
