@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The two commands a newcomer needs, on any machine with Python 3.11+:
+"""The commands a newcomer needs, on any machine with Python 3.11+:
 
     python3 dev.py demo    # a virtualenv in .venv, the exporter installed, the demo running on :9978
-    python3 dev.py test    # the same virtualenv with the test extra, then the whole test suite
+    python3 dev.py test    # the same virtualenv with the development groups, then the whole test suite
+    python3 dev.py lint    # the architecture (lint-imports), the types (mypy --strict) and ruff
 
 Extra arguments go to the exporter or to pytest: `python3 dev.py test -k config`.
 """
@@ -22,25 +23,31 @@ VENV = Path(os.environ.get("HTAP_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 
 
-def ensure_venv(extra: str | None) -> None:
+def ensure_venv(group: str | None) -> None:
+    """The package (editable) in the virtualenv, with the dependency group `group` (pyproject.toml's
+    [dependency-groups]) when given."""
     if sys.version_info < (3, 11):
         sys.exit(f"dev.py: Python 3.11 or newer is needed, this is {sys.version.split()[0]}")
     if not (BIN / "python").exists():
         print(f"dev.py: creating a virtualenv in {VENV.name}", flush=True)
         venv.create(VENV, with_pip=True)
-    target = f".[{extra}]" if extra else "."
-    # Reinstall only when the project's metadata changed since the last install; the test extra
-    # includes everything the demo needs.
-    stamp = VENV / f".htap-installed-{extra or 'runtime'}"
+    # Reinstall only when the project's metadata changed since the last install; the dev group's
+    # install includes everything the demo needs.
+    stamp = VENV / f".htap-installed-{group or 'runtime'}"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    for installed in {stamp, VENV / ".htap-installed-test"} if extra is None else {stamp}:
+    for installed in {stamp, VENV / ".htap-installed-dev"} if group is None else {stamp}:
         if installed.exists() and installed.read_text() == digest:
             return
-    print(f"dev.py: installing {target} into {VENV.name}", flush=True)
-    subprocess.run([str(BIN / "python"), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
-    subprocess.run([str(BIN / "python"), "-m", "pip", "install", "--quiet", "-e", target], check=True, cwd=ROOT)
+    print(f"dev.py: installing . {f'and the {group} group ' if group else ''}into {VENV.name}", flush=True)
+    # pip 25.1 is the first to read dependency groups (--group).
+    subprocess.run([str(BIN / "python"), "-m", "pip", "install", "--quiet", "--upgrade", "pip>=25.1"], check=True)
+    groups = ["--group", group] if group else []
+    subprocess.run([str(BIN / "python"), "-m", "pip", "install", "--quiet", "-e", ".", *groups], check=True, cwd=ROOT)
     stamp.write_text(digest)
 
+
+# Each from pyproject.toml's own configuration; all three run, and any failure fails the command.
+LINTERS = (["lint-imports", "--no-cache"], ["mypy"], ["ruff", "check"])
 
 # si_code of a signal the kernel sent itself, e.g. SIGINT from the terminal on Ctrl-C (Linux).
 SI_KERNEL = 0x80
@@ -76,14 +83,20 @@ def _exit_status(returncode: int) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test"):
+    if not argv or argv[0] not in ("demo", "test", "lint"):
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
     if command == "demo":
         ensure_venv(None)
         return run([str(BIN / "htap-exporter"), "--demo", *rest])
-    ensure_venv("test")
+    ensure_venv("dev")
+    if command == "lint":
+        failed = [tool for tool, *flags in LINTERS if run([str(BIN / tool), *flags, *rest]) != 0]
+        if failed:
+            print(f"dev.py: {', '.join(failed)} failed", file=sys.stderr)
+            return 1
+        return 0
     return run([str(BIN / "python"), "-m", "pytest", *rest])
 
 

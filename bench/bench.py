@@ -25,6 +25,7 @@ After the table, each row is judged against the targets of the work that made th
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import signal
@@ -167,7 +168,7 @@ class Pauses:
         import json
         times = [t for t in json.loads(get(f"{base_url}/_sim/arrivals?since={since!r}")[1]) if t <= until]
         by_second: dict[int, float] = {}
-        for earlier, later in zip(times, times[1:]):
+        for earlier, later in itertools.pairwise(times):
             second = int(later - since)
             by_second[second] = max(by_second.get(second, 0.0), 1000 * (later - earlier))
         if not by_second:
@@ -318,8 +319,8 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
         write_config(config, base_url, instances, interval, concurrency)
         effective = concurrency
         if effective is None:
-            check = subprocess.run([sys.executable, "-m", "htap_exporter", "--config.file", str(config), "--config.check"],
-                                   capture_output=True, text=True, cwd=tree)
+            check = subprocess.run([sys.executable, "-m", "htap_exporter", "--config.file", str(config),
+                                    "--config.check"], capture_output=True, text=True, cwd=tree)
             effective = int(re.search(r"concurrency=(\d+)", check.stdout).group(1))  # type: ignore[union-attr]
         # The bare loop runs before the exporter and again after it: the machine's pace drifts
         # (other tenants, clock speed), and the two runs around the exporter's window average it out.
@@ -370,8 +371,8 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
         sim.stop()
 
 
-HEADER = ("| instances | interval | concurrency | CPU/page exporter | CPU/page bare loop | ratio | pages fetched / demanded"
-          " | /metrics p50 / p99 (size) | generate_latest | p50 / generate_latest"
+HEADER = ("| instances | interval | concurrency | CPU/page exporter | CPU/page bare loop | ratio"
+          " | pages fetched / demanded | /metrics p50 / p99 (size) | generate_latest | p50 / generate_latest"
           " | pause in polling: a typical second's longest (longest), quiet / scraping"
           " | RSS | SIGTERM | load (1/5/15 min) |")
 
@@ -379,7 +380,8 @@ HEADER = ("| instances | interval | concurrency | CPU/page exporter | CPU/page b
 def row(result: Result) -> str:
     return (f"| {result.instances:,} | {result.interval:g} s | {result.concurrency} | {result.cpu_per_page_ms:.3f} ms"
             f" | {result.bare_cpu_per_page_ms:.3f} ms | {result.ratio:.2f}x"
-            f" | {result.pages_fetched:,} / {result.pages_demanded:,} ({result.pages_fetched / max(1, result.pages_demanded):.2f})"
+            f" | {result.pages_fetched:,} / {result.pages_demanded:,}"
+            f" ({result.pages_fetched / max(1, result.pages_demanded):.2f})"
             f" | {result.scrape_p50_ms:.1f} / {result.scrape_p99_ms:.1f} ms ({result.body_mb:.1f} MB)"
             f" | {result.generate_latest_ms:.0f} ms | {result.scrape_p50_ms / result.generate_latest_ms:.3f}x"
             f" | {result.quiet_pauses.typical:.1f} ({result.quiet_pauses.longest:.0f}) /"

@@ -19,7 +19,6 @@ from tests.fakes import make_store
 from tests.fakes import PollState, render_instance
 from htap_exporter.collectors.sessions.counting import aggregate, parse_session
 from htap_exporter.simulator import Simulator
-from htap_exporter.exposition.store import Store
 
 
 def body(instances: int) -> bytes:

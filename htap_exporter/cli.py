@@ -220,14 +220,13 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
         for address in args.listen or [DEFAULT_LISTEN]:
             host, port = parse_listen_address(address)
             site = GuardedSite(runner, host, port, guard=guard, ssl_context=tls)
+            listening = len(runner.addresses)
             try:
                 await site.start()
             except OSError as problem:
                 log.error("cannot listen", extra={"address": address, "error": problem.strerror or str(problem)})
                 return 1
-            server = site._server
-            for sock in (server.sockets if server is not None else []):  # type: ignore[union-attr]
-                bound = sock.getsockname()
+            for bound in runner.addresses[listening:]:  # this site's sockets: the runner lists them in order
                 where = f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}"
                 log.info("listening on %s", where, extra={"address": where})  # the message stays greppable
 
@@ -274,6 +273,36 @@ async def serve_demo(args: argparse.Namespace, redactor: Redactor, hangups: list
     return await serve(args, config, redactor, demo_runner, hangups, web_config)
 
 
+def check_flags(args: argparse.Namespace) -> float:
+    """The flags' values that argparse cannot check; sets `args.shard` and returns the read timeout
+    in seconds. ValueError: the flag and its problem, in one line."""
+    for address in args.listen or []:
+        parse_listen_address(address)
+    args.shard = shard_from_args(args)
+    if not TELEMETRY_PATH_RE.fullmatch(args.telemetry_path) or args.telemetry_path in RESERVED_PATHS:
+        raise ValueError(f"--web.telemetry-path {args.telemetry_path!r}: must be a plain path starting"
+                         f" with / other than {', '.join(sorted(RESERVED_PATHS))}")
+    try:
+        read_timeout = parse_duration(args.read_timeout)
+    except ValueError as problem:
+        raise ValueError(f"--web.read-timeout {args.read_timeout!r}: {problem}") from None
+    if args.max_connections < 1:
+        raise ValueError(f"--web.max-connections {args.max_connections}: must be at least 1")
+    return read_timeout
+
+
+def fit_connections(wanted: int) -> int:
+    """--web.max-connections, lowered if the open file limit (raised to its hard limit) is lower."""
+    before, open_files = raise_open_file_limit()
+    if open_files != before:
+        log.info("open file limit raised to the hard limit", extra={"from": before, "to": open_files})
+    max_connections = connection_cap(wanted, open_files)
+    if max_connections < wanted:
+        log.warning("--web.max-connections lowered to fit the open file limit",
+                    extra={"max_connections": max_connections, "open_file_limit": open_files})
+    return max_connections
+
+
 def main(argv: list[str] | None = None, hangups: list[int] | None = None) -> int:
     """The command. `hangups` collects SIGHUPs from a handler installed before this module was
     imported (see __main__), so that one arriving during start-up is not fatal."""
@@ -289,23 +318,9 @@ def main(argv: list[str] | None = None, hangups: list[int] | None = None) -> int
     if args.demo and not args.listen:
         args.listen = [DEMO_LISTEN]
     try:
-        for address in args.listen or []:
-            parse_listen_address(address)
-        args.shard = shard_from_args(args)
+        read_timeout = check_flags(args)
     except ValueError as problem:
         print(f"htap-exporter: {problem}", file=sys.stderr)
-        return 1
-    if not TELEMETRY_PATH_RE.fullmatch(args.telemetry_path) or args.telemetry_path in RESERVED_PATHS:
-        print(f"htap-exporter: --web.telemetry-path {args.telemetry_path!r}: must be a plain path starting"
-              f" with / other than {', '.join(sorted(RESERVED_PATHS))}", file=sys.stderr)
-        return 1
-    try:
-        read_timeout = parse_duration(args.read_timeout)
-    except ValueError as problem:
-        print(f"htap-exporter: --web.read-timeout {args.read_timeout!r}: {problem}", file=sys.stderr)
-        return 1
-    if args.max_connections < 1:
-        print(f"htap-exporter: --web.max-connections {args.max_connections}: must be at least 1", file=sys.stderr)
         return 1
     web_config = None
     if args.web_config_file:
@@ -331,14 +346,7 @@ def main(argv: list[str] | None = None, hangups: list[int] | None = None) -> int
                 print(web_config.current.summary())
             warn_cleartext(config)
             return 0
-    before, open_files = raise_open_file_limit()
-    if open_files != before:
-        log.info("open file limit raised to the hard limit", extra={"from": before, "to": open_files})
-    max_connections = connection_cap(args.max_connections, open_files)
-    if max_connections < args.max_connections:
-        log.warning("--web.max-connections lowered to fit the open file limit",
-                    extra={"max_connections": max_connections, "open_file_limit": open_files})
-    args.guard_limits = GuardLimits(read_timeout=read_timeout, max_connections=max_connections)
+    args.guard_limits = GuardLimits(read_timeout=read_timeout, max_connections=fit_connections(args.max_connections))
     gcsettings.configure()
     try:
         if args.demo:

@@ -41,13 +41,37 @@ class Clock:
 class RateLimiter:
     """A token bucket: `burst` calls may go at once, then one every 1/rate seconds (rate <= 0:
     no limit). Each caller reserves its slot when it arrives, so waiters are served in order and
-    none is overtaken forever (a generic cell rate algorithm: one number of state, no timer)."""
+    none is overtaken forever (a generic cell rate algorithm: one number of state, no timer).
+
+    The one limiter of the exporter: the API budget waits for its slot (`wait`), the web config's
+    `rate_limit` refuses a request that finds none (`allow`)."""
 
     def __init__(self, rate: float, clock: Clock, burst: int = 1) -> None:
-        self._interval = 1.0 / rate if rate > 0 else 0.0
         self._clock = clock
-        self._tolerance = max(0, burst - 1) * self._interval
         self._theoretical_arrival = 0.0
+        self._set_interval(1.0 / rate if rate > 0 else 0.0, burst)
+
+    @classmethod
+    def one_per(cls, interval: float, clock: Clock, burst: int = 1) -> RateLimiter:
+        """On average one call per `interval` seconds (> 0), as the web config gives its rate."""
+        limiter = RateLimiter(0.0, clock)
+        limiter._set_interval(interval, burst)
+        return limiter
+
+    def _set_interval(self, interval: float, burst: int) -> None:
+        self._interval = interval
+        self._tolerance = max(0, burst - 1) * interval
+
+    def allow(self) -> bool:
+        """Take a slot if one is free now; False (and nothing taken) when the caller would wait."""
+        if self._interval == 0.0:
+            return True
+        now = self._clock.monotonic()
+        arrival = max(now, self._theoretical_arrival)
+        if arrival - self._tolerance > now:
+            return False
+        self._theoretical_arrival = arrival + self._interval
+        return True
 
     async def wait(self) -> None:
         if self._interval == 0.0:

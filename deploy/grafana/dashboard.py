@@ -412,7 +412,8 @@ def panels() -> list[Panel]:
                    [target(f"htap_poll_duration_seconds{{{INSTANCE}}}", "{{instance_name}}")], "s"), 6, 8)
     add(timeseries("Skipped poll ticks", "Ticks skipped because the previous poll of the instance was "
                    "still running: polls take longer than the interval.",
-                   [target(f"sum by (instance_name) (rate(htap_poll_skipped_ticks_total{{{INSTANCE}}}[$__rate_interval]))",
+                   [target("sum by (instance_name)"
+                           f" (rate(htap_poll_skipped_ticks_total{{{INSTANCE}}}[$__rate_interval]))",
                            "{{instance_name}}")], "ops"), 6, 8)
     add(timeseries("Exporter CPU", "CPU used by the exporter process (1 = one core).",
                    [target(f"rate(process_cpu_seconds_total{{{EXPORTER}}}[$__rate_interval])", "{{instance}}")],

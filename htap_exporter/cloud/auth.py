@@ -21,7 +21,8 @@ from htap_exporter.clock import Clock
 from htap_exporter.config import AkSkAuth, AuthConfig, PasswordAuth, SecretError, SecretSource, TokenAuth
 from htap_exporter.redact import Redactor
 from htap_exporter.cloud.signing import canonical_query, sign_request
-from htap_exporter.cloud.transport import ApiError, Transport
+from htap_exporter.cloud.errors import ApiError
+from htap_exporter.cloud.transport import Transport
 
 # Pause after the n-th consecutive rejection: 15 s, 30 s, 60 s, 120 s, 240 s, then 5 minutes
 # (Huawei's lock time). A wrong key thus costs 3 attempts in the first minute, not one per poll.
@@ -59,7 +60,8 @@ def token_refresh_delay(life: float) -> float:
 
 
 def auth_pause(failures: int) -> float:
-    return min(AUTH_PAUSE_MAX, AUTH_PAUSE_FIRST * 2 ** max(0, failures - 1))
+    doubling: int = 2 ** max(0, failures - 1)
+    return min(AUTH_PAUSE_MAX, AUTH_PAUSE_FIRST * doubling)
 
 
 class AuthGate:
@@ -174,7 +176,8 @@ class FileBackedSecret:
         try:
             stamp = self._file_stamp()
         except OSError as problem:
-            raise ApiError("auth", f"{self._source.kind}: cannot read {self._source.file}: {problem.strerror}") from None
+            raise ApiError("auth", f"{self._source.kind}: cannot read {self._source.file}:"
+                                   f" {problem.strerror}") from None
         if stamp != self._stamp:
             self._value = self._read()
             self._stamp = stamp

@@ -11,23 +11,28 @@ import collections
 import contextlib
 import email.utils
 import json
+import logging
+import netrc
+import os
 import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
-from aiohttp.helpers import proxies_from_env
-from urllib.request import proxy_bypass
 from yarl import URL
 
 from htap_exporter.clock import RateLimiter
-from htap_exporter.cloud.errors import REASONS, ApiError
+from htap_exporter.cloud.errors import ApiError
 
 try:  # the `fast` extra: parses ~2x faster than the standard library (pages go through pages.py)
-    from msgspec.json import decode as _fast_loads
+    import msgspec.json
+    _fast_loads: Callable[[bytes], Any] | None = msgspec.json.decode
 except ImportError:  # pragma: no cover - exercised by the tests through parse_json(fast=False)
     _fast_loads = None
+
+log = logging.getLogger(__name__)
 
 THROTTLING_CODES = frozenset({"APIG.0308", "APIGW.0308"})
 MAX_ERROR_BODY_BYTES = 64 * 1024
@@ -99,6 +104,25 @@ class RequestSlots:
         return self._free == 0
 
 
+
+def _netrc_from_env() -> netrc.netrc | None:
+    """$NETRC, or ~/.netrc (~/_netrc on Windows); None when there is none or it cannot be read."""
+    path = os.environ.get("NETRC")
+    if path is None:
+        try:
+            path = os.path.join(os.path.expanduser("~"), "_netrc" if os.name == "nt" else ".netrc")
+        except RuntimeError:
+            return None
+    try:
+        return netrc.netrc(path)
+    except netrc.NetrcParseError as problem:
+        log.warning("Could not parse .netrc file: %s", problem)
+    except OSError as problem:
+        if "NETRC" in os.environ or os.path.isfile(path):
+            log.warning("Could not read .netrc file: %s", problem)
+    return None
+
+
 class Proxies:
     """HTTP_PROXY/HTTPS_PROXY/NO_PROXY (and proxy credentials from ~/.netrc), read once at start.
 
@@ -111,7 +135,27 @@ class Proxies:
 
     @classmethod
     def from_env(cls) -> Proxies:
-        return cls({scheme: (info.proxy, info.proxy_auth) for scheme, info in proxies_from_env().items()})
+        """The proxies aiohttp's `trust_env` would use: http(s)/ws(s) ones from the environment,
+        credentials from the proxy URL or else from the netrc file; an https:// proxy is not
+        supported by aiohttp and is left out with a warning."""
+        netrc_file = _netrc_from_env()
+        by_scheme: dict[str, tuple[URL, aiohttp.BasicAuth | None]] = {}
+        for scheme, address in getproxies().items():
+            if scheme not in ("http", "https", "ws", "wss"):
+                continue
+            with_credentials = URL(address)
+            proxy = with_credentials.with_user(None)
+            if proxy.scheme in ("https", "wss"):
+                log.warning("%s proxies %s are not supported, ignoring", proxy.scheme.upper(), proxy)
+                continue
+            auth = aiohttp.BasicAuth.from_url(with_credentials)
+            if auth is None and netrc_file is not None and proxy.host is not None:
+                found = netrc_file.authenticators(proxy.host)
+                if found is not None:
+                    login, account, password = found
+                    auth = aiohttp.BasicAuth.from_url(proxy.with_user(login or account).with_password(password or ""))
+            by_scheme[scheme] = (proxy, auth)
+        return cls(by_scheme)
 
     def for_url(self, url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
         key = (url.scheme, url.host or "")

@@ -204,7 +204,8 @@ class NodesCollector:
 
     async def collect(self, instance: InstanceIdentity, client: ProjectClient) -> CollectorOutput:
         base = f"/v3/{client.project_id}/instances"
-        node_list = parse_node_list(await get_json(client, LIST_NODES_API, f"{base}/{instance.instance_id}/starrocks/nodes"))
+        node_list = parse_node_list(await get_json(client, LIST_NODES_API,
+                                                   f"{base}/{instance.instance_id}/starrocks/nodes"))
         statuses = None
         taurus_id = instance.taurus_instance_id
         if taurus_id is None:

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Iterator
 
 from sqlglot.dialects.mysql import MySQL
 from sqlglot.errors import SqlglotError
-from sqlglot.tokens import Token, TokenType
+from sqlglot import Token, TokenType
 
 from htap_exporter.collectors.labels import label_value
 
@@ -137,7 +138,7 @@ def _unterminated_at(text: str) -> tuple[int | None, bool]:
     """Where the first unterminated string, identifier or comment opens (MySQL's rules), and
     whether it is a string; (None, False) when everything is closed."""
     try:
-        for kind, start, _ in _lex(text):
+        for _ in _lex(text):
             pass
     except _Unterminated as cut:
         start, kind = cut.args
@@ -149,7 +150,7 @@ def _unterminated_at(text: str) -> tuple[int | None, bool]:
     return None, False
 
 
-def _lex(text: str):
+def _lex(text: str) -> Iterator[tuple[str, int, int]]:
     """A minimal MySQL lexer for what can hide a literal: yields (kind, start, end) for strings,
     backtick identifiers, comments and words; raises _Unterminated(start, kind) at the first one that
     does not close. Anything else is a single character of punctuation or space."""

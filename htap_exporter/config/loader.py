@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 from yarl import URL
 
+from htap_exporter.config.reader import ConfigError, Reader, load_yaml
+from htap_exporter.config.reader import join as _join
+from htap_exporter.config.reader import type_name as _type_name
 from htap_exporter.config.regions import KNOWN_REGIONS, default_endpoint, default_iam_endpoint, nearest_region
 from htap_exporter.config.secrets import FileReadError, Secret, SecretError, SecretSource, ca_context, read_small_file
 
-__all__ = ["Secret", "SecretError", "SecretSource"]  # re-exported: config types hold them
+# Re-exported: config types hold the secrets; ConfigError is what every reader here raises.
+__all__ = ["ConfigError", "Secret", "SecretError", "SecretSource"]
 
 PROJECT_ID_RE = re.compile(r"[0-9A-Za-z]{32}")
 # A standard HTAP instance id: 36 letters/digits, the last four being "in17".
@@ -46,17 +49,6 @@ MIN_COLLECTOR_INTERVAL = 1.0
 TOP_SESSIONS_SQL = ("none", "digest", "fingerprint")
 # ListStarRocksDataReplications' total_count has at most 3 digits: fewer than 1000 tasks per instance.
 MAX_REPLICATION_TASKS = 1000
-
-
-class ConfigError(Exception):
-    """A config problem: `file: path: message`, printed as one line by the CLI."""
-
-    def __init__(self, file: str, path: str, message: str) -> None:
-        self.file = file
-        self.path = path
-        self.message = message
-        where = f"{file}: {path}: " if path else f"{file}: "
-        super().__init__(where + message)
 
 
 @dataclass(frozen=True)
@@ -345,7 +337,7 @@ def parse_duration(value: Any) -> float:
                 seconds += float(match.group(1)) * unit
                 position = match.end()
             if position != len(text) or position == 0:
-                raise ValueError(f"invalid duration {value!r}: use a number of seconds or units ms, s, m, h")
+                raise ValueError(f"invalid duration {value!r}: use a number of seconds or units ms, s, m, h") from None
     else:
         raise ValueError("must be a duration such as 30s, 500ms or 2m")
     if not math.isfinite(seconds) or seconds <= 0:
@@ -369,28 +361,13 @@ def expand_env(text: str, env: Mapping[str, str]) -> str:
     return ENV_RE.sub(replace, text)
 
 
-class _Reader:
-    """Walks the YAML tree with the current key path, so every error can name it."""
+class _Reader(Reader):
+    """The config's values: strings with ${ENV} expanded, numbers, durations, paths, secrets."""
 
     def __init__(self, file: str, env: Mapping[str, str], base_dir: Path) -> None:
-        self.file = file
+        super().__init__(file)
         self.env = env
         self.base_dir = base_dir
-
-    def error(self, path: str, message: str) -> ConfigError:
-        return ConfigError(self.file, path, message)
-
-    def mapping(self, value: Any, path: str, allowed: set[str]) -> dict[str, Any]:
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise self.error(path, f"must be a mapping, got {_type_name(value)}")
-        for key in value:
-            if not isinstance(key, str):
-                raise self.error(path, f"keys must be strings, got {key!r}")
-            if key not in allowed:
-                raise self.error(_join(path, key), f"unknown key (allowed: {', '.join(sorted(allowed))})")
-        return value
 
     def string(self, value: Any, path: str) -> str:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -497,19 +474,6 @@ class _Reader:
         except SecretError as problem:
             raise self.error(source_path, str(problem)) from None
         return source
-
-
-def _join(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
 
 
 def _read_poll(r: _Reader, raw: Any) -> PollConfig:
@@ -662,28 +626,7 @@ def _read_project(r: _Reader, raw: Any, path: str, seen_instances: dict[str, str
             raise r.error(path, "missing instances (a list of HTAP instances to poll, or discovery.enabled: true)")
         raw_instances = []
     for index, item in enumerate(r.sequence(raw_instances, _join(path, "instances"))):
-        item_path = f"{_join(path, 'instances')}[{index}]"
-        if isinstance(item, str):
-            item = {"id": item}
-        entry = r.mapping(item, item_path, {"id", "name", "taurus_instance_id"})
-        if "id" not in entry:
-            raise r.error(item_path, "missing id")
-        instance_id = r.string(entry["id"], _join(item_path, "id"))
-        if not INSTANCE_ID_RE.fullmatch(instance_id):
-            raise r.error(_join(item_path, "id"),
-                          f"must be an HTAP instance id (36 letters or digits ending in in17), got {instance_id!r}")
-        if instance_id in seen_instances:
-            raise r.error(_join(item_path, "id"), f"instance {instance_id} is already listed at {seen_instances[instance_id]}")
-        seen_instances[instance_id] = item_path
-        name = r.string(entry["name"], _join(item_path, "name")) if entry.get("name") is not None else instance_id
-        taurus_id = None
-        if entry.get("taurus_instance_id") is not None:
-            taurus_path = _join(item_path, "taurus_instance_id")
-            taurus_id = r.string(entry["taurus_instance_id"], taurus_path)
-            if not TAURUS_INSTANCE_ID_RE.fullmatch(taurus_id):
-                raise r.error(taurus_path, "must be a TaurusDB instance id (36 letters or digits ending in in07),"
-                                           f" got {taurus_id!r}")
-        instances.append(InstanceConfig(id=instance_id, name=name, taurus_instance_id=taurus_id))
+        instances.append(_read_instance(r, item, f"{_join(path, 'instances')}[{index}]", seen_instances))
     rate = section.get("api_rate_limit")
     return ProjectConfig(
         project_id=project_id,
@@ -697,6 +640,31 @@ def _read_project(r: _Reader, raw: Any, path: str, seen_instances: dict[str, str
         ca_file=ca_file,
         discovery=discovery,
     )
+
+
+def _read_instance(r: _Reader, item: Any, item_path: str, seen_instances: dict[str, str]) -> InstanceConfig:
+    if isinstance(item, str):
+        item = {"id": item}
+    entry = r.mapping(item, item_path, {"id", "name", "taurus_instance_id"})
+    if "id" not in entry:
+        raise r.error(item_path, "missing id")
+    instance_id = r.string(entry["id"], _join(item_path, "id"))
+    if not INSTANCE_ID_RE.fullmatch(instance_id):
+        raise r.error(_join(item_path, "id"),
+                      f"must be an HTAP instance id (36 letters or digits ending in in17), got {instance_id!r}")
+    if instance_id in seen_instances:
+        raise r.error(_join(item_path, "id"),
+                      f"instance {instance_id} is already listed at {seen_instances[instance_id]}")
+    seen_instances[instance_id] = item_path
+    name = r.string(entry["name"], _join(item_path, "name")) if entry.get("name") is not None else instance_id
+    taurus_id = None
+    if entry.get("taurus_instance_id") is not None:
+        taurus_path = _join(item_path, "taurus_instance_id")
+        taurus_id = r.string(entry["taurus_instance_id"], taurus_path)
+        if not TAURUS_INSTANCE_ID_RE.fullmatch(taurus_id):
+            raise r.error(taurus_path, "must be a TaurusDB instance id (36 letters or digits ending in in07),"
+                                       f" got {taurus_id!r}")
+    return InstanceConfig(id=instance_id, name=name, taurus_instance_id=taurus_id)
 
 
 def _read_collector_interval(r: _Reader, section: dict[str, Any], path: str, default: float) -> float:
@@ -805,37 +773,10 @@ def _read_discovery(r: _Reader, raw: Any, path: str) -> DiscoveryConfig | None:
     return config if enabled else None
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping: YAML would keep the last one
-    silently, so a second `instances:` would drop the first list without a word."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:
-                continue  # an unhashable key: construct_mapping itself reports it
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-untyped-call]
-
-
 def parse_config(text: str, *, file: str = "config.yaml", env: Mapping[str, str] | None = None,
                  base_dir: Path | None = None) -> Config:
     r = _Reader(file, os.environ if env is None else env, base_dir or Path("."))
-    try:
-        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as problem:
-        mark = getattr(problem, "problem_mark", None)
-        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
-        reason = getattr(problem, "problem", None) or "invalid YAML"
-        raise ConfigError(file, "", f"{where}{reason}") from None
-    except (ValueError, RecursionError) as problem:  # e.g. an integer of 5000 digits, nesting too deep
-        raise ConfigError(file, "", f"unreadable YAML: {type(problem).__name__}") from None
+    raw = load_yaml(text, file)
     top = r.mapping(raw, "", {"poll", "metrics", "projects", "collectors"})
     if not top.get("projects"):
         raise r.error("projects", "missing: list at least one project with its instances")

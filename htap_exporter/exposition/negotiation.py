@@ -75,7 +75,8 @@ def filter_names(body: bytes, names: Iterable[str]) -> bytes:
     `# TYPE`, `# UNIT`) share its name, and a label value cannot hold a raw newline."""
     wanted = {name.encode("utf-8") for name in names}
     out: list[bytes] = []
-    family, metadata, shown = b"", [], False
+    family, shown = b"", False
+    metadata: list[bytes] = []
     for line in body.split(b"\n"):
         if not line:
             continue

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector,
                                ProcessCollector, generate_latest)
 from prometheus_client.metrics_core import Metric
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
 
 from htap_exporter import __version__, python_version, revision
+
+# prometheus_client leaves it unannotated.
+generate_openmetrics: Callable[[Collector], bytes] = openmetrics.generate_latest
 
 OPENMETRICS_EOF = b"# EOF\n"
 

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable, Hashable, Iterable, Mapping, TypeVar
 
-from prometheus_client.utils import floatToGoString
+from prometheus_client import utils
+
+# prometheus_client leaves it unannotated.
+floatToGoString: Callable[[float], str] = utils.floatToGoString
 
 INSTANCE_LABELS = ("instance_id", "instance_name")
 # Small whole numbers (session counts) are most values: their text once, not per sample.

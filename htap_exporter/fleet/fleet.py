@@ -27,7 +27,7 @@ from htap_exporter.cloud.clients import ClientFactory
 from htap_exporter.cloud.errors import ApiError
 from htap_exporter.config import CollectorsConfig, Config, DiscoveryConfig, InstanceConfig, ProjectConfig
 from htap_exporter.fleet.discovery import DiscoveredInstance, DiscoveryClient, DiscoveryMetrics, discover
-from htap_exporter.fleet.sharding import Shard
+from htap_exporter.fleet.sharding import WHOLE_FLEET, Shard
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class _Refresher:
 
 class Fleet:
     def __init__(self, *, clients: ClientFactory, on_fleet: Callable[[Config], Awaitable[None]], clock: Clock,
-                 registry: CollectorRegistry, shard: Shard = Shard(0, 1), rng: random.Random | None = None) -> None:
+                 registry: CollectorRegistry, shard: Shard = WHOLE_FLEET, rng: random.Random | None = None) -> None:
         self._clients = clients
         self._on_fleet = on_fleet
         self._clock = clock

@@ -34,6 +34,9 @@ class Shard:
         return self.count == 1 or shard_of(instance_id, self.count) == self.index
 
 
+# One shard: every instance is this exporter's.
+WHOLE_FLEET = Shard(0, 1)
+
 def _score(instance_id: str, shard: int) -> int:
     # A cryptographic digest, not hash(): the same on every replica, platform and Python version.
     digest = hashlib.blake2b(f"{shard}/{instance_id}".encode(), digest_size=8).digest()

@@ -42,8 +42,8 @@ LoopKey = tuple[str, str]  # (instance id, collector name)
 
 def backoff_delay(failures: int, interval: float, cap: float, rng: random.Random) -> float:
     """Delay before the next run after `failures` consecutive failures (>= 1)."""
-    base = min(cap, interval * 2 ** min(failures - 1, 30))
-    return jittered(base, rng)
+    doubling: int = 2 ** min(failures - 1, 30)
+    return jittered(min(cap, interval * doubling), rng)
 
 
 @dataclass(frozen=True)

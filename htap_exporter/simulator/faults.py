@@ -54,7 +54,8 @@ class Fault:
             fault.status, fault.error_code = 400, "DBS.280001"
         if kind == "throttle" and "status" not in document:
             fault.status, fault.error_code = 429, "APIG.0308"
-            fault.error_msg = "The throttling threshold has been reached: policy user over ratelimit,limit:10,time:1 minute"
+            fault.error_msg = ("The throttling threshold has been reached:"
+                               " policy user over ratelimit,limit:10,time:1 minute")
         return fault
 
 

@@ -87,7 +87,8 @@ class SimInstance:
             rows.append({
                 "id": str(1000 + index + 10000 * (epoch % 7)),
                 "user": rng.choice(USERS),
-                "host": f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}:{local.randrange(30000, 65000)}",
+                "host": (f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+                         f":{local.randrange(30000, 65000)}"),
                 "state": local.choice(STATES),
                 "database": rng.choice(DATABASES),
                 "sql_statement": local.choice(STATEMENTS) if command != "Sleep" else "",

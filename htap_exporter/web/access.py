@@ -4,11 +4,11 @@ and response headers, applied to every request as one aiohttp middleware."""
 from __future__ import annotations
 
 import ipaddress
-import time
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from htap_exporter.clock import Clock, RateLimiter
 from htap_exporter.web.basicauth import RETRY_AFTER_SECONDS, BasicAuthVerifier, Busy, parse_basic_auth
 from htap_exporter.web.webconfig import RateLimit, WebConfig, WebConfigWatcher
 
@@ -17,25 +17,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Container and kubelet probes carry no credentials, and must never wait for a bcrypt check.
 OPEN_PATHS = frozenset({"/-/healthy", "/-/ready"})
 REALM = 'Basic realm="htap-exporter", charset="UTF-8"'
-
-
-class TokenBucket:
-    """`rate_limit` as the toolkit means it: on average one request per interval, bursts up to `burst`."""
-
-    def __init__(self, limit: RateLimit, now: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
-        self._now = now
-        self._tokens = float(limit.burst)
-        self._last = now()
-
-    def allow(self) -> bool:
-        now = self._now()
-        self._tokens = min(float(self.limit.burst), self._tokens + (now - self._last) / self.limit.interval)
-        self._last = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        return False
 
 
 def peer_sans(peercert: dict[str, Any] | None) -> set[str]:
@@ -53,10 +34,12 @@ def peer_sans(peercert: dict[str, Any] | None) -> set[str]:
 
 
 class WebAccess:
-    def __init__(self, watcher: WebConfigWatcher | None, verifier: BasicAuthVerifier | None = None) -> None:
+    def __init__(self, watcher: WebConfigWatcher | None, verifier: BasicAuthVerifier | None = None,
+                 clock: Clock | None = None) -> None:
         self.watcher = watcher
         self.verifier = verifier or BasicAuthVerifier()
-        self._bucket: TokenBucket | None = None
+        self._clock = clock or Clock()
+        self._bucket: RateLimiter | None = None
         self._bucket_limit: RateLimit | None = None
 
     def config(self) -> WebConfig | None:
@@ -67,7 +50,8 @@ class WebAccess:
         if limit is None:
             return True
         if self._bucket is None or self._bucket_limit != limit:
-            self._bucket, self._bucket_limit = TokenBucket(limit), limit
+            # `rate_limit` as the toolkit means it: on average one request per interval, bursts up to `burst`.
+            self._bucket, self._bucket_limit = RateLimiter.one_per(limit.interval, self._clock, limit.burst), limit
         return self._bucket.allow()
 
     @web.middleware

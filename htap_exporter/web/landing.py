@@ -90,7 +90,8 @@ def render_landing(*, version: str, telemetry_path: str, statuses: Sequence["Ins
         last = "never" if status.last_success is None else age_text(now - status.last_success)
         sessions = "" if status.sessions is None else str(status.sessions)
         rows.append(
-            f"<tr><td><code>{escape(status.project_id)}</code></td><td class=\"name\">{escape(status.instance_name)}</td>"
+            f"<tr><td><code>{escape(status.project_id)}</code></td>"
+            f"<td class=\"name\">{escape(status.instance_name)}</td>"
             f"<td><code>{escape(status.instance_id)}</code></td>{_state_cell(status)}"
             f"<td>{escape(last)}</td><td class=\"num\">{escape(sessions)}</td></tr>")
         top = top_sessions.get(status.instance_id) if top_sessions else None

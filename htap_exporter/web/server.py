@@ -37,6 +37,25 @@ class ServerState:
     sender: BodySender = field(default_factory=BodySender)
 
 
+async def _body_parts(store: Store, gzip_cache: GzipCache, *, openmetrics: bool, names: list[str], gzipped: bool,
+                      tail: bytes, eof: bytes) -> tuple[bytes, ...]:
+    """A scrape's body: the store's families (only `names` when given), the self-metrics (`tail`),
+    the end marker; gzipped when asked."""
+    parts: tuple[bytes, ...]
+    if names:
+        parts = (select_families(store.families(openmetrics=openmetrics), names) + filter_names(tail, names) + eof,)
+        if gzipped:
+            parts = (await compress(parts[0]),)
+    elif gzipped:
+        # The store's part is compressed once per generation and shared; only the self-metrics
+        # are compressed per scrape.
+        parts = await gzip_cache.body((store.generation, openmetrics), lambda: store.body(openmetrics=openmetrics),
+                                      tail + eof)
+    else:
+        parts = (*await store.body(openmetrics=openmetrics), tail + eof)
+    return parts
+
+
 def make_app(state: ServerState) -> web.Application:
     app = web.Application(middlewares=[state.access.middleware])
     app.on_response_prepare.append(state.access.add_headers)
@@ -52,19 +71,8 @@ def make_app(state: ServerState) -> web.Application:
         gzipped = gzip_accepted(request.headers.get("Accept-Encoding"))
         if gzipped:
             response.headers["Content-Encoding"] = "gzip"
-        parts: tuple[bytes, ...]
-        if names:
-            parts = (select_families(state.store.families(openmetrics=openmetrics), names)
-                     + filter_names(tail, names) + eof,)
-            if gzipped:
-                parts = (await compress(parts[0]),)
-        elif gzipped:
-            # The store's part is compressed once per generation and shared; only the self-metrics
-            # are compressed per scrape.
-            parts = await gzip_cache.body((state.store.generation, openmetrics),
-                                          lambda: state.store.body(openmetrics=openmetrics), tail + eof)
-        else:
-            parts = (*await state.store.body(openmetrics=openmetrics), tail + eof)
+        parts = await _body_parts(state.store, gzip_cache, openmetrics=openmetrics, names=names, gzipped=gzipped,
+                                  tail=tail, eof=eof)
         # Written part by part: the store's bytes (megabytes with many instances) are sent as
         # cached, never copied into a new body per scrape.
         response.content_length = sum(len(part) for part in parts)

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
-from htap_exporter.config import ConfigError, _StrictLoader, parse_duration
+from htap_exporter.config import parse_duration
+from htap_exporter.config.reader import ConfigError, Reader, load_yaml
 from htap_exporter.config.secrets import MAX_CA_FILE_BYTES, FileReadError, read_small_file
 from htap_exporter.threads import in_daemon_thread
 
@@ -145,26 +145,13 @@ class WebConfig:
         return f"web config {self.file}: {tls}, {users}{limit}"
 
 
-class _Reader:
-    """Typed access to the parsed YAML; every problem names the key path, never a secret's value."""
+class _Reader(Reader):
+    """The web config's values, read as the toolkit reads them (no ${ENV}; an empty string is unset)."""
 
-    def __init__(self, file: str) -> None:
-        self.file = file
-
-    def error(self, path: str, message: str) -> ConfigError:
-        return ConfigError(self.file, path, message)
-
-    def mapping(self, value: Any, path: str, allowed: set[str]) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.error(path, "must be a mapping")
-        for key in value:
-            if not isinstance(key, str):
-                raise self.error(path, f"keys must be strings, not {type(key).__name__}")
-            if key not in allowed:
-                raise self.error(_join(path, key), f"unknown key (known: {', '.join(sorted(allowed))})")
-        return value
+    # The web config's own wording, unchanged since it was written.
+    NOT_A_MAPPING = "must be a mapping"
+    KEY_NOT_A_STRING = "keys must be strings, not {key_type}"
+    UNKNOWN_KEY = "unknown key (known: {allowed})"
 
     def string(self, value: Any, path: str) -> str:
         if value is None:
@@ -188,21 +175,10 @@ class _Reader:
         return tuple(self.string(item, f"{path}[{index}]") for index, item in enumerate(value))
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
 def parse_web_config(text: str, *, file: str, base_dir: Path) -> WebConfig:
     """YAML text -> WebConfig, without touching the files it names (see `load_web_config`)."""
     r = _Reader(file)
-    try:
-        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as problem:
-        mark = getattr(problem, "problem_mark", None)
-        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
-        raise r.error("", f"{where}{getattr(problem, 'problem', None) or 'invalid YAML'}") from None
-    except (ValueError, RecursionError) as problem:
-        raise r.error("", f"unreadable YAML: {type(problem).__name__}") from None
+    raw = load_yaml(text, file)
     top = r.mapping(raw, "", {"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"})
     http = r.mapping(top.get("http_server_config"), "http_server_config", {"http2", "headers"})
     return WebConfig(
@@ -246,42 +222,11 @@ def _read_tls(r: _Reader, value: Any, base_dir: Path) -> TlsServerConfig | None:
     for file_name, inline in (("cert_file", "cert"), ("key_file", "key"), ("client_ca_file", "client_ca")):
         if tls.get(file_name) and tls.get(inline):
             raise r.error(f"{path}.{inline}", f"give either {inline} or {file_name}, not both")
-    client_auth_type = client_auth_type or "NoClientCert"
-    if client_auth_type not in CLIENT_AUTH_TYPES:
-        raise r.error(f"{path}.client_auth_type", f"invalid ClientAuth {client_auth_type!r}"
-                      f" (one of {', '.join(CLIENT_AUTH_TYPES)})")
-    if client_auth_type in ("RequireAnyClientCert", "RequireClientCert"):
-        # Go can demand a certificate and then not verify it; OpenSSL through Python cannot.
-        raise r.error(f"{path}.client_auth_type", f"{client_auth_type} is not supported: Python's ssl cannot"
-                      " require a client certificate without verifying it; use RequireAndVerifyClientCert"
-                      " with client_ca_file (the toolkit calls the other types insecure)")
-    if (client_ca_file or client_ca) and client_auth_type in ("NoClientCert", "RequestClientCert"):
-        raise r.error(f"{path}.client_auth_type", "client CA's have been configured without a Client Auth Policy"
-                      " (use RequireAndVerifyClientCert)")
-    versions = {}
-    for key_name, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
-        name = r.string(tls.get(key_name), f"{path}.{key_name}") or default
-        if name not in TLS_VERSIONS:
-            raise r.error(f"{path}.{key_name}", f"unknown TLS version {name!r} (one of {', '.join(TLS_VERSIONS)})")
-        versions[key_name] = TLS_VERSIONS[name]
-    if versions["min_version"] > versions["max_version"]:
-        raise r.error(f"{path}.min_version", "is higher than max_version")
-    ciphers = r.strings(tls.get("cipher_suites"), f"{path}.cipher_suites")
-    for index, name in enumerate(ciphers):
-        if name not in CIPHER_SUITES:
-            raise r.error(f"{path}.cipher_suites[{index}]", f"unknown cipher {name!r}")
-        if name in TLS13_SUITES and versions["max_version"] < ssl.TLSVersion.TLSv1_3:
-            # Listing only these would leave OpenSSL's TLS 1.2 defaults in force, silently.
-            raise r.error(f"{path}.cipher_suites[{index}]", f"{name} is a TLS 1.3 suite, which max_version"
-                          " below TLS13 never uses: list TLS 1.2 suites, or raise max_version")
-    curves = r.strings(tls.get("curve_preferences"), f"{path}.curve_preferences")
-    for index, name in enumerate(curves):
-        if name not in CURVES:
-            raise r.error(f"{path}.curve_preferences[{index}]", f"unknown curve {name!r} (one of {', '.join(CURVES)})")
-    if len(set(curves)) > 1:
-        # Python's ssl sets one ECDH group, not a preference list.
-        raise r.error(f"{path}.curve_preferences", "Python's ssl can restrict the key exchange to one curve only,"
-                      " not a preference list: list exactly one curve, or none for OpenSSL's defaults")
+    client_auth_type = _check_client_auth_type(r, path, client_auth_type or "NoClientCert",
+                                               has_client_ca=bool(client_ca_file or client_ca))
+    versions = _read_tls_versions(r, tls, path)
+    ciphers = _read_cipher_suites(r, tls, path, versions["max_version"])
+    curves = _read_curves(r, tls, path)
     sans = tls.get("client_allowed_sans")
     allowed_sans = r.strings(sans, f"{path}.client_allowed_sans") if sans is not None else None
     if allowed_sans is not None and client_auth_type != "RequireAndVerifyClientCert":
@@ -293,6 +238,57 @@ def _read_tls(r: _Reader, value: Any, base_dir: Path) -> TlsServerConfig | None:
         prefer_server_cipher_suites=r.boolean(tls.get("prefer_server_cipher_suites"),
                                               f"{path}.prefer_server_cipher_suites", True),
         curve_preferences=curves, client_allowed_sans=allowed_sans)
+
+
+def _check_client_auth_type(r: _Reader, path: str, client_auth_type: str, *, has_client_ca: bool) -> str:
+    if client_auth_type not in CLIENT_AUTH_TYPES:
+        raise r.error(f"{path}.client_auth_type", f"invalid ClientAuth {client_auth_type!r}"
+                      f" (one of {', '.join(CLIENT_AUTH_TYPES)})")
+    if client_auth_type in ("RequireAnyClientCert", "RequireClientCert"):
+        # Go can demand a certificate and then not verify it; OpenSSL through Python cannot.
+        raise r.error(f"{path}.client_auth_type", f"{client_auth_type} is not supported: Python's ssl cannot"
+                      " require a client certificate without verifying it; use RequireAndVerifyClientCert"
+                      " with client_ca_file (the toolkit calls the other types insecure)")
+    if has_client_ca and client_auth_type in ("NoClientCert", "RequestClientCert"):
+        raise r.error(f"{path}.client_auth_type", "client CA's have been configured without a Client Auth Policy"
+                      " (use RequireAndVerifyClientCert)")
+    return client_auth_type
+
+
+def _read_tls_versions(r: _Reader, tls: dict[str, Any], path: str) -> dict[str, ssl.TLSVersion]:
+    versions = {}
+    for key_name, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
+        name = r.string(tls.get(key_name), f"{path}.{key_name}") or default
+        if name not in TLS_VERSIONS:
+            raise r.error(f"{path}.{key_name}", f"unknown TLS version {name!r} (one of {', '.join(TLS_VERSIONS)})")
+        versions[key_name] = TLS_VERSIONS[name]
+    if versions["min_version"] > versions["max_version"]:
+        raise r.error(f"{path}.min_version", "is higher than max_version")
+    return versions
+
+
+def _read_cipher_suites(r: _Reader, tls: dict[str, Any], path: str, max_version: ssl.TLSVersion) -> tuple[str, ...]:
+    ciphers = r.strings(tls.get("cipher_suites"), f"{path}.cipher_suites")
+    for index, name in enumerate(ciphers):
+        if name not in CIPHER_SUITES:
+            raise r.error(f"{path}.cipher_suites[{index}]", f"unknown cipher {name!r}")
+        if name in TLS13_SUITES and max_version < ssl.TLSVersion.TLSv1_3:
+            # Listing only these would leave OpenSSL's TLS 1.2 defaults in force, silently.
+            raise r.error(f"{path}.cipher_suites[{index}]", f"{name} is a TLS 1.3 suite, which max_version"
+                          " below TLS13 never uses: list TLS 1.2 suites, or raise max_version")
+    return ciphers
+
+
+def _read_curves(r: _Reader, tls: dict[str, Any], path: str) -> tuple[str, ...]:
+    curves = r.strings(tls.get("curve_preferences"), f"{path}.curve_preferences")
+    for index, name in enumerate(curves):
+        if name not in CURVES:
+            raise r.error(f"{path}.curve_preferences[{index}]", f"unknown curve {name!r} (one of {', '.join(CURVES)})")
+    if len(set(curves)) > 1:
+        # Python's ssl sets one ECDH group, not a preference list.
+        raise r.error(f"{path}.curve_preferences", "Python's ssl can restrict the key exchange to one curve only,"
+                      " not a preference list: list exactly one curve, or none for OpenSSL's defaults")
+    return curves
 
 
 def _read_headers(r: _Reader, value: Any) -> tuple[tuple[str, str], ...]:
@@ -328,8 +324,8 @@ def _read_users(r: _Reader, value: Any) -> dict[str, bytes]:
         match = BCRYPT_HASH_RE.fullmatch(hashed)
         # Never quote the value: the toolkit treats hashes as secrets.
         if match is None:
-            raise r.error(f"{path}.{user}", "not a bcrypt hash (expected $2y$, $2b$ or $2a$, a cost, then 53 characters;"
-                          " make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n')")
+            raise r.error(f"{path}.{user}", "not a bcrypt hash (expected $2y$, $2b$ or $2a$, a cost, then 53"
+                          " characters; make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n')")
         cost = int(match.group(1))
         if not MIN_BCRYPT_COST <= cost <= MAX_BCRYPT_COST:
             raise r.error(f"{path}.{user}", f"bcrypt cost {cost} is not between {MIN_BCRYPT_COST} and"
@@ -396,7 +392,7 @@ def build_ssl_context(tls: TlsServerConfig, file: str) -> ssl.SSLContext:
 
     suites = [CIPHER_SUITES[name] for name in tls.cipher_suites]
     openssl_names = [name for name in suites if name is not None]
-    for index, (name, openssl_name) in enumerate(zip(tls.cipher_suites, suites)):
+    for index, (name, openssl_name) in enumerate(zip(tls.cipher_suites, suites, strict=True)):
         if openssl_name is None:
             continue
         try:
@@ -518,7 +514,7 @@ _Signature = tuple[tuple[int, int, int, int] | None, ...]
 
 
 def _signature(paths: tuple[Path, ...]) -> _Signature:
-    result = []
+    result: list[tuple[int, int, int, int] | None] = []
     for path in paths:
         try:
             st = os.stat(path)
@@ -606,7 +602,7 @@ class RotatingSSLContext(ssl.SSLContext):
     def __init__(self, watcher: WebConfigWatcher) -> None:
         self.watcher = watcher
 
-    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:  # type: ignore[override]
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
         context = self.watcher.current.ssl_context
         assert context is not None  # a reload never turns TLS off (see WebConfigWatcher.reload)
         return context.wrap_bio(*args, **kwargs)

@@ -13,11 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
+from htap_exporter.cloud.errors import REASONS
 from htap_exporter.redact import Redactor
 from htap_exporter.cloud.transport import (
     MAX_ERROR_BODY_BYTES,
-    REASONS,
     ApiError,
+    Proxies,
     Response,
     Transport,
     error_from_response,
@@ -400,3 +401,25 @@ async def test_a_waiter_cancelled_after_being_handed_a_slot_passes_it_on():
         await first
     await asyncio.wait_for(second, 1)  # the slot went on to the next waiter
     assert slots.locked()
+
+
+def test_proxies_from_the_environment_as_aiohttp_trust_env_reads_them(tmp_path, monkeypatch) -> None:
+    netrc_file = tmp_path / "netrc"
+    netrc_file.write_text("machine proxy-b.example login bob password b-secret\n")
+    netrc_file.chmod(0o600)
+    for name in ("http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "ftp_proxy", "all_proxy", "no_proxy",
+                 "HTTP_PROXY", "HTTPS_PROXY", "WS_PROXY", "WSS_PROXY", "FTP_PROXY", "ALL_PROXY", "NO_PROXY",
+                 "REQUEST_METHOD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(netrc_file))
+    monkeypatch.setenv("HTTP_PROXY", "http://alice:a-secret@proxy-a.example:3128")
+    monkeypatch.setenv("WS_PROXY", "http://proxy-b.example:3128")
+    monkeypatch.setenv("WSS_PROXY", "https://proxy-c.example:3128")  # aiohttp cannot use an https:// proxy
+    monkeypatch.setenv("FTP_PROXY", "http://proxy-d.example:3128")
+    proxies = Proxies.from_env()
+    assert proxies.for_url(URL("http://api.example/x")) == (URL("http://proxy-a.example:3128"),
+                                                             aiohttp.BasicAuth.from_url(URL("http://alice:a-secret@x")))
+    assert proxies.for_url(URL("ws://api.example/x")) == (URL("http://proxy-b.example:3128"),
+                                                           aiohttp.BasicAuth.from_url(URL("http://bob:b-secret@x")))
+    assert proxies.for_url(URL("wss://api.example/x")) == (None, None)
+    assert proxies.for_url(URL("https://api.example/x")) == (None, None)

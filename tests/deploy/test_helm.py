@@ -45,8 +45,8 @@ def helm() -> Any:
         import helm_python
     except ImportError:
         if os.environ.get("HTAP_REQUIRE_PROMTOOL") == "1":
-            pytest.fail("helm-python-sdk is required here (the test extra)")
-        pytest.skip("helm-python-sdk not installed (the test extra)")
+            pytest.fail("helm-python-sdk is required here (the deploy group)")
+        pytest.skip("helm-python-sdk not installed (the deploy group)")
     return helm_python
 
 

@@ -25,14 +25,14 @@ PROMETHEUS_SERIES = frozenset({"up"})
 
 
 def require(tool: str) -> str:
-    """The tool's path: from this interpreter's environment (the test extra) or PATH (Debian).
+    """The tool's path: from this interpreter's environment (the deploy group) or PATH (Debian).
 
     Missing, it skips a developer's run but fails CI (HTAP_REQUIRE_PROMTOOL=1), so no check is lost there.
     """
     beside = Path(sys.executable).parent / tool
     path = str(beside) if beside.exists() else shutil.which(tool)
     if path is None:
-        where = "the test extra" if tool in ("hadolint", "check-jsonschema", "kubernetes-validate") else \
+        where = "the deploy group" if tool in ("hadolint", "check-jsonschema", "kubernetes-validate") else \
             "Debian package " + ("prometheus-alertmanager" if tool == "amtool" else "prometheus")
         if os.environ.get("HTAP_REQUIRE_PROMTOOL") == "1":
             pytest.fail(f"{tool} is required here ({where})")

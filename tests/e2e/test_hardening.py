@@ -184,7 +184,7 @@ async def test_http_proxy_from_the_environment_and_no_proxy(tmp_path, simulator:
     await proxy_runner.setup()
     site = web.TCPSite(proxy_runner, "127.0.0.1", 0)
     await site.start()
-    proxy_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    proxy_port = proxy_runner.addresses[0][1]
     try:
         config = write_config(tmp_path / "config.yaml", project_text(endpoint=simulator.base_url))
         proxy = {"HTTP_PROXY": f"http://127.0.0.1:{proxy_port}", "NO_PROXY": ""}

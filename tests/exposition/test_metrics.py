@@ -20,7 +20,7 @@ from htap_exporter.exposition.selfmetrics import SelfMetrics
 from htap_exporter.collectors.labels import CONTROL_CHARACTERS
 from htap_exporter.collectors.sessions.counting import aggregate, parse_session
 from htap_exporter.exposition.store import Store
-from htap_exporter.cloud.transport import REASONS
+from htap_exporter.cloud.errors import REASONS
 
 PID = "054e292c9880d4992f02c0196d3ea468"
 A = InstanceIdentity("af315b8e6aaa41799bd9a31f2de15abcin17", "orders-htap", PID, "cn-north-4")

@@ -28,7 +28,7 @@ from htap_exporter.exposition.store import InstanceStatus
 from htap_exporter.exposition.selfmetrics import SelfMetrics
 from htap_exporter.collectors.sessions.counting import aggregate, parse_session
 from htap_exporter.exposition.store import Store
-from htap_exporter.cloud.transport import REASONS
+from htap_exporter.cloud.errors import REASONS
 from tests.exposition.test_metrics import promtool
 
 INSTANCE_LABELS = ["instance_id", "instance_name"]

@@ -45,7 +45,7 @@ async def serve(limits: GuardLimits) -> AsyncIterator[Served]:
     guard = ConnectionGuard(limits)
     site = GuardedSite(runner, "127.0.0.1", 0, guard=guard)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     try:
         yield Served(guard, port, release, arrived)
     finally:

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from htap_exporter.clock import RateLimiter
 from htap_exporter.web.basicauth import BasicAuthVerifier
 from htap_exporter.web.server import ServerState, make_app
-from htap_exporter.web.access import TokenBucket, WebAccess, peer_sans
-from htap_exporter.web.webconfig import RateLimit, WebConfigWatcher
+from htap_exporter.web.access import WebAccess, peer_sans
+from htap_exporter.web.webconfig import WebConfigWatcher
+from tests.fakes import FakeClock
 from tests.webtls import CountingCheck, bcrypt_hash
 
 
@@ -133,14 +135,15 @@ async def test_rate_limit(tmp_path: Path) -> None:
         await client.close()
 
 
-def test_token_bucket_refills_on_its_clock() -> None:
-    now = [0.0]
-    bucket = TokenBucket(RateLimit(interval=1.0, burst=2), now=lambda: now[0])
+def test_rate_limit_refills_on_its_clock() -> None:
+    clock = FakeClock(start=0.0)
+    bucket = RateLimiter.one_per(1.0, clock, burst=2)
     assert [bucket.allow() for _ in range(3)] == [True, True, False]
-    now[0] = 1.0
+    clock.now = 1.0
     assert [bucket.allow() for _ in range(2)] == [True, False]
-    now[0] = 100.0
+    clock.now = 100.0
     assert [bucket.allow() for _ in range(3)] == [True, True, False]
+
 
 
 def test_peer_sans_as_go_writes_them() -> None:

@@ -276,7 +276,7 @@ class SessionCounter:
         counts: tuple[dict[Any, int], dict[Any, int], dict[Any, int]] = ({}, {}, {})
         groups: dict[Any, list[Any]] = {}
         for row in rows:
-            for name, found in zip(("state", "user", "database"), counts):
+            for name, found in zip(("state", "user", "database"), counts, strict=True):
                 value = self._clean(getattr(row, name))
                 found[value] = found.get(value, 0) + 1
             groups.setdefault(self._clean(row.command), []).append(row.duration)
@@ -298,7 +298,7 @@ class SessionCounter:
             return rows, len(keys)
         before = len(seen)
         fresh = []
-        for row, raw_id in zip(rows, ids):
+        for row, raw_id in zip(rows, ids, strict=True):
             key = session_id_key(raw_id)
             if key is None:
                 fresh.append(row)
@@ -388,7 +388,7 @@ class SessionCounter:
             by_database=cap_counts(self._databases, config.max_databases),
             by_host=cap_counts(self._hosts, config.max_hosts) if config.hosts else None,
             max_duration_by_command=cap_maxima(max_duration, commands),
-            active_buckets=tuple(zip(self._bounds, itertools.accumulate(self._active_buckets))),
+            active_buckets=tuple(zip(self._bounds, itertools.accumulate(self._active_buckets), strict=True)),
             active_sum=float(self._active_sum),
             active_count=self._active_count,
             rows_without_duration=without_duration,

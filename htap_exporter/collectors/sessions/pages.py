@@ -25,7 +25,7 @@ own, so that the usual page pays nothing for it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 FIELDS = ("id", "user", "host", "state", "database", "command", "duration")
 SQL_FIELDS = FIELDS + ("sql_statement",)
@@ -39,9 +39,11 @@ MAX_EXACT_DURATION = 2 ** 53
 try:
     import msgspec
 except ImportError:  # pragma: no cover - the test extra installs msgspec; tests force the generic path
-    msgspec = None
+    msgspec = None  # type: ignore[assignment]  # without the `fast` extra; the branch below tests it
 
-if msgspec is not None:
+# mypy reads the plain classes of the second branch: the structs of the first are made at run time,
+# with the same fields.
+if msgspec is not None and not TYPE_CHECKING:
     _LABEL = str | None
     # The types a checked page's fields may have (see above); anything goes in a Row.
     _CHECKED_TYPES: dict[str, Any] = {
@@ -71,16 +73,16 @@ if msgspec is not None:
         module=__name__, gc=False)
 
     class _SqlPage(msgspec.Struct, gc=False):
-        process_list: list[SqlRow]  # type: ignore[valid-type]
+        process_list: list[SqlRow]
 
     class _CheckedSqlPage(msgspec.Struct, gc=False):
-        process_list: list[_CheckedSqlRow]  # type: ignore[valid-type]
+        process_list: list[_CheckedSqlRow]
 
     _SQL_DECODER: Any = msgspec.json.Decoder(_SqlPage)
     _CHECKED_SQL_DECODER: Any = msgspec.json.Decoder(_CheckedSqlPage)
     _ROW_TYPES: frozenset[type] = frozenset({Row, _CheckedRow, SqlRow, _CheckedSqlRow})
 else:  # pragma: no cover
-    class Row:  # type: ignore[no-redef]
+    class Row:
         __slots__ = FIELDS
 
         def __init__(self, id: Any = None, user: Any = None, host: Any = None, state: Any = None,
@@ -88,7 +90,7 @@ else:  # pragma: no cover
             self.id, self.user, self.host, self.state = id, user, host, state
             self.database, self.command, self.duration = database, command, duration
 
-    class SqlRow(Row):  # type: ignore[no-redef]
+    class SqlRow(Row):
         __slots__ = ("sql_statement",)
 
         def __init__(self, id: Any = None, user: Any = None, host: Any = None, state: Any = None,
@@ -97,7 +99,10 @@ else:  # pragma: no cover
             super().__init__(id, user, host, state, database, command, duration)
             self.sql_statement = sql_statement
 
-    _DECODER = _CHECKED_DECODER = _SQL_DECODER = _CHECKED_SQL_DECODER = None
+    _DECODER: Any = None
+    _CHECKED_DECODER: Any = None
+    _SQL_DECODER: Any = None
+    _CHECKED_SQL_DECODER: Any = None
     _ROW_TYPES = frozenset({Row, SqlRow})
 
 
