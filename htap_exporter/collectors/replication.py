@@ -1,7 +1,7 @@
 """ListStarRocksDataReplications: the TaurusDB -> StarRocks sync tasks of one instance. Pure.
 
-Pages in (`list_replications`, on the shared page walk), a `Replication` out, samples as data (`samples`). The API's quirks,
-read leniently (spec: htap-sibling-apis.md section 1):
+Pages in (`list_replications`, on the shared page walk), a `Replication` out, samples as data
+(`samples`). The API's quirks, read leniently (spec: htap-sibling-apis.md section 1):
 - `total_count` is a string; pagination follows it, because pages may hold at most 50 rows below a
   `limit` of 100 (a "stop on a short page" loop would stop after 50 tasks);
 - `stage` and `catchup_stage` come in either case (`full`, `Full`) and are exported in lower case;
