@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from htap_exporter.simulator import SIM_TOKEN, Fault, instance_id_for, taurus_id_for
 from tests.e2e.harness import Exporter, parse_samples, value, wait_until, write_config
 from tests.fakes import RunningSimulator
@@ -150,3 +152,32 @@ async def test_top_sessions_are_bounded_and_no_sql_text_leaves(sim: RunningSimul
         if sql != "none":
             assert digests.pop() in landing
         assert "Longest-running sessions" in landing
+
+
+@pytest.mark.parametrize("fault, reason", [
+    (Fault(kind="status", status=400, error_code="DBS.200001", error_msg="Invalid parameter."), "http"),
+    (Fault(kind="status", status=503, error_code="DBS.05000000"), "http"),
+    (Fault(kind="throttle", status=429, error_code="APIG.0308"), "throttled"),
+    (Fault(kind="delay", seconds=30), "timeout"),
+    (Fault(kind="html"), "http"),  # a proxy's 502 page
+    (Fault(kind="garbage"), "bad_response"),
+    (Fault(kind="oversize", size=64 * 1024), "bad_response"),  # over poll.max_body_bytes below
+], ids=["400", "503", "429", "timeout", "html", "garbage", "oversize"])
+async def test_each_kind_of_failure_of_a_collector_is_its_own(sim: RunningSimulator, tmp_path: Path,
+                                                              fault: Fault, reason: str):
+    instance = instance_id_for(0)
+    text = config_text(sim, [instance], collectors="collectors:\n  nodes: {enabled: true, interval: 1s}\n")
+    config = write_config(tmp_path / "config.yaml", text.replace("poll:\n", "poll:\n  max_body_bytes: 32768\n"))
+    sim.sim.faults["list_nodes"] = fault
+    async with Exporter(["--config.file", str(config)]) as exporter:
+        async def counted() -> bool:
+            samples = parse_samples(await exporter.scrape())
+            return (value(samples, "htap_collector_errors_total", instance_id=instance, collector="nodes",
+                          reason=reason) or 0) >= 1
+        await wait_until(counted, timeout=30, what=f"a {reason} error of the node collector")
+        samples = parse_samples(await exporter.scrape())
+        assert value(samples, "htap_collector_success", instance_id=instance, collector="nodes") == 0
+        assert value(samples, "htap_nodes", instance_id=instance, role="be") is None
+        assert value(samples, "htap_up", instance_id=instance) == 1
+        assert value(samples, "htap_collector_success", instance_id=instance, collector="sessions") == 1
+        assert value(samples, "htap_poll_errors_total", instance_id=instance, reason=reason) == 0
