@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.deploy.tools import DOCS, KUBERNETES, ROOT, documents, github_anchors, relative_links
+from tests.deploy.tools import DOCS, KUBERNETES, ROOT, documents, github_anchors, relative_links, rules
 
 
 def deploy_section() -> str:
@@ -87,3 +87,9 @@ def test_the_readme_reads_in_ten_minutes() -> None:
     assert len(readme.split()) < 4500   # ~200 words a minute, with tables skimmed
     faq = readme[readme.index("\n## FAQ\n"):readme.index("\n## Development\n")]
     assert 6 <= len(re.findall(r"^\*\*.+\?\*\*", faq, flags=re.M)) <= 10
+
+
+def test_the_readmes_alert_table_lists_every_alert_once() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    listed = re.findall(r"^\| `(Htap[A-Za-z]+)` \|", readme, flags=re.M)
+    assert sorted(listed) == sorted(rule["alert"] for rule in rules() if "alert" in rule)
