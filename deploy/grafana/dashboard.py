@@ -288,7 +288,7 @@ def panels() -> list[Panel]:
     # selection readable. The digest and fingerprint columns appear with `sql: digest|fingerprint`.
     add(table("Longest sessions now", "The longest-running non-idle sessions of each instance, from "
               "htap_top_session_duration_seconds (collectors.top_sessions; empty while it is off). "
-              "Ending one: the README's runbook \"ending a runaway session\".",
+              "Ending one: docs/runbooks.md, \"ending a runaway session\".",
               [(f"topk(50, htap_top_session_duration_seconds{{{INSTANCE}}})", "Running for", "s")],
               labels={"instance_name": "Instance", "session_id": "Session", "user": "User",
                       "database": "Database", "command": "Command", "state": "State", "host": "Host",

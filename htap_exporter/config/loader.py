@@ -131,7 +131,7 @@ class PollConfig:
     interval: float = 30.0
     timeout: float = 10.0
     # Requests in flight, all instances together: keeps up with 10,000 instances per 30 s or 1,000
-    # per 5 s against a server answering in 20 ms (README, "Performance and sizing"); 32 did not
+    # per 5 s against a server answering in 20 ms (docs/performance.md, "Performance and sizing"); 32 did not
     # at 10,000, where a busy event loop adds its own delay to every request's slot.
     concurrency: int = 64
     # Hostile or broken servers must not exhaust memory or page forever.

@@ -20,7 +20,7 @@ from tests.deploy.tools import DEPLOY, RULES, load_yaml, require, run
 CHART = DEPLOY / "helm" / "htap-exporter"
 NAMESPACE = "monitoring"
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
-DEFAULT_RUNBOOKS = "https://github.com/htap-exporter/htap-exporter/blob/main/README.md"
+DEFAULT_RUNBOOKS = "https://github.com/htap-exporter/htap-exporter/blob/main/docs/runbooks.md"
 # The fields of the prometheus-operator's CRDs (monitoring.coreos.com/v1) the chart may write.
 SERVICEMONITOR_SPEC = {"jobLabel", "namespaceSelector", "selector", "endpoints", "targetLabels", "podTargetLabels"}
 ENDPOINT_FIELDS = {"port", "path", "scheme", "interval", "scrapeTimeout", "tlsConfig", "basicAuth",

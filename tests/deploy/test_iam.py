@@ -1,11 +1,11 @@
-"""deploy/iam: the least-privilege custom policy, and the README table that explains it."""
+"""deploy/iam: the least-privilege custom policy, and the table in docs/deploy.md that explains it."""
 
 from __future__ import annotations
 
 import json
 import re
 
-from tests.deploy.tools import DEPLOY, ROOT
+from tests.deploy.tools import DEPLOY, DOCS, ROOT
 
 POLICY = DEPLOY / "iam" / "htap-exporter-readonly.json"
 # What DeleteHtapProcessList (killing a session) needs: the exporter never calls it.
@@ -16,13 +16,15 @@ WRITE_VERBS = re.compile(r"(?i):(create|delete|modify|update|set|put|add|remove|
 
 
 def readme_section() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    start = text.index("### IAM policy\n")
-    return text[start:text.index("\n#", start + 1)]
+    """The IAM policy section of docs/deploy.md (the README links there)."""
+    text = (DOCS / "deploy.md").read_text(encoding="utf-8")
+    start = text.index("\n## IAM policy\n")
+    end = text.find("\n#", start + 1)
+    return text[start:end if end != -1 else len(text)]
 
 
 def readme_table() -> dict[str, list[str]]:
-    """action -> the features the README's table says need it."""
+    """action -> the features the table says need it."""
     table: dict[str, list[str]] = {}
     for row in re.findall(r"^\|(.+)\|$", readme_section(), flags=re.M):
         feature, api, action = (cell.strip() for cell in row.split("|"))
@@ -63,3 +65,9 @@ def test_the_readme_says_which_action_stays_out() -> None:
 def test_the_write_verbs_catch_a_write_action() -> None:
     assert WRITE_VERBS.search(WRITE_ACTION)
     assert not WRITE_VERBS.search("gaussdbformysql:log:getSlowLogs")
+
+
+def test_the_readme_names_the_policy_and_links_the_table() -> None:
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert "deploy/iam/htap-exporter-readonly.json" in readme and f"`{WRITE_ACTION}`" in readme
+    assert "(docs/deploy.md#iam-policy)" in readme

@@ -6,7 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
-from tests.deploy.tools import DEPLOY, ROOT, RULES, RULES_TEST, load_yaml, metric_names, require, rules, run
+from tests.deploy.tools import DEPLOY, DOCS, RULES, RULES_TEST, github_anchors, load_yaml, metric_names, require, rules, run
 
 # What every alert must carry for the people who receive it.
 SEVERITIES = {"critical", "warning"}
@@ -93,19 +93,9 @@ def test_amtool_check_config() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def github_anchors(markdown: str) -> set[str]:
-    """The anchors GitHub makes for a document's headings (lower case, punctuation dropped, spaces
-    to dashes), outside code blocks."""
-    text = re.sub(r"```.*?```", "", markdown, flags=re.S)
-    return {re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
-            for heading in re.findall(r"^#{1,6} (.+)$", text, flags=re.M)}
-
-
-def test_every_runbook_url_is_a_heading_of_the_readmes_runbooks() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    anchors = github_anchors(readme)
-    runbooks = readme[readme.index("\n## Runbooks\n"):]
-    runbooks = runbooks[:runbooks.index("\n## ", 1)]
+def test_every_runbook_url_is_a_heading_of_the_runbooks_page() -> None:
+    runbooks = (DOCS / "runbooks.md").read_text(encoding="utf-8")
+    anchors = github_anchors(runbooks)
     bases = set()
     for rule in rules():
         if "alert" not in rule:
@@ -113,13 +103,16 @@ def test_every_runbook_url_is_a_heading_of_the_readmes_runbooks() -> None:
         base, _, anchor = rule["annotations"]["runbook_url"].partition("#")
         bases.add(base)
         assert anchor == rule["alert"].lower() and anchor in anchors, rule["alert"]
-        # The guidance is in the README, under the alert's own heading in the Runbooks section.
-        section = runbooks[runbooks.index(f"### {rule['alert']}\n"):]
-        assert len(section.split("\n### ")[0]) > 200, rule["alert"]
+        # The guidance is in docs/runbooks.md, under the alert's own heading.
+        section = runbooks[runbooks.index(f"\n## {rule['alert']}\n"):]
+        assert len(section.split("\n## ")[1]) > 200, rule["alert"]
     (base,) = bases
-    assert base.startswith("https://") and base.endswith("/README.md")
+    assert base.startswith("https://") and base.endswith("/docs/runbooks.md")
 
 
 def test_github_anchors() -> None:
     assert github_anchors("# A b\n```\n# not\n```\n## Securing the endpoints: `--web.config.file`\n") == \
         {"a-b", "securing-the-endpoints---webconfigfile"}
+    # A heading met again gets a suffix, as on GitHub.
+    assert github_anchors("## Notes\n## Notes\n### Top sessions: `collectors.top_sessions`\n") == \
+        {"notes", "notes-1", "top-sessions-collectorstop_sessions"}

@@ -1,5 +1,6 @@
-"""The README's own scrape configs against the alert rules: a healthy exporter scraped the way the
-README says fires no alert at all, and every scrape config uses the job the rules match."""
+"""The documentation's own scrape configs (README.md and docs/) against the alert rules: a healthy
+exporter scraped the way they say fires no alert at all, and every scrape config uses the job the
+rules match."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.tools import RULES, ROOT, require, rules, run
+from tests.deploy.tools import RULES, ROOT, documents, require, rules, run
 
 HOURS = 2   # long enough for every `for:` (15m at most) and the 1 h surge baseline
 
 
 def scrape_configs() -> list[dict[str, Any]]:
-    """Every `scrape_configs` job in the README's yaml blocks, in order."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """Every `scrape_configs` job in the yaml blocks of README.md, then of docs/*.md, in order."""
+    text = "\n".join(page.read_text(encoding="utf-8") for page in documents())
     jobs = []
     for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.S):
         document = yaml.safe_load(block)
@@ -69,7 +70,9 @@ def promtool_quiet_test(tmp_path: Path, job: str, targets: list[str]) -> Any:
 
 def test_the_readme_has_scrape_configs_and_all_use_the_rules_job() -> None:
     jobs = scrape_configs()
-    assert len(jobs) >= 3   # quick start, TLS, sharded
+    assert len(jobs) >= 3   # install (README), TLS (docs/security.md), sharded (docs/configuration.md)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "scrape_configs:\n  - job_name: htap-exporter\n" in readme
     assert {job["job_name"] for job in jobs} == {"htap-exporter"}
     assert 'job="htap-exporter"' in RULES.read_text(encoding="utf-8")
 

@@ -45,7 +45,7 @@ def verify(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
     """`systemd-analyze verify` of the unit, with ExecStart pointing at this checkout's command.
 
     verify reports an ExecStart binary that is not installed, and /opt/htap-exporter is where the
-    README installs it, not where the tests run: the copy runs the test virtualenv's htap-exporter.
+    deploy guide (docs/deploy.md) installs it, not where the tests run: the copy runs the test virtualenv's htap-exporter.
     """
     command = Path(sys.executable).parent / "htap-exporter"
     assert command.exists(), "the virtualenv has no htap-exporter command"

@@ -93,3 +93,41 @@ def exported_names(exposition: str) -> set[str]:
     """Sample names in a text exposition (`_bucket`, `_gcount`, `_total`... as written)."""
     return {re.split(r"[{ ]", line, maxsplit=1)[0] for line in exposition.splitlines()
             if line and not line.startswith("#")}
+
+
+# The documentation: README.md and docs/*.md, their headings' anchors and their relative links. ----
+
+DOCS = ROOT / "docs"
+
+
+def documents() -> list[Path]:
+    """README.md first, then docs/*.md by name."""
+    return [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+
+
+def without_code(markdown: str) -> str:
+    """The text outside fenced code blocks and inline code spans."""
+    return re.sub(r"`[^`\n]*`", "", re.sub(r"^```.*?^```", "", markdown, flags=re.S | re.M))
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub makes for a document's headings outside code blocks: the heading's text
+    in lower case, every character but letters, digits, `_`, `-` and spaces dropped, each space a
+    dash; a heading met again gets `-1`, `-2`, ..."""
+    anchors: set[str] = set()
+    text = re.sub(r"^```.*?^```", "", markdown, flags=re.S | re.M)
+    for heading in re.findall(r"^#{1,6} (.+?)#*$", text, flags=re.M):
+        heading = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)   # a link's text only
+        anchor = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        unique, n = anchor, 0
+        while unique in anchors:
+            n += 1
+            unique = f"{anchor}-{n}"
+        anchors.add(unique)
+    return anchors
+
+
+def relative_links(markdown: str) -> list[str]:
+    """The targets of the inline links `[text](target)` outside code, but for absolute URLs."""
+    targets = re.findall(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)", without_code(markdown))
+    return [t for t in targets if not re.match(r"[a-z][a-z0-9+.-]*:", t)]

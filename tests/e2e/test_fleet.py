@@ -301,7 +301,7 @@ def test_bad_shard_flags_exit_1_with_one_line(flags, message):
 
 @pytest.mark.slow
 async def test_prometheus_scraping_every_shard_sees_each_instance_once(tmp_path):
-    """Three shards, one Prometheus scraping all of them, as the README's sharded setup does."""
+    """Three shards, one Prometheus scraping all of them, as the sharded setup of docs/configuration.md does."""
     from tests.e2e.prometheus import PrometheusServer, scrape_config
 
     sim = small_fleet(30)

@@ -448,7 +448,7 @@ async def test_dev_py_demo_shows_what_the_readme_says_and_stops_on_sigint_to_its
         # README: "look for lines such as `htap_up{instance_id="…",instance_name="htap-1"} 1.0`"
         readme = (ROOT / "README.md").read_text(encoding="utf-8")
         shown = re.search(r"look for lines such as\s+`([^`]+)`", readme)
-        assert shown, "README's quick start no longer says what to look for"
+        assert shown, "README's install section no longer says what to look for"
         pattern = re.compile(re.escape(shown.group(1)).replace("…", '[^"]*'), re.M)
 
         async def readme_line_shown() -> bool:

@@ -33,7 +33,7 @@ async def test_prometheus_scrapes_the_demo(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 async def test_prometheus_scrapes_through_tls_and_basic_auth(tmp_path: Path) -> None:
-    """The README's secured scrape_configs, verbatim but for paths and the port, against the web config."""
+    """The secured scrape_configs of docs/security.md, verbatim but for paths and the port, against the web config."""
     from tests.webtls import Pki, bcrypt_hash
 
     pki = Pki.create(tmp_path)
