@@ -21,7 +21,7 @@ from htap_exporter.clock import JITTER, Clock, Deadline, DeadlineQueue, jittered
 from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.clients import ClientFactory, client_key
 from htap_exporter.cloud.errors import ApiError
-from htap_exporter.collectors.base import Collector
+from htap_exporter.collectors.base import Collector, CollectorOutput
 from htap_exporter.config import Config, InstanceConfig, PollConfig, ProjectConfig
 from htap_exporter.exposition.store import Store
 from htap_exporter.exposition.writer import InstanceIdentity
@@ -166,10 +166,10 @@ class _Loop:
             store.put((self.identity.instance_id, name), render_block(self.identity, name, rider, reports_up=False))
 
 
-def _succeeded(state: RunState, output: object, now: float) -> None:
+def _succeeded(state: RunState, output: CollectorOutput, now: float) -> None:
     state.up = True
     state.last_error_reason = None
-    state.output = output  # type: ignore[assignment]
+    state.output = output
     state.last_success = now
 
 
