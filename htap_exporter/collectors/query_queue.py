@@ -67,7 +67,10 @@ def parse_number(value: Any) -> float | None:
             return None
     if not isinstance(value, (int, float)):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits: no limit anyone set
+        return None
     return number if math.isfinite(number) and number >= 0 else None
 
 

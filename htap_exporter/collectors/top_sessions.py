@@ -96,6 +96,10 @@ class TopSessions:
         keep = list(map(operator.not_, map(idle.__getitem__, commands)))
         rows = list(itertools.compress(rows, keep))
         durations = list(itertools.compress(durations, keep))
+        # Rows without a usable id never enter (see offer): they must not take the places below.
+        keep = [session_id_key(one.id) is not None for one in rows]
+        rows = list(itertools.compress(rows, keep))
+        durations = list(itertools.compress(durations, keep))
         # All finite (an inf or NaN is no duration, and must not push a real one out): then only
         # the page's `count` longest can enter.
         if len(rows) > self.count and _all_finite(durations):
@@ -115,20 +119,19 @@ class TopSessions:
         if self._is_idle(row.command):
             return
         key = session_id_key(row.id)
-        if key is not None and key in self._ids:
+        if key is None or key in self._ids:
+            # Without an id a session cannot be named nor ended, and two of them would be two
+            # series with the same labels.
             return
         entry = _Entry(duration + 0.0, label_value(row.id, 1 << 31), next(self._order), row)
         if not full:
             heapq.heappush(heap, entry)
         elif heap[0] < entry:
             dropped = heapq.heapreplace(heap, entry)
-            dropped_key = session_id_key(dropped.row.id)
-            if dropped_key is not None:
-                self._ids.discard(dropped_key)
+            self._ids.discard(session_id_key(dropped.row.id))
         else:
             return
-        if key is not None:
-            self._ids.add(key)
+        self._ids.add(key)
 
     def _is_idle(self, command: Any) -> bool:
         idle = self._idle_raw.get(command) if type(command) is str or command is None else None

@@ -101,3 +101,9 @@ def test_valid_values_as_numbers_or_strings_are_read_exactly(on, concurrency, me
         "query_queue_mem_used_pct_limit": v(mem), "query_queue_cpu_used_pct_limit": v(cpu),
         "query_queue_max_queued_queries": v(queued), "query_queue_pending_timeout_second": v(timeout)}})
     assert rule == QueueRule(on, concurrency, queued, timeout, mem / 100, cpu / 100, 0)
+
+
+def test_an_integer_beyond_the_float_range_is_a_bad_value_not_a_failed_run():
+    rule = parse_rule({"query_queue_rule": {"enable_query_queue_select": "true",
+                                            "query_queue_concurrency_limit": 10 ** 400}})
+    assert rule.concurrency_limit is None and rule.bad_values == 1

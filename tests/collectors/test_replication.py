@@ -339,3 +339,7 @@ def test_quirky_but_valid_values_are_read_exactly(rows, cap):
         assert parsed.stage == parsed.catchup_stage == stage[1]
         assert parsed.progress == parsed.catchup_progress == pytest.approx(percent[1], abs=1e-12)
         assert parsed.normal is (status == "Yes")
+
+
+def test_a_percentage_beyond_the_float_range_is_unreadable_not_a_failed_run():
+    assert parse_percentage(10 ** 400) is None

@@ -43,12 +43,13 @@ def polls(draw):
 
 
 def reference(rows, count, min_duration):
-    """The eligible rows sorted whole: longest first, then the smaller id, then the earlier."""
+    """The eligible rows sorted whole: longest first, then the smaller id, then the earlier. A row
+    without an id is never eligible: it could not be named, and two would be one series twice."""
     eligible = []
     for order, one in enumerate(rows):
         seconds = top_sessions.parse_duration_value(one.duration)
         command = top_sessions.label_value(one.command)
-        if seconds is not None and seconds >= min_duration and command not in IDLE:
+        if one.id is not None and seconds is not None and seconds >= min_duration and command not in IDLE:
             eligible.append((-seconds, top_sessions.label_value(one.id, 1 << 31), order, one))
     return [item[3] for item in sorted(eligible, key=lambda item: item[:3])[:count]]
 
@@ -160,3 +161,10 @@ def test_rows_of_a_page_decoded_with_statements_are_selected_and_fingerprinted()
     samples = top_session_samples(top.result(), sql_mode="digest", hosts=False, max_label_length=128)
     assert [(labels["session_id"], labels["sql_digest"], value) for labels, value in samples] == [
         ("1", sql_text.digest("SELECT ?"), 120.0), ("3", sql_text.digest("SELECT ?"), 75.0)]
+
+
+def test_sessions_without_an_id_never_enter():
+    """Four id-less sessions alike would be four samples with one label set (a duplicate series)."""
+    selector = top_sessions.TopSessions(5, 0, IDLE)
+    selector.offer_page([row(None, 100 + n, "Query") for n in range(4)] + [row("", 50, "Query"), row("7", 10, "Query")])
+    assert [one.id for one in selector.result()] == ["7"]
