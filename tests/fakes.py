@@ -204,6 +204,9 @@ class FakeApi:
     def poll_interval(self, configured: float) -> float:
         return configured
 
+    def stretch(self, poll_interval: float) -> float:
+        return 1.0
+
     async def list_sessions(self, instance_id: str, counter: SessionCounter | None = None) -> SessionList:
         number = len(self.calls_for(instance_id)) + 1
         self.calls.append((instance_id, self.clock.monotonic()))

@@ -56,7 +56,12 @@ class ApiBudget(RateLimiter):
         self._collector_rate = requests_per_second
 
     def poll_interval(self, configured: float) -> float:
-        """The configured interval, or longer when the budget cannot sustain it."""
-        usable = max(self.rate * POLL_SHARE - self._discovery_rate - self._collector_rate,
-                     self.rate * (1 - POLL_SHARE))
-        return max(configured, self._pages_total / usable)
+        """The configured interval, or longer when a round of session polls and the collectors'
+        runs together do not fit the poll share of the budget."""
+        usable = max(self.rate * POLL_SHARE - self._discovery_rate, self.rate * (1 - POLL_SHARE))
+        return max(configured, (self._pages_total + self._collector_rate * configured) / usable)
+
+    def stretch(self, poll_interval: float) -> float:
+        """The factor every interval of the project is stretched by (1: as configured), the
+        collectors' with the session poll's, so that each keeps its share of the budget."""
+        return self.poll_interval(poll_interval) / poll_interval

@@ -45,6 +45,11 @@ class ProjectClient:
         budget = self.budget
         return configured if budget is None else budget.poll_interval(configured)
 
+    def stretch(self, poll_interval: float) -> float:
+        """How much longer than configured every interval of this project is (1: as configured)."""
+        budget = self.budget
+        return 1.0 if budget is None else budget.stretch(poll_interval)
+
     def request(self, path: str, params: list[tuple[str, str]] | None = None) -> OutgoingRequest:
         """A GET of this project's API at `path` (which starts with /v3/{project_id})."""
         return OutgoingRequest(method="GET", endpoint=self._endpoint, path=path, params=params or [],

@@ -74,8 +74,9 @@ class _Loop:
         self.last_problem: tuple[str, str | None] | None = None
 
     def interval(self) -> float:
-        # Longer than configured when the project's API budget cannot sustain the fleet.
-        return self.client.poll_interval(self.collector.interval)
+        # Longer than configured when the project's API budget cannot sustain the fleet: every
+        # collector by the same factor, so that the budget's share of each stays as configured.
+        return self.collector.interval * self.client.stretch(self.spec.poll.interval)
 
     async def run(self, start_delay: float) -> None:
         clock = self.scheduler.clock
@@ -95,7 +96,10 @@ class _Loop:
                               extra={"instance_id": self.identity.instance_id, "collector": self.collector.name,
                                      "skipped_ticks": missed})
             else:
-                delay = backoff_delay(self.failures, interval, self.spec.poll.backoff_cap, self.scheduler.rng)
+                # Never retried more often than a healthy run: a 10-minute collector's cap is not the
+                # session poll's 5 minutes.
+                cap = max(interval, self.spec.poll.backoff_cap)
+                delay = backoff_delay(self.failures, interval, cap, self.scheduler.rng)
                 if retry_after is not None:
                     delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
                 next_due = now + delay
@@ -256,10 +260,15 @@ class Scheduler:
         for loop in loops:
             self._awaiting_first_run.discard(loop.key)
             still = wanted.get(loop.key)
+            # The output was written with the instance's labels: renamed, it waits for the next run
+            # instead of being served under the old name.
+            relabelled = still is not None and still.instance.name != loop.spec.instance.name
             for name, state in ((loop.key[1], loop.state), *loop.riders.items()):
                 key = (loop.key[0], name)
                 kept = still is not None and (name == loop.key[1] or name in still.collector.riders)
                 if kept:
+                    if relabelled:
+                        state.output = None
                     self._states[key] = state
                 else:
                     self.store.remove(key)

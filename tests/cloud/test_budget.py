@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 
 from htap_exporter.collectors.sessions.fetch import list_sessions
@@ -163,5 +165,7 @@ def test_the_collectors_planned_requests_stretch_the_poll_interval():
     assert collector_rate(CollectorsConfig()) == 0.0
     assert collector_rate(on) == 1 / 60 + 2 / 300 + 1 / 600  # 90 requests per instance and hour
     budget.expect_collectors(270 * collector_rate(on))
-    # 6.75 requests/s go to the collectors: the session polls get 2.25 of the 9 planned.
-    assert budget.poll_interval(30.0) == 270 / (9.0 - 270 * collector_rate(on))
+    # 9 requests/s of session pages and 6.75 of the collectors' at the configured intervals: every
+    # interval is stretched by the same factor, so that together they fit the 9 planned.
+    assert budget.stretch(30.0) == pytest.approx((9.0 + 270 * collector_rate(on)) / 9.0)
+    assert budget.poll_interval(30.0) == pytest.approx(30.0 * 15.75 / 9.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 
 import aiohttp
 import pytest
@@ -369,3 +370,43 @@ async def test_wrong_token_across_five_instances_real_stack():
                     assert rendered["htap_poll_errors_total" + labels(instance_id, f"db{n}", reason="auth")] >= 1
             finally:
                 await poller.stop()
+
+
+# --- what review found: a renamed instance, a slow collector failing ---------------------------------------
+
+async def test_a_renamed_instance_serves_nothing_under_its_old_name(env):
+    env.api.behaviour = lambda instance_id, n: [session("1"), session("2", command="Sleep")]
+    await env.apply(config(project(P1, (A, "old-name"), (B, "b")), interval=10.0))
+    await env.run_until(15)
+    assert 'instance_name="old-name"' in env.store.render().decode()
+    await env.apply(config(project(P1, (A, "new-name"), (B, "b")), interval=10.0))
+    text = env.store.render().decode()
+    assert 'instance_name="old-name"' not in text  # its sessions wait for the next poll instead
+    assert env.poller._loops[(A, "sessions")].state.errors["http"] == 0  # counters kept
+    await env.run_until(40)
+    assert f'htap_sessions{{instance_id="{A}",instance_name="new-name"}} 2.0' in env.store.render().decode()
+
+
+@dataclass(frozen=True)
+class FailingCollector:
+    """A collector with its own (long) interval whose every run fails."""
+
+    interval: float
+    calls: list[float] = field(default_factory=list, compare=False)
+    name: str = "slow"
+    families: tuple = ()
+    riders: tuple[str, ...] = ()
+    reports_up: bool = False
+
+    async def collect(self, instance, client):
+        self.calls.append(client.clock.monotonic())
+        raise ApiError("http", "broken", status=500)
+
+
+async def test_a_failing_collector_is_never_retried_more_often_than_its_interval(env):
+    slow = FailingCollector(600.0)
+    polled = config(project(P1, (A, "a")), interval=30.0)  # the session poll's back-off cap: 300 s
+    await env.poller.apply(polled, (FakeSessionsCollector(30.0), slow))
+    await env.run_until(4000)
+    gaps = [later - earlier for earlier, later in zip(slow.calls, slow.calls[1:])]
+    assert len(gaps) >= 4 and min(gaps) >= 600 * 0.9
