@@ -202,6 +202,10 @@ class NodesCollector:
     # Instances already told about (once each): no TaurusDB id, so roles only.
     _told: set[str] = field(default_factory=set, compare=False, repr=False)
 
+    def retain(self, instance_ids: set[str]) -> None:
+        """Forget the instances no longer polled: one that comes back is told again."""
+        self._told.intersection_update(instance_ids)
+
     async def collect(self, instance: InstanceIdentity, client: ProjectClient) -> CollectorOutput:
         base = f"/v3/{client.project_id}/instances"
         node_list = parse_node_list(await get_json(client, LIST_NODES_API,

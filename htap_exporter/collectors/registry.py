@@ -53,6 +53,10 @@ class CollectorSet:
             enabled.append(self._keep(nodes.NodesCollector(settings.nodes.interval, max_length)))
         if settings.query_queue.enabled:
             enabled.append(self._keep(query_queue.QueryQueueCollector(settings.query_queue.interval)))
+        polled = {instance.id for project in config.projects for instance in project.instances}
+        for collector in enabled:
+            if isinstance(collector, (replication.ReplicationCollector, nodes.NodesCollector)):
+                collector.retain(polled)
         return tuple(enabled)
 
     def _keep(self, collector: Collector) -> Collector:

@@ -300,6 +300,11 @@ class ReplicationCollector:
     _changes: dict[str, LastChange] = field(default_factory=dict, compare=False, repr=False)
     clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
 
+    def retain(self, instance_ids: set[str]) -> None:
+        """Forget what was learnt of instances no longer polled (discovery churns)."""
+        for gone in self._changes.keys() - instance_ids:
+            del self._changes[gone]
+
     async def collect(self, instance: InstanceIdentity, client: ProjectClient) -> CollectorOutput:
         path = f"/v3/{client.project_id}/instances/{instance.instance_id}/starrocks/databases/replication"
 

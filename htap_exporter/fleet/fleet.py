@@ -26,6 +26,7 @@ from htap_exporter.clock import Clock, jittered
 from htap_exporter.cloud.clients import ClientFactory
 from htap_exporter.cloud.errors import ApiError
 from htap_exporter.config import CollectorsConfig, Config, DiscoveryConfig, InstanceConfig, ProjectConfig
+from htap_exporter.config.loader import TAURUS_INSTANCE_ID_RE
 from htap_exporter.fleet.discovery import DiscoveredInstance, DiscoveryClient, DiscoveryMetrics, discover
 from htap_exporter.fleet.sharding import WHOLE_FLEET, Shard
 
@@ -70,7 +71,7 @@ def effective_config(config: Config, discovered: Mapping[str, Sequence[Discovere
             for found in discovered.get(project.project_id, ()):
                 if found.id not in taken:
                     taken.add(found.id)
-                    instances.append(InstanceConfig(found.id, found.name, found.facts, found.taurus_id))
+                    instances.append(InstanceConfig(found.id, found.name, found.facts, _taurus_id(found)))
         projects.append(replace(polled_view(project),
                                 instances=tuple(i for i in instances if shard.owns(i.id))))
     return replace(config, projects=tuple(projects))
@@ -81,7 +82,13 @@ def _with_discovered(instance: InstanceConfig, found: DiscoveredInstance | None)
     unless the config gives one."""
     if found is None:
         return replace(instance, facts=()) if instance.facts else instance
-    return replace(instance, facts=found.facts, taurus_instance_id=instance.taurus_instance_id or found.taurus_id)
+    return replace(instance, facts=found.facts, taurus_instance_id=instance.taurus_instance_id or _taurus_id(found))
+
+
+def _taurus_id(found: DiscoveredInstance) -> str | None:
+    """The TaurusDB id discovery listed, when it has the form of one: it goes into a signed
+    request's path (node health), so nothing else does."""
+    return found.taurus_id if TAURUS_INSTANCE_ID_RE.fullmatch(found.taurus_id) else None
 
 
 @dataclass

@@ -343,3 +343,13 @@ def test_quirky_but_valid_values_are_read_exactly(rows, cap):
 
 def test_a_percentage_beyond_the_float_range_is_unreadable_not_a_failed_run():
     assert parse_percentage(10 ** 400) is None
+
+
+def test_the_collector_forgets_instances_no_longer_polled():
+    from htap_exporter.collectors.registry import CollectorSet
+    from htap_exporter.config import CollectorsConfig, Config, ReplicationConfig
+    collectors = CollectorSet(lambda: 0.0)
+    config = Config(file="c.yaml", projects=(), collectors=CollectorsConfig(replication=ReplicationConfig(enabled=True)))
+    made = collectors.enabled(config)[1]
+    made._changes["gone"] = LastChange()  # type: ignore[attr-defined]
+    assert collectors.enabled(config)[1] is made and made._changes == {}  # type: ignore[attr-defined]

@@ -263,3 +263,20 @@ async def test_listing_one_more_instance_does_not_restart_discovery(simulator: R
     assert simulator.sim.observed.discovery_requests == requests  # no new refresh
     assert [i.name for i in effective.projects[0].instances] == ["named", "htap-2", "htap-3"]
     await fleet.stop()
+
+
+def test_a_discovered_taurus_id_reaches_the_instance_only_in_the_form_of_one():
+    from htap_exporter.fleet.discovery import DiscoveredInstance
+    from htap_exporter.fleet.fleet import effective_config
+    from htap_exporter.config import DiscoveryConfig
+
+    good, odd = "a" * 32 + "in07", "../../x"
+    project = ProjectConfig(project_id="p" * 32, region="cn-north-4", endpoint="https://e", iam_endpoint="https://i",
+                            auth=TokenAuth(token=SecretSource(value=Secret("t" * 20))), instances=(),
+                            discovery=DiscoveryConfig())
+    found = {project.project_id: (
+        DiscoveredInstance("b" * 32 + "in17", "one", "normal", False, "3.1", "3", good),
+        DiscoveredInstance("c" * 32 + "in17", "two", "normal", False, "3.1", "3", odd))}
+    config = Config(file="c.yaml", projects=(project,))
+    instances = {i.name: i.taurus_instance_id for i in effective_config(config, found, Shard(0, 1)).projects[0].instances}
+    assert instances == {"one": good, "two": None}
