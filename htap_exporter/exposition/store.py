@@ -63,26 +63,40 @@ class InstanceBlock:
 
 
 class _Column:
-    """One family's sample lines, a slot per instance (b"" when the instance has none). A family
-    that an instance has with no samples (no users yet) still counts: its HELP/TYPE are written,
-    as prometheus_client writes them."""
+    """One family's sample lines, a slot per block that has the family (b"" in a freed slot). Each
+    column places its own blocks: a family that one collector writes has a slot per instance, not
+    per (instance, collector), so a scrape copies no slots of blocks that never have it. A family
+    that a block has with no samples (no users yet) still counts: its HELP/TYPE are written, as
+    prometheus_client writes them."""
 
-    __slots__ = ("slots", "present", "version", "joined", "joined_version")
+    __slots__ = ("slots", "slot_of", "free", "version", "joined", "joined_version")
 
     def __init__(self) -> None:
         self.slots: list[bytes] = []
-        self.present: set[int] = set()  # slots of instances that have this family
+        self.slot_of: dict[Hashable, int] = {}  # the blocks that have this family
+        self.free: list[int] = []
         self.version = 0  # grows when a slot's bytes change
         self.joined = b""
         self.joined_version = 0
 
-    def set(self, slot: int, value: bytes | None) -> None:
-        """The slot's sample lines; None: the instance does not have this family."""
+    def set(self, key: Hashable, value: bytes | None) -> None:
+        """The block's sample lines; None: the block does not have this family."""
+        slot = self.slot_of.get(key)
         if value is None:
-            self.present.discard(slot)
-            value = b""
-        else:
-            self.present.add(slot)
+            if slot is not None:
+                del self.slot_of[key]
+                self.free.append(slot)
+                if self.slots[slot]:
+                    self.slots[slot] = b""
+                    self.version += 1
+            return
+        if slot is None:
+            if self.free:
+                slot = self.free.pop()
+            else:
+                slot = len(self.slots)
+                self.slots.append(b"")
+            self.slot_of[key] = slot
         old = self.slots[slot]
         if old is not value and old != value:
             self.slots[slot] = value
@@ -96,13 +110,11 @@ _Plan = list[tuple[bytes, _Column, int, bytes | list[bytes]]]
 
 class Store:
     """Blocks by key (an instance id, or (instance id, collector)); one column per family of
-    `layouts`, a slot per key."""
+    `layouts`."""
 
     def __init__(self, layouts: Layouts) -> None:
         self._layouts = layouts
         self._blocks: dict[Hashable, InstanceBlock] = {}
-        self._slots: dict[Hashable, int] = {}
-        self._free: list[int] = []
         self._columns: dict[tuple[str, ...], _Column] = {names: _Column() for names in layouts.parts()}
         # A sample entry's name -> the columns that start with it (a text family, and an OpenMetrics
         # gauge histogram's column too).
@@ -117,9 +129,6 @@ class Store:
     def put(self, key: Hashable, block: InstanceBlock) -> None:
         previous = self._blocks.get(key)
         self._blocks[key] = block
-        slot = self._slots.get(key)
-        if slot is None:
-            slot = self._slots[key] = self._free.pop() if self._free else self._grow()
         samples = block.samples
         # Only the columns of the families this block has, or its previous one had: a collector
         # writes a handful of the layout's families, and this runs after every run of every one.
@@ -127,24 +136,19 @@ class Store:
         for name in names:
             for parts, column in self._by_first.get(name, ()):
                 if name not in samples:
-                    column.set(slot, None)
+                    column.set(key, None)
                 elif len(parts) == 1:
-                    column.set(slot, samples[name])
+                    column.set(key, samples[name])
                 else:  # the OpenMetrics gauge histogram: buckets, count and sum of an instance together
-                    column.set(slot, b"".join(samples[part] for part in parts))
+                    column.set(key, b"".join(samples[part] for part in parts))
         self.generation += 1
 
-    def _grow(self) -> int:
-        for column in self._columns.values():
-            column.slots.append(b"")
-        return len(self._slots)
-
     def remove(self, key: Hashable) -> None:
-        if self._blocks.pop(key, None) is not None:
-            slot = self._slots.pop(key)
-            for column in self._columns.values():
-                column.set(slot, None)
-            self._free.append(slot)
+        block = self._blocks.pop(key, None)
+        if block is not None:
+            for name in block.samples:
+                for _, column in self._by_first.get(name, ()):
+                    column.set(key, None)
             self.generation += 1
 
     def keys(self) -> set[Hashable]:
@@ -171,7 +175,7 @@ class Store:
         plan: _Plan = []
         for header, names in self._layout(openmetrics):
             column = self._columns[names]
-            if not column.present:
+            if not column.slot_of:
                 continue
             if column.joined_version != column.version:
                 plan.append((header, column, column.version, column.slots.copy()))
