@@ -10,24 +10,19 @@ import asyncio
 import collections
 import contextlib
 import email.utils
-import json
 import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
 
 import aiohttp
+import msgspec
 from aiohttp.helpers import proxies_from_env
 from urllib.request import proxy_bypass
 from yarl import URL
 
 from htap_exporter.clock import RateLimiter
 from htap_exporter.cloud.errors import REASONS, ApiError
-
-try:  # the `fast` extra: parses ~2x faster than the standard library (pages go through pages.py)
-    from msgspec.json import decode as _fast_loads
-except ImportError:  # pragma: no cover - exercised by the tests through parse_json(fast=False)
-    _fast_loads = None
 
 THROTTLING_CODES = frozenset({"APIG.0308", "APIGW.0308"})
 MAX_ERROR_BODY_BYTES = 64 * 1024
@@ -45,20 +40,19 @@ class Response:
     def json(self) -> Any:
         try:
             return parse_json(self.body)
-        except (ValueError, UnicodeDecodeError, RecursionError) as problem:
+        except (msgspec.DecodeError, RecursionError) as problem:
             raise ApiError("bad_response", f"invalid JSON: {str(problem)[:120]}", status=self.status) from None
 
 
-def parse_json(body: bytes, *, fast: bool = True) -> Any:
-    """msgspec when installed; whatever it refuses goes to the standard library, which decides, so
-    both give the same result: lone surrogates (\\ud800), numbers beyond the float range, NaN
-    literals and deep nesting behave exactly as without msgspec."""
-    if fast and _fast_loads is not None:
-        try:
-            return _fast_loads(body)
-        except (ValueError, RecursionError):
-            pass
-    return json.loads(body)
+# A number beyond the float range (1e400) is inf, as the standard library makes it, not an error.
+_JSON = msgspec.json.Decoder(float_hook=float)
+
+
+def parse_json(body: bytes) -> Any:
+    """A JSON document (RFC 8259): NaN and Infinity literals, lone surrogate escapes, bytes that
+    are not UTF-8 and nesting deeper than msgspec follows raise msgspec.DecodeError or
+    RecursionError."""
+    return _JSON.decode(body)
 
 
 class RequestSlots:
@@ -238,8 +232,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 def error_from_response(response: Response, redact: Callable[[str], str] = lambda text: text) -> ApiError:
     error_code = error_msg = None
     try:
-        document = json.loads(response.body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        document = parse_json(response.body)
+    except (msgspec.DecodeError, RecursionError):
         document = None
     if isinstance(document, dict):
         code, msg = document.get("error_code"), document.get("error_msg")
