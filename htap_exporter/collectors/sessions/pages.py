@@ -33,7 +33,7 @@ from htap_exporter.cloud.transport import parse_json
 
 FIELDS = ("id", "user", "host", "state", "database", "command", "duration")
 SQL_FIELDS = FIELDS + ("sql_statement",)
-# Session ids longer than this are remembered by a 16-byte digest (sessions.session_id_key): a poll
+# Session ids longer than this are remembered by a 16-byte digest (dedup.session_id_key): a poll
 # keeps every id it saw (de-duplication across pages), and a hostile server must not make that cost
 # 16 KB per row.
 MAX_ID_LENGTH = 64

@@ -102,7 +102,8 @@ def per_row_reference(rows, config: MetricsConfig) -> dict:
     """The figures counted the plain way, one cleaned row at a time: what the fast counting must
     equal (it counts raw values and cleans each distinct one once)."""
     from bisect import bisect_left
-    from htap_exporter.collectors.sessions.counting import KNOWN_COMMANDS, KNOWN_STATES, MAX_ENUM_VALUES, cap_counts, cap_maxima, client_ip
+    from htap_exporter.collectors.sessions.capping import MAX_ENUM_VALUES, cap_counts, cap_maxima
+    from htap_exporter.collectors.sessions.counting import KNOWN_COMMANDS, KNOWN_STATES, client_ip
 
     bounds = tuple(config.duration_buckets) + (math.inf,)
     states = {state: 0 for state in KNOWN_STATES}
@@ -183,7 +184,7 @@ def test_ids_are_deduplicated_across_pages_and_long_ids_kept_as_digests():
     assert counter.add_page([{"id": "1"}, {"id": 2}, {"id": " 1 "}, {"id": None}, {}]) == 2
     assert counter.add_page([{"id": "2"}, {"id": "x" * 10_000}, {"id": "x" * 10_000}, "not a row"]) == 1
     assert counter.sessions == 5 and counter.skipped_rows == 1
-    assert all(len(key) <= 64 for key in counter._seen)
+    assert all(len(key) <= 64 for key in counter._ids._seen)
 
 
 def test_a_label_cache_shared_by_polls_counts_alike_and_stays_bounded():
