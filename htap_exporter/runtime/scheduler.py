@@ -266,6 +266,7 @@ class Scheduler:
 
     def _forget(self, loop: _Loop, still: LoopSpec | None) -> None:
         """A stopped loop: its states kept for the loop that replaces it, or its series removed."""
+        loop.task = None  # the task's frames hold the loop: no cycle left for the collector
         self._awaiting_first_run.discard(loop.key)
         for name, state in ((loop.key[1], loop.state), *loop.riders.items()):
             key = (loop.key[0], name)
