@@ -80,6 +80,7 @@ class Result:
     calls: dict[str, int] = field(default_factory=dict)  # API calls of the poll window, by API
     window: float = 0.0  # the poll window, s
     cpu_s: float = 0.0  # the exporter's CPU over it
+    profile: Profile | None = None  # where the exporter's CPU went while polling (--profile)
 
     @property
     def ratio(self) -> float:
@@ -236,6 +237,63 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
+# --- where the CPU goes: py-spy --------------------------------------------------------------------
+
+
+FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^():]*)(?::\d+)?\)$")
+
+
+@dataclass
+class Profile:
+    """Shares of the sampled CPU by own (self) time: per function and per area of the code."""
+
+    samples: int
+    functions: list[tuple[str, float]]
+    areas: list[tuple[str, float]]
+
+
+def area_of(file: str) -> str:
+    for marker in ("htap_exporter/", "aiohttp/", "asyncio/", "prometheus_client/", "msgspec/", "yarl/", "multidict/"):
+        if marker in file:
+            if marker == "htap_exporter/":
+                return "htap_exporter." + file.split(marker, 1)[1].rsplit(".py", 1)[0].replace("/", ".")
+            return marker.rstrip("/")
+    return "python: " + Path(file).name if file else "native"
+
+
+def py_spy(pid: int, seconds: float) -> Profile | None:
+    """Samples the exporter's threads at 100 Hz (py-spy, from PyPI; not paused: --nonblocking)."""
+    binary = Path(sys.executable).with_name("py-spy")
+    if not binary.exists():
+        print("bench: py-spy is not installed next to this Python (pip install py-spy): no profile", file=sys.stderr)
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".txt") as raw:
+        subprocess.run([str(binary), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100",
+                        "--format", "raw", "--nonblocking", "--output", raw.name],
+                       capture_output=True, timeout=seconds + 60)
+        lines = Path(raw.name).read_text(encoding="utf-8", errors="replace").splitlines()
+    functions: dict[str, int] = {}
+    areas: dict[str, int] = {}
+    total = 0
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        leaf = stack.rsplit(";", 1)[-1]
+        match = FRAME.match(leaf)
+        function, file = (match.group("function"), match.group("file")) if match else (leaf, "")
+        area = area_of(file)
+        name = f"{area}: {function}"
+        functions[name] = functions.get(name, 0) + int(count)
+        areas[area] = areas.get(area, 0) + int(count)
+        total += int(count)
+    if not total:
+        return None
+    def top(counts: dict[str, int], n: int) -> list[tuple[str, float]]:
+        return [(name, count / total) for name, count in sorted(counts.items(), key=lambda item: -item[1])[:n]]
+    return Profile(total, top(functions, 15), top(areas, 12))
+
+
 # --- the bare loop baseline ----------------------------------------------------------------------------
 
 
@@ -343,7 +401,8 @@ def generate_latest_ms(body: bytes) -> float:
 
 
 def run(instances: int, interval: float, concurrency: int | None, window: float, scrape_window: float,
-        latency: float, low: int, spread: int, workdir: Path, tree: Path, collectors: str = "sessions") -> Result:
+        latency: float, low: int, spread: int, workdir: Path, tree: Path, collectors: str = "sessions",
+        profile_seconds: float = 0.0) -> Result:
     sim = Process([sys.executable, "-m", "htap_exporter.simulator", "--listen", "127.0.0.1:0", "--instances",
                    str(instances), "--sessions", str(low), "--sessions-spread", str(spread), "--static",
                    "--delay", str(latency)], r"simulator listening on (\S+)")
@@ -393,6 +452,9 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
         size = len(body)
         load = "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
+        # (py-spy after the measured windows: sampling costs the exporter a little CPU)
+        profile = py_spy(exporter.pid, profile_seconds) if profile_seconds else None
+
         # 3. RSS, SIGTERM
         rss = rss_mb(exporter.pid)
         sigterm = exporter.stop()
@@ -407,7 +469,8 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
                       round(demanded),
                       1000 * statistics.median(latencies), 1000 * percentile(latencies, 0.99), size / 1e6, rss,
                       sigterm, 1000 * bare_cpu / max(1, bare_pages), bare_pages, rendering, load, sim_busy,
-                      2 * round(demanded), quiet_pauses, scrape_pauses, collectors, all_up, calls, window, cpu)
+                      2 * round(demanded), quiet_pauses, scrape_pauses, collectors, all_up, calls, window, cpu,
+                      profile)
     finally:
         if exporter is not None:
             exporter.stop()
@@ -493,6 +556,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", default="150-250", help="sessions per instance, LOW-HIGH (default 150-250)")
     parser.add_argument("--collectors", default="sessions",
                         help="comma-separated: sessions (the session poll alone), all (every collector); default sessions")
+    parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
+                        help="py-spy the exporter this long after the measured windows (default: no profile)")
+    parser.add_argument("--markdown", type=Path, help="also write the Performance and sizing page here")
     args = parser.parse_args(argv)
     low, _, high = args.sessions.partition("-")
     low_n, high_n = int(low), int(high or low)
@@ -505,28 +571,79 @@ def main(argv: list[str] | None = None) -> int:
                 interval = args.interval or (5.0 if instances <= 1000 else 30.0)
                 window = args.window or 3 * interval
                 result = run(instances, interval, args.concurrency, window, args.scrape_window, args.latency,
-                             low_n, high_n - low_n, Path(workdir), args.exporter_tree.resolve(), collectors)
+                             low_n, high_n - low_n, Path(workdir), args.exporter_tree.resolve(), collectors,
+                             args.profile)
                 print(row(result), flush=True)
                 results.append(result)
-    for result in results:
-        print(f"{result.instances:,} instances, {result.collectors}: bare loop (two runs) fetched {result.bare_pages:,} / "
-              f"{result.bare_demanded:,} pages; the simulator used {100 * result.sim_busy:.0f} % of a core;"
-              f" {result.instances / result.rss_mb:.0f} instances per MB"
-              f" ({1000 * result.rss_mb / result.instances:.0f} KB each); one core at this CPU/call sustains"
-              f" {sustained(result):,.0f} instances at {result.interval:g} s")
-    print("\nTargets:")
+    notes = [f"{result.instances:,} instances, {result.collectors}: bare loop (two runs) fetched {result.bare_pages:,} / "
+             f"{result.bare_demanded:,} pages; the simulator used {100 * result.sim_busy:.0f} % of a core"
+             for result in results]
+    print("\n".join(notes))
+    lines = ["Targets:"]
     missed = 0
     for result in results:
         judged = verdicts(result)
         missed += sum(not ok for _, ok in judged)
-        print(f"- {result.instances:,} instances every {result.interval:g} s, {result.collectors}: "
-              + "; ".join(f"{text}: {'met' if ok else 'MISSED'}" for text, ok in judged))
+        lines.append(f"- {result.instances:,} instances every {result.interval:g} s, {result.collectors}: "
+                     + "; ".join(f"{text}: {'met' if ok else 'MISSED'}" for text, ok in judged))
     judged = flat_cost(results)
     missed += sum(not ok for _, ok in judged)
-    for text, ok in judged:
-        print(f"- {text}: {'met' if ok else 'MISSED'}")
-    print("every target met" if not missed else f"{missed} target(s) missed")
+    lines += [f"- {text}: {'met' if ok else 'MISSED'}" for text, ok in judged]
+    lines.append("every target met" if not missed else f"{missed} target(s) missed")
+    print("\n" + "\n".join(lines))
+    sizing = sizing_lines(results)
+    print("\n" + "\n".join(sizing))
+    for result in results:
+        if result.profile is not None:
+            print("\n" + "\n".join(profile_lines(result)))
+    if args.markdown is not None:
+        args.markdown.write_text(page(results, notes, lines, sizing, " ".join(sys.argv[1:] if argv is None else argv)),
+                                 encoding="utf-8")
     return 0
+
+
+def sizing_lines(results: list[Result]) -> list[str]:
+    """Instances per core at each row's interval, and memory per instance (between the sizes of a
+    run, so that the process's fixed part is left out)."""
+    lines = ["Sizing:"]
+    for result in results:
+        lines.append(f"- {result.collectors}, every {result.interval:g} s: one core polls {sustained(result):,.0f}"
+                     f" instances at this run's CPU/call ({result.instances:,} measured, RSS {result.rss_mb:.0f} MB)")
+    for collectors in dict.fromkeys(result.collectors for result in results):
+        same = sorted((r for r in results if r.collectors == collectors), key=lambda r: r.instances)
+        for small, large in zip(same, same[1:]):
+            per = 1024 * (large.rss_mb - small.rss_mb) / (large.instances - small.instances)
+            lines.append(f"- {collectors}: {per:.0f} KB of RSS per instance between {small.instances:,} and"
+                         f" {large.instances:,} instances ({small.rss_mb - per * small.instances / 1024:.0f} MB fixed)")
+    return lines
+
+
+def profile_lines(result: Result) -> list[str]:
+    profile = result.profile
+    assert profile is not None
+    lines = [f"Where the CPU goes at {result.instances:,} instances, {result.collectors} (py-spy, own time,"
+             f" {profile.samples:,} samples):", "", "| area | share |", "|---|---|"]
+    lines += [f"| {name} | {share:.0%} |" for name, share in profile.areas]
+    lines += ["", "| function | share |", "|---|---|"]
+    lines += [f"| `{name}` | {share:.1%} |" for name, share in profile.functions]
+    return lines
+
+
+def page(results: list[Result], notes: list[str], verdict: list[str], sizing: list[str], command: str) -> str:
+    """docs/performance.md, from one run."""
+    out = ["# Performance and sizing", "",
+           "Generated by `bench/bench.py` (`.venv/bin/python bench/bench.py " + command + " --markdown"
+           " docs/performance.md`); what each column means is in the bench's docstring and in the README's"
+           " \"Benchmark\" section. The machine: " + f"{os.cpu_count()} cores, load in the last column.", "",
+           HEADER, "|" + "---|" * HEADER.count(" | ") + "---|", *(row(result) for result in results), "",
+           *(f"- {note}" for note in notes), "", *verdict, "", "## Sizing", "", *sizing[1:], "",
+           "One core per exporter process (its one event loop); the instances per core above hold at the"
+           " row's interval: double the interval, double the instances. Shards (`--shard.count`) split a"
+           " larger fleet over processes.", ""]
+    for result in results:
+        if result.profile is not None:
+            out += ["## " + profile_lines(result)[0].rstrip(":"), "", *profile_lines(result)[2:], ""]
+    return "\n".join(out)
 
 
 def sustained(result: Result) -> float:
