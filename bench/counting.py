@@ -20,7 +20,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--exporter-tree", type=Path, default=Path(__file__).resolve().parent.parent)
     parser.add_argument("--instances", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     sys.path.insert(0, str(args.exporter_tree.resolve()))
     from htap_exporter.collectors.labels import LabelCache
@@ -41,13 +41,13 @@ def main() -> int:
         labels = LabelCache(config.max_label_length)
         best = float("inf")
         for _ in range(args.repeats):
-            started = time.perf_counter()
+            started = time.process_time()  # CPU time: a shared machine takes the core away now and then
             for poll in polls:
                 counter = SessionCounter(config, labels=labels)
                 for page in poll:
                     counter.add(page)
                 counter.result()
-            best = min(best, time.perf_counter() - started)
+            best = min(best, time.process_time() - started)
         print(f"metrics.hosts={str(hosts).lower()}: {1e6 * best / pages:.1f} us per page ({pages} pages)")
     return 0
 
