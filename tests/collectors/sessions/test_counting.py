@@ -238,12 +238,14 @@ def test_parse_json_takes_json_and_refuses_the_rest(body, expected):
 
 
 def _strict_json(body: bytes) -> bool:
-    """Whether Python's parser, held to RFC 8259 (UTF-8, no NaN or Infinity), takes `body`."""
+    """Whether Python's parser, held to RFC 8259 (UTF-8, no NaN or Infinity, no lone surrogate,
+    raw or escaped), takes `body`."""
     def refuse(constant: str) -> None:
         raise ValueError(constant)
     try:
-        json.loads(body.decode("utf-8"), parse_constant=refuse)
-    except (ValueError, RecursionError):
+        document = json.loads(body.decode("utf-8"), parse_constant=refuse)
+        json.dumps(document, ensure_ascii=False).encode("utf-8")  # a lone surrogate cannot be encoded
+    except (ValueError, RecursionError):  # UnicodeError is a ValueError
         return False
     return True
 
