@@ -7,7 +7,7 @@
 #     -v "$PWD/config.yaml:/etc/htap-exporter/config.yaml:ro" htap-exporter
 
 # Stage 1: build the wheel from the checkout and install it, with its dependencies and the `fast`
-# extra (msgspec), into a venv. The dependencies' versions are pinned by constraints.txt (how to
+# extra (sqlglot's compiled tokenizer), into a venv. The dependencies' versions are pinned by constraints.txt (how to
 # regenerate it is written at its top), so two builds of one commit install the same ones.
 FROM python:3.12-slim AS build
 ARG REVISION=unknown

@@ -177,6 +177,7 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
 
     async def run_fleet(effective: Config) -> None:
         await scheduler.apply(effective, collectors.enabled(effective))
+        gcsettings.settle()
 
     shard: Shard = getattr(args, "shard", Shard(0, 1))
     fleet = Fleet(clients=clients, on_fleet=run_fleet, clock=clock, registry=self_metrics.registry, shard=shard)
@@ -236,7 +237,18 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
                                                    "basic_auth_users": len(current.users)})
         async with runtime.reload_lock:  # a SIGHUP during start reloads after it, not beside it
             warn_cleartext(config)
-            effective = await fleet.apply(config)
+            # The first discovery of a big fleet takes a while (one request per TaurusDB instance):
+            # a SIGTERM meanwhile stops the process without waiting for it.
+            applying = asyncio.create_task(fleet.apply(config))
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait((applying, stopping), return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not applying.done():
+                applying.cancel()
+                await asyncio.gather(applying, return_exceptions=True)
+                log.info("stopping")
+                return 0
+            effective = applying.result()
             self_metrics.config_loaded(True, clock.time())
         log.info("polling", extra={"instances": sum(len(p.instances) for p in effective.projects),
                                    "projects": len(config.projects), "interval_seconds": config.poll.interval,

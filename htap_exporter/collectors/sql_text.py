@@ -97,7 +97,10 @@ def _written(text: str, tokens: list[Token]) -> list[str]:
         if kind in _DROPPED:
             continue
         source = text[token.start:token.end + 1]
-        if kind in _LITERALS or "'" in source or '"' in source:
+        # A name that starts with a digit is, in practice, a number cut short or a hex/bit literal the
+        # tokenizer did not know (`0x` at the end of a cut statement): a placeholder, never the text.
+        if (kind in _LITERALS or "'" in source or '"' in source
+                or (kind in _NAMES and source[:1].isdigit())):
             # Adjacent strings are one string in MySQL ('a' 'b'): one placeholder.
             if not literal_before:
                 append(PLACEHOLDER)

@@ -20,7 +20,8 @@ import operator
 from typing import Any, Iterable, Literal
 
 from htap_exporter.collectors.labels import UNKNOWN, label_value
-from htap_exporter.collectors.sessions.counting import client_ip, parse_duration_value, session_id_key
+from htap_exporter.collectors.sessions.counting import client_ip, parse_duration_value
+from htap_exporter.collectors.sessions.dedup import session_id_key
 from htap_exporter.collectors import sql_text
 
 TOP_SESSIONS = "top_sessions"  # the collector's name

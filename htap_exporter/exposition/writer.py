@@ -9,7 +9,7 @@ counters); the store joins those bytes per family across instances. The lines ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Callable, Hashable, Iterable, Mapping, TypeVar
 
@@ -77,7 +77,9 @@ class InstanceWriter:
     def __init__(self, identity: InstanceIdentity) -> None:
         self.ids = (f'instance_id="{escape_label_value(identity.instance_id)}",'
                     f'instance_name="{escape_label_value(identity.instance_name)}"')
-        self.identity = identity
+        # A copy: the identity keeps its writer, and a cycle would leave every stopped instance's
+        # writer to the cycle collector (which the process freezes out after an apply: gcsettings).
+        self.identity = replace(identity)
         self._written: dict[Hashable, tuple[object, Any]] = {}  # key -> (its figures, its lines)
 
     def single(self, name: str, value: float) -> bytes:

@@ -11,7 +11,6 @@ from aioresponses import aioresponses
 from yarl import URL
 
 from htap_exporter.collectors.sessions.fetch import list_sessions
-from htap_exporter.collectors.sessions import fetch as api_module
 from htap_exporter.cloud.paging import PAGE_LIMIT
 from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.auth import StaticTokenAuthenticator
@@ -28,15 +27,6 @@ PROJECT = "054e292c9880d4992f02c0196d3ea468"
 INSTANCE = "af315b8e6aaa41799bd9a31f2de15abcin17"
 TOKEN = "MIIstatic-token-value-0123456789"
 PATH = f"/v3/{PROJECT}/instances/{INSTANCE}/htap/process"
-
-
-@pytest.fixture(autouse=True, params=["msgspec", "generic"])
-def page_decoding(request, monkeypatch):
-    """Every test twice: pages decoded into Rows by msgspec, and the generic way (standard library)."""
-    if request.param == "generic":
-        monkeypatch.setattr(api_module, "decode_page", lambda body: None)
-    else:
-        pytest.importorskip("msgspec")
 
 
 def page_url(offset: int) -> str:

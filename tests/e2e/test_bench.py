@@ -12,16 +12,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_bench_prints_a_complete_row_for_a_small_fleet():
+def test_bench_prints_a_complete_row_for_a_small_fleet_and_writes_the_sizing_page(tmp_path):
+    page = tmp_path / "performance.md"
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "bench.py"), "--instances", "20", "--interval", "1",
-                             "--window", "2", "--scrape-window", "2", "--concurrency", "4"],
+                             "--window", "2", "--scrape-window", "2", "--concurrency", "4",
+                             "--collectors", "sessions,all", "--markdown", str(page)],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("|")]
-    header, rule, row = lines
-    columns = [cell.strip() for cell in row.strip("|").split("|")]
-    assert len(columns) == len(header.strip("|").split("|")) == 14
-    assert columns[0] == "20" and columns[1] == "1 s" and columns[2] == "4"
-    fetched, demanded = (int(n.replace(",", "")) for n in columns[6].split(" (")[0].split(" / "))
-    assert fetched > 0 and demanded > 0
-    assert all(cell and "nan" not in cell for cell in columns), row
+    header, rule, *rows = lines
+    assert len(rows) == 2
+    for row, collectors in zip(rows, ("sessions", "all")):
+        columns = [cell.strip() for cell in row.strip("|").split("|")]
+        assert len(columns) == len(header.strip("|").split("|")) == 17
+        assert columns[:4] == ["20", "1 s", collectors, "4"]
+        fetched, demanded = (int(n.replace(",", "")) for n in columns[7].split(" (")[0].split(" / "))
+        assert fetched > 0 and demanded > 0
+        assert all(cell and "nan" not in cell for cell in columns), row
+    text = page.read_text()
+    assert text.startswith("# Performance and sizing") and rows[0] in text and "## Sizing" in text

@@ -4,9 +4,12 @@ creations and deletions, its faults and filters, two projects, the API budget, a
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -326,3 +329,108 @@ async def test_prometheus_scraping_every_shard_sees_each_instance_once(tmp_path)
     finally:
         await asyncio.gather(*(shard.stop() for shard in shards))
         await runner.cleanup()
+
+
+class HealthProbe:
+    """GET /-/healthy every 0.1 s from a thread of its own (the test's event loop serves the
+    simulator), each answer's seconds kept; a probe that fails counts as 60 s."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url + "/-/healthy"
+        self.seconds: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(self.url, timeout=60) as answer:
+                    ok = answer.status == 200
+            except OSError:
+                ok = False
+            self.seconds.append(time.perf_counter() - started if ok else 60.0)
+            self._stop.wait(0.1)
+
+    def __enter__(self) -> "HealthProbe":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def p99(self) -> float:
+        ordered = sorted(self.seconds)
+        return ordered[int(0.99 * (len(ordered) - 1))]
+
+
+@pytest.mark.slow
+async def test_20000_discovered_instances_and_a_refresh_replacing_every_id_keep_the_process_responsive(tmp_path):
+    """Applying a big discovered fleet, and again when every id changes, never holds the event
+    loop long: /-/healthy answers within 1 s (p99) throughout, and SIGTERM ends it within 5 s."""
+    fleet = 20_000
+    sim = small_fleet(fleet)
+    runner, base_url = await start(sim)
+    try:
+        path = config(tmp_path, discovery_project(RunningSimulator(sim, base_url), refresh="15s"), interval="60s")
+        exporter = await Exporter(["--config.file", str(path)]).start()
+        try:
+            with HealthProbe(exporter.url) as probe:
+                async def discovered(removed: int) -> bool:
+                    return any("discovered instances changed" in line and f"instances={fleet} " in line
+                               and f"added={fleet} " in line and f"removed={removed} " in line
+                               for line in exporter.log_lines)
+
+                async def exported_ids(first: int) -> bool:
+                    status, text = await exporter.get("/metrics?name[]=htap_instance_info")
+                    assert status == 200
+                    ids = set(re.findall(r'instance_id="([^"]+)"', text))
+                    return ids == {instance_id_for(first + index) for index in range(fleet)}
+
+                await wait_until(lambda: discovered(0), timeout=240, what="the first discovery")
+                await wait_until(lambda: exported_ids(0), timeout=60, what="every instance exported")
+                # Every id replaced, under the same TaurusDB instances: the next refresh stops
+                # every loop and starts as many new ones.
+                renamed = {}
+                for index, instance in enumerate(list(sim.instances.values())):
+                    instance.id = instance_id_for(fleet + index)
+                    renamed[instance.id] = instance
+                sim.instances = renamed
+                await wait_until(lambda: discovered(fleet), timeout=240, what="the replacing refresh")
+                await wait_until(lambda: exported_ids(fleet), timeout=60, what="the new ids exported")
+            started = time.monotonic()
+            assert await exporter.stop() == 0
+            stopped = time.monotonic() - started
+        finally:
+            await exporter.stop()
+    finally:
+        await runner.cleanup()
+    print(f"\n{fleet:,} discovered, every id replaced: /-/healthy p99 {probe.p99():.3f} s,"
+          f" longest {max(probe.seconds):.3f} s over {len(probe.seconds)} probes; SIGTERM {stopped:.2f} s")
+    assert probe.p99() < 1.0, sorted(probe.seconds)[-20:]
+    assert stopped < 5.0
+
+
+@pytest.mark.slow
+async def test_sigterm_during_the_first_discovery_of_a_big_fleet_stops_within_5_s(tmp_path):
+    sim = small_fleet(20_000)  # its discovery takes 10,100 requests, four at a time
+    runner, base_url = await start(sim)
+    try:
+        path = config(tmp_path, discovery_project(RunningSimulator(sim, base_url), refresh="60s"), interval="60s")
+        exporter = await Exporter(["--config.file", str(path)]).start()
+        try:
+            await wait_until(lambda: _asked_for_htap(sim), timeout=30, what="discovery under way")
+            started = time.monotonic()
+            assert await exporter.stop() == 0
+            stopped = time.monotonic() - started
+        finally:
+            await exporter.stop()
+    finally:
+        await runner.cleanup()
+    assert not any("msg=polling" in line for line in exporter.log_lines), exporter.logs()[-2000:]
+    assert stopped < 5.0
+
+
+async def _asked_for_htap(sim: Simulator) -> bool:
+    return sim.observed.discovery_requests.get("list_htap", 0) > 20

@@ -265,7 +265,7 @@ async def test_apply_keeps_unchanged_restarts_changed_removes_dropped(env):
     await env.run_until(25)
     assert env.stored_instances() == {A, B, C}
     loop_a, loop_b = env.poller._loops[(A, "sessions")], env.poller._loops[(B, "sessions")]
-    state_b = loop_b.state
+    state_b, task_b = loop_b.state, loop_b.task
     assert state_b.errors["http"] == 1
     assert sorted(env.api_projects) == [P1, P2]
 
@@ -275,7 +275,8 @@ async def test_apply_keeps_unchanged_restarts_changed_removes_dropped(env):
     await env.clock.advance(0)
     assert set(env.poller._loops) == {(A, "sessions"), (B, "sessions"), (D, "sessions")}
     assert env.poller._loops[(A, "sessions")] is loop_a and not loop_a.task.done()
-    assert env.poller._loops[(B, "sessions")] is not loop_b and loop_b.task.cancelled()
+    assert env.poller._loops[(B, "sessions")] is not loop_b and task_b.cancelled()
+    assert loop_b.task is None  # a stopped loop lets go of its task: no cycle for the collector
     assert env.poller._loops[(B, "sessions")].state is state_b  # counters survive the restart
     assert C not in env.stored_instances()
     assert (C, "sessions") not in env.poller._states

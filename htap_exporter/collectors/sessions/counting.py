@@ -1,34 +1,33 @@
 """Session rows -> per-instance statistics. Pure functions: no I/O, no clock, no globals.
 
+A poll's SessionCounter counts each page's rows by label value and command; the jobs around it
+are rooms of their own: de-duplication by session id (dedup.py), the active sessions' histogram
+(histogram.py) and the caps on label values (capping.py).
+
 `sql_statement` is dropped at parse time: it is customer SQL text and must never reach a label,
 a log line or memory that outlives the poll.
 """
 
 from __future__ import annotations
 
-import bisect
-import hashlib
-import itertools
 import math
-import operator
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from htap_exporter.collectors.labels import DEFAULT_MAX_LABEL_LENGTH, OTHER, LabelCache, label_value
+from htap_exporter.collectors.labels import DEFAULT_MAX_LABEL_LENGTH, LabelCache, label_value
+from htap_exporter.collectors.sessions.capping import MAX_ENUM_VALUES, cap_counts, cap_maxima
+from htap_exporter.collectors.sessions.dedup import SeenIds
+from htap_exporter.collectors.sessions.histogram import ActiveHistogram
+from htap_exporter.collectors.sessions.pages import MAX_EXACT_DURATION, Page, as_mapping, page_of
 from htap_exporter.config import MetricsConfig
-from htap_exporter.collectors.sessions.pages import MAX_EXACT_DURATION, MAX_ID_LENGTH, Page, Row, as_mapping, page_of
 
 # Always exported (0 when absent) so that dashboards and alerts never see a missing series.
 KNOWN_STATES = ("OK", "EOF", "ERR", "NOOP")
 KNOWN_COMMANDS = ("Sleep", "Query")
-# `state` and `command` are StarRocks enums with a dozen values; this cap only guards Prometheus
-# against a broken or hostile server inventing thousands of them.
-MAX_ENUM_VALUES = 50
 # Raw values that may be counted before cleaning: equal ones always get equal labels.
 _RAW_COUNTABLE = frozenset({str, type(None)})
 _INT = {int}
 _NUMBER = {int, float}
-_ROW_ID = operator.attrgetter("id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,44 +103,6 @@ def parse_session(row: Mapping[str, Any], max_length: int = DEFAULT_MAX_LABEL_LE
     )
 
 
-def session_id_key(value: Any) -> str | bytes | None:
-    """What de-duplication compares: the trimmed id (a digest if long); None for no usable id."""
-    if type(value) is str:
-        text = value.strip()
-        if not text:
-            return None
-        if len(text) > MAX_ID_LENGTH:
-            return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        return text
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
-        return session_id_key(str(value))
-    return None
-
-
-def cap_counts(counts: Mapping[str, int], limit: int, always: Iterable[str] = ()) -> dict[str, int]:
-    """Keep the `limit` largest values (ties by name, so the result is stable; `always` ones first);
-    fold the rest into `__other__`. Caps the label cardinality an instance can put into Prometheus."""
-    if len(counts) <= limit:
-        return dict(counts)
-    kept = {value: counts[value] for value in always if value in counts}
-    ranked = sorted((item for item in counts.items() if item[0] not in kept), key=lambda item: (-item[1], item[0]))
-    room = max(0, limit - len(kept))
-    kept.update(ranked[:room])
-    kept[OTHER] = kept.get(OTHER, 0) + sum(count for _, count in ranked[room:])
-    return kept
-
-
-def cap_maxima(maxima: Mapping[str, float], kept: Mapping[str, int]) -> dict[str, float]:
-    """Per-command maxima over the commands that `cap_counts` kept; the folded ones as `__other__`."""
-    capped: dict[str, float] = {}
-    for command, value in maxima.items():
-        key = command if command in kept else OTHER
-        capped[key] = max(value, capped.get(key, value))
-    return capped
-
-
 class _CommandFigures:
     """What is counted per command: its sessions, and the longest duration among them."""
 
@@ -201,8 +162,7 @@ class SessionCounter:
         self.kept: list[Session] | None = [] if keep_sessions else None
         self._max_length = config.max_label_length
         self._idle = config.idle_commands
-        self._bounds = tuple(config.duration_buckets) + (math.inf,)
-        self._seen: set[str | bytes] = set()
+        self._ids = SeenIds()
         self._states: dict[str, int] = {}
         self._users: dict[str, int] = {}
         self._databases: dict[str, int] = {}
@@ -212,10 +172,7 @@ class SessionCounter:
         if labels is None or labels.max_length != config.max_label_length:
             labels = LabelCache(config.max_label_length)
         self._clean = labels.clean
-        # The gauge histogram of non-idle sessions: counts per bucket (not cumulative), sum, count.
-        self._active_buckets = [0] * len(self._bounds)
-        self._active_sum: float | int = 0
-        self._active_count = 0
+        self._active = ActiveHistogram(config.duration_buckets)
 
     def add_page(self, rows: list[Any]) -> int:
         """Count the rows not seen before in this poll; returns how many new ids the page had.
@@ -227,7 +184,7 @@ class SessionCounter:
         """add_page for a decoded page (see pages.decode_page)."""
         self.skipped_rows += page.skipped
         checked = page.checked
-        fresh, new_ids = self._fresh_rows(page.rows, checked)
+        fresh, new_ids = self._ids.fresh(page.rows, checked)
         if self.kept is not None:
             self.kept.extend(parse_session(as_mapping(row), self._max_length) for row in fresh)
         self.pages += 1
@@ -271,7 +228,7 @@ class SessionCounter:
         self._count_commands(groups, checked)
         return new_ids
 
-    def _count_slowly(self, rows: list[Row]) -> tuple[dict[Any, int], dict[Any, int], dict[Any, int],
+    def _count_slowly(self, rows: list[Any]) -> tuple[dict[Any, int], dict[Any, int], dict[Any, int],
                                                       dict[Any, list[Any]]]:
         counts: tuple[dict[Any, int], dict[Any, int], dict[Any, int]] = ({}, {}, {})
         groups: dict[Any, list[Any]] = {}
@@ -281,31 +238,6 @@ class SessionCounter:
                 found[value] = found.get(value, 0) + 1
             groups.setdefault(self._clean(row.command), []).append(row.duration)
         return counts[0], counts[1], counts[2], groups
-
-    def _fresh_rows(self, rows: list[Row], checked: bool) -> tuple[list[Row], int]:
-        """The page's rows whose id was not seen before in this poll (rows without one count)."""
-        seen = self._seen
-        ids = list(map(_ROW_ID, rows))
-        # The usual page, at C speed: string ids (str.strip refuses anything else), short (a checked
-        # page's are), none empty, none repeated, all new.
-        try:
-            keys = set(map(str.strip, ids))
-        except TypeError:
-            keys = None
-        if (keys is not None and len(keys) == len(ids) and "" not in keys and seen.isdisjoint(keys)
-                and (checked or not ids or max(map(len, ids)) <= MAX_ID_LENGTH)):
-            seen |= keys
-            return rows, len(keys)
-        before = len(seen)
-        fresh = []
-        for row, raw_id in zip(rows, ids, strict=True):
-            key = session_id_key(raw_id)
-            if key is None:
-                fresh.append(row)
-            elif key not in seen:
-                seen.add(key)
-                fresh.append(row)
-        return fresh, len(seen) - before
 
     def _count_commands(self, groups: dict[Any, list[Any]], checked: bool) -> None:
         """Per distinct command: its rows' count and longest duration; the durations of the commands
@@ -333,33 +265,12 @@ class SessionCounter:
             if command not in self._idle:  # idle sessions have no place in the histogram, nor its sum
                 active += numbers
         if active:
-            self._add_active(active)
-
-    def _add_active(self, durations: list[float | int]) -> None:
-        """Durations of non-idle sessions into the histogram: sorted once, each bucket's count is
-        then found by bisection (a dozen bounds), not by a lookup per session."""
-        durations.sort()
-        buckets = self._active_buckets
-        below = 0
-        for index, bound in enumerate(self._bounds[:-1]):
-            upto = bisect.bisect_right(durations, bound)  # durations <= bound, as `le` means
-            buckets[index] += upto - below
-            below = upto
-        buckets[-1] += len(durations) - below
-        self._active_count += len(durations)
-        total = sum(durations)
-        if type(total) is int and type(self._active_sum) is int:
-            self._active_sum += total  # whole seconds, the usual page: exact as integers
-            return
-        try:
-            self._active_sum = math.fsum((self._active_sum, *durations))
-        except OverflowError:  # durations near the float maximum ("1e308" twice): the sum is +Inf
-            self._active_sum = math.inf
+            self._active.add(active)
 
     @property
     def has_ids(self) -> bool:
         """Whether any row so far had an id (pages without ids cannot be told apart)."""
-        return bool(self._seen)
+        return self._ids.any
 
     def _fold(self, raw_counts: dict[Any, int], counts: dict[str, int]) -> None:
         for raw, count in raw_counts.items():
@@ -388,9 +299,9 @@ class SessionCounter:
             by_database=cap_counts(self._databases, config.max_databases),
             by_host=cap_counts(self._hosts, config.max_hosts) if config.hosts else None,
             max_duration_by_command=cap_maxima(max_duration, commands),
-            active_buckets=tuple(zip(self._bounds, itertools.accumulate(self._active_buckets), strict=True)),
-            active_sum=float(self._active_sum),
-            active_count=self._active_count,
+            active_buckets=self._active.cumulative(),
+            active_sum=float(self._active.sum),
+            active_count=self._active.count,
             rows_without_duration=without_duration,
         )
 

@@ -13,9 +13,8 @@ from typing import Any, Callable
 from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.errors import ApiError
 from htap_exporter.cloud.paging import PAGE_LIMIT, PageStep, walk_pages
-from htap_exporter.cloud.transport import Response
 from htap_exporter.collectors.sessions.counting import InstanceStats, Session, SessionCounter
-from htap_exporter.collectors.sessions.pages import Page, decode_page, page_of
+from htap_exporter.collectors.sessions.pages import BadPage, Page, decode_page
 from htap_exporter.config import MetricsConfig
 
 SESSIONS_API = "list_sessions"
@@ -55,24 +54,11 @@ async def list_sessions(client: ProjectClient, instance_id: str, counter: Sessio
 async def _page(client: ProjectClient, path: str, offset: int, with_sql: bool) -> Page:
     request = client.request(path, [("limit", str(PAGE_LIMIT)), ("offset", str(offset))])
     response = await client.call(request, SESSIONS_API)
-    if with_sql:
-        page = decode_page(response.body, with_sql=True) or _generic_page(response, with_sql=True)
-    else:  # the usual path, as fast as it can be
-        page = decode_page(response.body) or _generic_page(response)
+    try:
+        page = decode_page(response.body, with_sql=with_sql)
+    except BadPage as problem:
+        raise ApiError("bad_response", str(problem), status=response.status) from None
     if page.size > PAGE_LIMIT:  # before counting: such a page fails the poll whatever it holds
         raise ApiError("bad_response", f"page has {page.size} rows, more than limit={PAGE_LIMIT}",
                        status=response.status)
     return page
-
-
-def _generic_page(response: Response, with_sql: bool = False) -> Page:
-    """A page that msgspec did not decode (or without msgspec): parsed by the standard library."""
-    document = response.json()
-    if not isinstance(document, dict):
-        raise ApiError("bad_response", "response is not a JSON object", status=response.status)
-    rows = document.get("process_list")
-    if rows is None:
-        raise ApiError("bad_response", "response has no process_list", status=response.status)
-    if not isinstance(rows, list):
-        raise ApiError("bad_response", "process_list is not a list", status=response.status)
-    return page_of(rows, with_sql=with_sql)

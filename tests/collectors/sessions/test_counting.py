@@ -1,4 +1,4 @@
-"""SessionCounter (page by page), label value caps, the msgspec fast path and the poll deadline."""
+"""SessionCounter (page by page), label value caps, page decoding and the poll deadline."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from htap_exporter.clock import Deadline
 from htap_exporter.config import MetricsConfig
 from htap_exporter.collectors.labels import CONTROL_CHARACTERS, DEFAULT_MAX_LABEL_LENGTH, UNKNOWN, LabelCache, label_value
 from htap_exporter.collectors.sessions.counting import SessionCounter, aggregate, parse_session
-from htap_exporter.collectors.sessions.pages import MAX_EXACT_DURATION, MAX_ID_LENGTH, Page, decode_page
-from htap_exporter.cloud.transport import _fast_loads, parse_json
+from htap_exporter.collectors.sessions.pages import MAX_EXACT_DURATION, MAX_ID_LENGTH, BadPage, Page, decode_page
+from htap_exporter.cloud.transport import parse_json
 from tests.fakes import FakeClock
 from tests.collectors.sessions.test_properties import field_value, json_value, metrics_configs
 
@@ -102,7 +102,8 @@ def per_row_reference(rows, config: MetricsConfig) -> dict:
     """The figures counted the plain way, one cleaned row at a time: what the fast counting must
     equal (it counts raw values and cleans each distinct one once)."""
     from bisect import bisect_left
-    from htap_exporter.collectors.sessions.counting import KNOWN_COMMANDS, KNOWN_STATES, MAX_ENUM_VALUES, cap_counts, cap_maxima, client_ip
+    from htap_exporter.collectors.sessions.capping import MAX_ENUM_VALUES, cap_counts, cap_maxima
+    from htap_exporter.collectors.sessions.counting import KNOWN_COMMANDS, KNOWN_STATES, client_ip
 
     bounds = tuple(config.duration_buckets) + (math.inf,)
     states = {state: 0 for state in KNOWN_STATES}
@@ -183,7 +184,7 @@ def test_ids_are_deduplicated_across_pages_and_long_ids_kept_as_digests():
     assert counter.add_page([{"id": "1"}, {"id": 2}, {"id": " 1 "}, {"id": None}, {}]) == 2
     assert counter.add_page([{"id": "2"}, {"id": "x" * 10_000}, {"id": "x" * 10_000}, "not a row"]) == 1
     assert counter.sessions == 5 and counter.skipped_rows == 1
-    assert all(len(key) <= 64 for key in counter._seen)
+    assert all(len(key) <= 64 for key in counter._ids._seen)
 
 
 def test_a_label_cache_shared_by_polls_counts_alike_and_stays_bounded():
@@ -211,43 +212,53 @@ def test_a_label_cache_shared_by_polls_counts_alike_and_stays_bounded():
     assert "a-much-longer-user-name" not in cache.labels and len(next(iter(other.result().by_user))) == 20
 
 
-# --- JSON: msgspec and the standard library agree ----------------------------------------------------
+# --- JSON: RFC 8259, decided by msgspec; where Python's parser takes more, a bad_response -------------
 
-BODIES = [b'{"process_list": []}', b'{"a": "\\ud800"}', b'{"n": 1e400}', b'{"n": 9223372036854775807}',
-          b'{"n": NaN}', b'[1, 2', b"\xff", b'{"a": 1, "a": 2}', b'"\\u0000"', b"[" * 100_000 + b"]" * 100_000,
-          b'{"x": -0.0, "y": 1.5e-300}', b'{"n": 123456789012345678901234567890}', b'\xef\xbb\xbf{"a": 1}']
-
-
-@pytest.mark.parametrize("body", BODIES, ids=range(len(BODIES)))
-def test_parse_json_with_and_without_msgspec_agree(body):
-    def outcome(fast: bool):
-        try:
-            return "ok", repr(parse_json(body, fast=fast))
-        except (ValueError, UnicodeDecodeError, RecursionError) as problem:
-            return "error", type(problem).__name__
-    assert outcome(True) == outcome(False)
-    assert outcome(False)[0] == ("ok" if _json_ok(body) else "error")
+# (body, what parse_json gives: a value, or None for an error)
+BODIES = [(b'{"process_list": []}', {"process_list": []}), (b'{"n": 1e400}', {"n": math.inf}),
+          (b'{"n": 9223372036854775807}', {"n": 9223372036854775807}), (b'{"a": 1, "a": 2}', {"a": 2}),
+          (b'"\\u0000"', "\x00"), (b'{"x": -0.0, "y": 1.5e-300}', {"x": -0.0, "y": 1.5e-300}),
+          (b'{"n": 123456789012345678901234567890}', {"n": 123456789012345678901234567890}),
+          (b'{"a": "\\ud83d\\ude00"}', {"a": "\U0001f600"}),
+          (b'{"a": "\\ud800"}', None), (b'{"a": "x\\udc00y"}', None), (b'{"n": NaN}', None),
+          (b'{"n": -Infinity}', None), (b'[1, 2', None), (b"\xff", None), (b"[" * 100_000 + b"]" * 100_000, None),
+          (b'\xef\xbb\xbf{"a": 1}', None), (b"", None), (b"<html>oops</html>", None)]
 
 
-def _json_ok(body: bytes) -> bool:
+@pytest.mark.parametrize(("body", "expected"), BODIES, ids=range(len(BODIES)))
+def test_parse_json_takes_json_and_refuses_the_rest(body, expected):
     try:
-        json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        parsed = parse_json(body)
+    except (ValueError, RecursionError):
+        parsed = None
+    assert repr(parsed) == repr(expected)
+    if expected is None:  # a page of it is a bad_response
+        with pytest.raises(BadPage, match="^invalid JSON: "):
+            decode_page(body)
+
+
+def _strict_json(body: bytes) -> bool:
+    """Whether Python's parser, held to RFC 8259 (UTF-8, no NaN or Infinity, no lone surrogate,
+    raw or escaped), takes `body`."""
+    def refuse(constant: str) -> None:
+        raise ValueError(constant)
+    try:
+        document = json.loads(body.decode("utf-8"), parse_constant=refuse)
+        json.dumps(document, ensure_ascii=False).encode("utf-8")  # a lone surrogate cannot be encoded
+    except (ValueError, RecursionError):  # UnicodeError is a ValueError
         return False
     return True
 
 
-def test_msgspec_is_used_when_installed():
-    pytest.importorskip("msgspec")
-    page = decode_page(b'{"process_list": [{"id": "1", "user": "u", "duration": 3}]}')
-    assert _fast_loads is not None and page is not None and page.checked
-
-
 @SETTINGS
 @given(document=json_value)
-def test_parse_json_agrees_on_any_document(document):
+def test_parse_json_agrees_with_the_standard_library_on_json(document):
     body = json.dumps(document).encode("utf-8", "surrogatepass")
-    assert repr(parse_json(body)) == repr(parse_json(body, fast=False))
+    if not _strict_json(body):  # a lone surrogate, NaN, Infinity
+        with pytest.raises(ValueError):
+            parse_json(body)
+        return
+    assert repr(parse_json(body)) == repr(json.loads(body))
 
 
 def counted(rows, config: MetricsConfig, skipped: int = 0):
@@ -263,14 +274,16 @@ def counted(rows, config: MetricsConfig, skipped: int = 0):
 @given(document=st.fixed_dictionaries({"process_list": st.lists(st.one_of(row_objects, json_value), max_size=30)}),
        config=metrics_configs())
 def test_rows_decoded_by_msgspec_count_as_the_parsed_json_does(document, config):
-    """A page decoded straight into Rows counts exactly as the same page parsed by the standard
-    library; a page msgspec does not decode that way goes the generic way (None)."""
+    """A page decoded straight into Rows (or, when its list holds values that are not objects, as
+    plain JSON) counts exactly as the same page parsed by the standard library."""
     body = json.dumps(document).encode("utf-8", "surrogatepass")
-    page = decode_page(body)
-    generic = json.loads(body)["process_list"]
-    if page is None:
-        assert not all(type(row) is dict for row in generic) or not _fast_decodable(body)
+    try:
+        page = decode_page(body)
+    except BadPage:
+        assert not _strict_json(body)  # a lone surrogate, NaN, Infinity
         return
+    generic = json.loads(body)["process_list"]
+    assert page.skipped == sum(type(value) is not dict for value in generic)
     assert counted(page, config) == counted(generic, config)
 
 
@@ -306,7 +319,7 @@ def test_checked_pages_count_as_the_generic_way(rows, config, cut):
     pages = [rows[:cut], rows[cut:]]
     decoded = [decode_page(json.dumps({"process_list": part}).encode()) for part in pages]
     for part, page in zip(pages, decoded):
-        assert page is not None and page.checked == all(_checkable(row) for row in part)
+        assert page.checked == all(_checkable(row) for row in part)
     fast, generic = SessionCounter(config), SessionCounter(config)
     for part, page in zip(pages, decoded):
         assert fast.add(page) == generic.add_page(json.loads(json.dumps(part)))
@@ -338,26 +351,26 @@ def test_a_duration_of_minus_zero_is_written_as_zero():
         assert math.copysign(1, stats.active_sum) == 1
 
 
-def _fast_decodable(body: bytes) -> bool:
-    try:
-        return _fast_loads is not None and _fast_loads(body) == json.loads(body)
-    except (ValueError, RecursionError):
-        return False
-
-
-def test_a_page_that_is_not_objects_only_goes_the_generic_way():
-    assert decode_page(b'{"process_list": [{"id": "a"}, 5]}') is None
-    assert decode_page(b'{"process_list": [{"id": NaN}]}') is None
-    assert decode_page(b'{"process_list": null}') is None
-    assert decode_page(b'{"other": []}') is None
+def test_a_page_is_decoded_checked_unchecked_or_as_plain_json():
     page = decode_page(b'{"process_list": [{"id": "a", "sql_statement": "select 1", "user": "u"}], "x": 1}')
-    assert page is not None and page.checked
+    assert page.checked and page.skipped == 0
     assert [(row.id, row.user, row.state) for row in page.rows] == [("a", "u", None)]
-    unusual = decode_page(b'{"process_list": [{"id": 7, "user": true, "duration": -1}]}')
-    assert unusual is not None and not unusual.checked
-    assert [(row.id, row.user, row.duration) for row in unusual.rows] == [(7, True, -1)]
+    unusual = decode_page(b'{"process_list": [{"id": 7, "user": true, "duration": -1}, {"duration": 1e400}]}')
+    assert not unusual.checked
+    assert [(row.id, row.user, row.duration) for row in unusual.rows] == [(7, True, -1), (None, None, math.inf)]
+    mixed = decode_page(b'{"process_list": [{"id": "a"}, 5, [], null, {"id": "b", "duration": 1e400}]}')
+    assert not mixed.checked and mixed.skipped == 3 and mixed.size == 5
+    assert [(row.id, row.duration) for row in mixed.rows] == [("a", None), ("b", math.inf)]
     counter = SessionCounter(MetricsConfig())  # rows of decoded pages, checked or not, count as rows
-    assert counter.add_page(page.rows + unusual.rows) == 2 and counter.sessions == 2 and counter.skipped_rows == 0
+    assert counter.add_page(page.rows + unusual.rows) == 2 and counter.sessions == 3 and counter.skipped_rows == 0
+    for body, message in ((b'{"process_list": null}', "response has no process_list"),
+                          (b'{"other": []}', "response has no process_list"),
+                          (b'{"process_list": {}}', "process_list is not a list"),
+                          (b'[{"process_list": []}]', "response is not a JSON object"),
+                          (b'{"process_list": [{"id": NaN}]}', "invalid JSON: "),
+                          (b'{"process_list": [{"id": 1}, 2, ]}', "invalid JSON: ")):
+        with pytest.raises(BadPage, match="^" + message):
+            decode_page(body)
 
 
 # --- the poll deadline on the injected clock -----------------------------------------------------------

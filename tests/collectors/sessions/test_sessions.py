@@ -8,7 +8,8 @@ from dataclasses import fields
 import pytest
 
 from htap_exporter.config import MetricsConfig
-from htap_exporter.collectors.sessions.counting import KNOWN_COMMANDS, KNOWN_STATES, InstanceStats, Session, aggregate, cap_counts, client_ip, parse_duration_value, parse_session
+from htap_exporter.collectors.sessions.capping import cap_counts
+from htap_exporter.collectors.sessions.counting import KNOWN_COMMANDS, KNOWN_STATES, InstanceStats, Session, aggregate, client_ip, parse_duration_value, parse_session
 from htap_exporter.collectors.labels import OTHER, UNKNOWN, label_value
 
 INF = math.inf
@@ -314,7 +315,7 @@ def test_host_counts_strip_ports():
 
 
 def test_a_server_inventing_commands_and_states_cannot_explode_cardinality() -> None:
-    from htap_exporter.collectors.sessions.counting import MAX_ENUM_VALUES
+    from htap_exporter.collectors.sessions.capping import MAX_ENUM_VALUES
     sessions = [Session(id=str(n), user="u", host="h", state=f"S{n}", database="d", command=f"C{n}",
                         duration=float(n)) for n in range(1000)]
     sessions.append(Session(id="q", user="u", host="h", state="OK", database="d", command="Query", duration=5.0))
