@@ -25,8 +25,9 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import time
 from collections import OrderedDict
-from typing import Callable, Mapping
+from typing import Awaitable, Callable, Mapping
 
 import bcrypt
 
@@ -70,9 +71,13 @@ def bcrypt_cost(hashed: bytes) -> int:
 
 class BasicAuthVerifier:
     def __init__(self, checkpw: Callable[[bytes, bytes], bool] = bcrypt.checkpw,
-                 hashpw: Callable[[bytes, bytes], bytes] = bcrypt.hashpw, max_waiting: int = MAX_WAITING) -> None:
+                 hashpw: Callable[[bytes, bytes], bytes] = bcrypt.hashpw, max_waiting: int = MAX_WAITING,
+                 now: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self._checkpw = checkpw
         self._hashpw = hashpw
+        self._now = now
+        self._sleep = sleep
         self._key = secrets.token_bytes(32)
         # user -> digests of the passwords verified for it (newest last); refusals cannot evict them.
         self._verified: dict[str, OrderedDict[bytes, None]] = {}
@@ -144,6 +149,7 @@ class BasicAuthVerifier:
                 return False
             self.checks += 1
             encoded = password.encode("utf-8")
+            started = self._now()
             if known:
                 future = in_daemon_thread(lambda: self._check(encoded, hashed), "bcrypt")
             else:
@@ -157,6 +163,14 @@ class BasicAuthVerifier:
         future.add_done_callback(lambda _: self._lock.release())
         matches = await asyncio.shield(future) and known  # an unknown user is refused even if the decoy matched
         self._remember(user, key, known, matches)
+        if known and not matches:
+            # A refusal takes as long as one at the highest cost in use, which an unknown user's decoy
+            # costs: whatever the users' costs, no user is told apart by timing. bcrypt doubles its
+            # work per cost, so this check's own time says how long the slowest one takes. The wait
+            # is outside the lock: it holds no other check back.
+            missing = (2 ** (self.decoy_cost(users) - bcrypt_cost(hashed)) - 1) * (self._now() - started)
+            if missing > 0:
+                await self._sleep(missing)
         return matches
 
     def _decoy_check(self, password: bytes, cost: int) -> bool:

@@ -173,3 +173,37 @@ async def test_passwords_longer_than_bcrypt_reads_are_refused_whatever_the_bcryp
     assert not await verifier.verify(users, "u", exact + "x")
     assert not await verifier.verify(users, "nobody", exact + "x")
     assert checkpw.calls == 1
+
+
+async def test_a_refusal_for_a_cheaper_user_waits_as_long_as_one_at_the_highest_cost() -> None:
+    """Whatever the users' costs: a wrong password of a cost-4 user takes what a check at the highest
+    cost (10, an unknown user's decoy) takes, so neither the user nor the cost is told by timing.
+    Time is simulated: a check at cost c takes 2**c ticks, as bcrypt's work doubles per cost."""
+    clock = [0.0]
+    slept: list[float] = []
+
+    def checkpw(password: bytes, hashed: bytes) -> bool:
+        clock[0] += 2 ** bcrypt_cost(hashed)
+        return bcrypt.checkpw(password, hashed)
+
+    def hashpw(password: bytes, salt: bytes) -> bytes:
+        clock[0] += 2 ** bcrypt_cost(salt)
+        return b"$2b$10$" + b"a" * 53
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    verifier = BasicAuthVerifier(checkpw, hashpw, now=lambda: clock[0], sleep=sleep)
+    users = {"fast": bcrypt_hash("right", 4).encode(), "slow": b"$2b$10$" + b"b" * 53}
+    timings = {}
+    for user, password in (("fast", "wrong"), ("nobody", "x1"), ("nobody", "x2"), ("slow", "wrong")):
+        started = clock[0]
+        assert not await verifier.verify(users, user, password)
+        timings[(user, password)] = clock[0] - started
+    assert timings == {("fast", "wrong"): 2 ** 10, ("nobody", "x1"): 2 ** 10, ("nobody", "x2"): 2 ** 10,
+                       ("slow", "wrong"): 2 ** 10}
+    assert slept == [2 ** 10 - 2 ** 4]  # only the cheaper user's refusal waited
+    started = clock[0]
+    assert await verifier.verify(users, "fast", "right")
+    assert clock[0] - started == 2 ** 4  # a right password never waits
