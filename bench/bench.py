@@ -200,6 +200,14 @@ TOP_SESSIONS = """collectors:
 """
 
 
+# The three collectors of other APIs, without top sessions: what they add to the session poll.
+OTHER_APIS = """collectors:
+  replication: {enabled: true}
+  nodes: {enabled: true}
+  query_queue: {enabled: true}
+"""
+
+
 def write_config(path: Path, base_url: str, instances: int, interval: float, concurrency: int | None,
                  collectors: str = "sessions") -> None:
     poll = f"poll:\n  interval: {interval:g}s\n  timeout: {min(10.0, interval):g}s\n"
@@ -209,6 +217,8 @@ def write_config(path: Path, base_url: str, instances: int, interval: float, con
         poll += ALL_COLLECTORS
     elif collectors == "top":
         poll += TOP_SESSIONS
+    elif collectors == "apis":
+        poll += OTHER_APIS
     listed = "".join(f"      - {instance_id_for(index)}\n" for index in range(instances))
     path.write_text(poll + "projects:\n"
                     f"  - project_id: {SIM_PROJECT_ID}\n    region: cn-north-4\n"
@@ -565,8 +575,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the exporter from this source tree (e.g. an older commit, for before/after)")
     parser.add_argument("--sessions", default="150-250", help="sessions per instance, LOW-HIGH (default 150-250)")
     parser.add_argument("--collectors", default="sessions",
-                        help="comma-separated: sessions (the session poll alone), top (with top sessions),"
-                             " all (every collector); default sessions")
+                        help="comma-separated: sessions (the session poll alone), top (with top sessions), apis"
+                             " (with replication, nodes, query queue), all (every collector); default sessions")
     parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
                         help="py-spy the exporter this long after the measured windows (default: no profile)")
     parser.add_argument("--markdown", type=Path, help="also write the Performance and sizing page here")

@@ -29,6 +29,8 @@ SqlMode = Literal["none", "digest", "fingerprint"]
 SQL_MODES = ("none", "digest", "fingerprint")
 _DURATION = operator.attrgetter("duration")
 _COMMAND = operator.attrgetter("command")
+_ID = operator.attrgetter("id")
+_STR = frozenset({str})
 _NUMBERS = frozenset({int, float})
 _LABEL_TYPES = frozenset({str, type(None)})
 
@@ -97,10 +99,13 @@ class TopSessions:
         keep = list(map(operator.not_, map(idle.__getitem__, commands)))
         rows = list(itertools.compress(rows, keep))
         durations = list(itertools.compress(durations, keep))
-        # Rows without a usable id never enter (see offer): they must not take the places below.
-        keep = [session_id_key(one.id) is not None for one in rows]
-        rows = list(itertools.compress(rows, keep))
-        durations = list(itertools.compress(durations, keep))
+        # Rows without a usable id never enter (see offer): they must not take the places below. The
+        # usual page's ids are all non-empty strings, told at C speed; otherwise row by row.
+        ids = list(map(_ID, rows))
+        if not (set(map(type, ids)) <= _STR and all(map(str.strip, ids))):
+            keep = [session_id_key(one) is not None for one in ids]
+            rows = list(itertools.compress(rows, keep))
+            durations = list(itertools.compress(durations, keep))
         # All finite (an inf or NaN is no duration, and must not push a real one out): then only
         # the page's `count` longest can enter.
         if len(rows) > self.count and _all_finite(durations):
