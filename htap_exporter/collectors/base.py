@@ -55,8 +55,10 @@ class Collector(Protocol):
 
 
 # Family name -> (extra labels, value) of each sample: how the low-volume collectors hand over
-# their figures, as plain data the tests can read.
+# their figures, as plain data the tests can read (SampleData: any such mapping; Samples: the one
+# the parsers build).
 SampleData = Mapping[str, Sequence[tuple[Mapping[str, str], float]]]
+Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
 def kind_of(value: Any) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.errors import ApiError
-from htap_exporter.collectors.base import CollectorOutput, declare, get_json, kind_of, render
+from htap_exporter.collectors.base import CollectorOutput, Samples, declare, get_json, kind_of, render
 from htap_exporter.collectors.labels import DEFAULT_MAX_LABEL_LENGTH, UNKNOWN, label_value
 from htap_exporter.exposition.families import Family
 from htap_exporter.exposition.writer import InstanceIdentity
@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 
 ROLES = ("fe-leader", "fe-follower", "fe-observer", "be")
 STATUSES = ("normal", "abnormal", "creating", "createfail")
-
-Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("htap_nodes", "gauge", "StarRocks nodes per role (fe-leader, fe-follower, fe-observer, be)."),

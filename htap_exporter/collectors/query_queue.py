@@ -15,13 +15,11 @@ from typing import Any
 
 from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.errors import ApiError
-from htap_exporter.collectors.base import CollectorOutput, declare, get_json, kind_of, render
+from htap_exporter.collectors.base import CollectorOutput, Samples, declare, get_json, kind_of, render
 from htap_exporter.exposition.families import Family
 from htap_exporter.exposition.writer import InstanceIdentity
 
 QUERY_QUEUE_API = "show_query_queue_rule"
-
-Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("htap_query_queue_enabled", "gauge", "1 if the query queue is on for SELECT, 0 if off."),

@@ -23,15 +23,13 @@ from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.errors import ApiError
 # `limit` is at most 100 (the documented maximum); the server may still cap a page at 50 rows.
 from htap_exporter.cloud.paging import PAGE_LIMIT, PageStep, walk_pages
-from htap_exporter.collectors.base import CollectorOutput, declare, get_json, kind_of, render
+from htap_exporter.collectors.base import CollectorOutput, Samples, declare, get_json, kind_of, render
 from htap_exporter.exposition.families import Family
 from htap_exporter.exposition.writer import InstanceIdentity
 
 LIST_REPLICATIONS_API = "list_replications"
 
 STAGES = ("wait", "full", "incremental", "paused", "cancelled")
-
-Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("htap_replication_tasks", "gauge",

@@ -62,6 +62,7 @@ class RunState:
 def render_block(identity: InstanceIdentity, collector: str, state: RunState, *, reports_up: bool) -> InstanceBlock:
     writer = identity.writer
     output = state.output if state.up else None  # no stale data served as current
+    errors = _errors(state)
     samples: dict[str, bytes] = {}
     if reports_up:
         if not state.pending:
@@ -75,7 +76,7 @@ def render_block(identity: InstanceIdentity, collector: str, state: RunState, *,
         if state.last_success is not None:
             samples["htap_last_poll_success_timestamp_seconds"] = writer.single(
                 "htap_last_poll_success_timestamp_seconds", state.last_success)
-        samples["htap_poll_errors"] = writer.by_label("htap_poll_errors_total", "reason", _errors(state), REASONS)
+        samples["htap_poll_errors"] = writer.by_label("htap_poll_errors_total", "reason", errors, REASONS)
         samples["htap_poll_skipped_ticks"] = writer.single("htap_poll_skipped_ticks_total", state.skipped_ticks)
     if not state.pending:
         samples["htap_collector_success"] = writer.by_label(
@@ -84,7 +85,6 @@ def render_block(identity: InstanceIdentity, collector: str, state: RunState, *,
         samples["htap_collector_last_success_timestamp_seconds"] = writer.by_label(
             "htap_collector_last_success_timestamp_seconds", "collector", {collector: state.last_success},
             key=("last_success", collector))
-    errors = _errors(state)
     samples["htap_collector_errors"] = writer.cached(
         ("errors", collector), errors, lambda: writer.samples(
             "htap_collector_errors_total",
