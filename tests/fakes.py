@@ -11,7 +11,9 @@ import asyncio
 import heapq
 import inspect
 import itertools
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from yarl import URL
@@ -313,3 +315,16 @@ def documentation() -> dict[str, str]:
     from htap_exporter.collectors.registry import all_families
     from htap_exporter.runtime.state import layout_families
     return {family.name: family.help for family in layout_families(all_families())}
+
+
+def make_hostile_file(path: Path, kind: str) -> None:
+    """Turn `path` into a FIFO nobody writes to ("fifo"), a link to /dev/zero ("dev_zero"), or a
+    20 MB file (anything else)."""
+    path.unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev_zero":
+        path.symlink_to("/dev/zero")
+    else:
+        with open(path, "wb") as handle:
+            handle.truncate(20 * 1024 * 1024)

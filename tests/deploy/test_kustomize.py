@@ -4,7 +4,6 @@ offline, and the built-in objects validated with `kubernetes-validate --strict`.
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,7 @@ OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 
 def kubectl() -> str:
-    path = shutil.which("kubectl")
-    if path is None:
-        if os.environ.get("HTAP_REQUIRE_PROMTOOL") == "1":
-            pytest.fail("kubectl is required here (kubectl kustomize)")
-        pytest.skip("kubectl not installed")
-    return path
+    return require("kubectl", "the machine image")
 
 
 def kustomize(tmp_path: Path, tls: bool) -> list[dict[str, Any]]:

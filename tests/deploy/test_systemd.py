@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import configparser
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
-from tests.deploy.tools import DEPLOY, ROOT, run
+from tests.deploy.tools import DEPLOY, ROOT, require, run
 
 SYSTEMD = DEPLOY / "systemd"
 UNIT = SYSTEMD / "htap-exporter.service"
@@ -20,12 +18,7 @@ INSTALLED = "/opt/htap-exporter/bin/htap-exporter"
 
 
 def systemd_analyze() -> str:
-    path = shutil.which("systemd-analyze")
-    if path is None:
-        if os.environ.get("HTAP_REQUIRE_PROMTOOL") == "1":
-            pytest.fail("systemd-analyze is required here (Debian package systemd)")
-        pytest.skip("systemd-analyze not installed (Debian package systemd)")
-    return path
+    return require("systemd-analyze", "Debian package systemd")
 
 
 def service() -> dict[str, list[str]]:

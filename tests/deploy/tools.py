@@ -24,16 +24,18 @@ KUBERNETES = DEPLOY / "kubernetes"
 PROMETHEUS_SERIES = frozenset({"up"})
 
 
-def require(tool: str) -> str:
-    """The tool's path: from this interpreter's environment (the deploy group) or PATH (Debian).
+def require(tool: str, where: str | None = None) -> str:
+    """The tool's path: from this interpreter's environment (the deploy group) or PATH (Debian);
+    `where` says where it comes from (by default: the deploy group, or Debian's prometheus packages).
 
     Missing, it skips a developer's run but fails CI (HTAP_REQUIRE_PROMTOOL=1), so no check is lost there.
     """
     beside = Path(sys.executable).parent / tool
     path = str(beside) if beside.exists() else shutil.which(tool)
     if path is None:
-        where = "the deploy group" if tool in ("hadolint", "check-jsonschema", "kubernetes-validate") else \
-            "Debian package " + ("prometheus-alertmanager" if tool == "amtool" else "prometheus")
+        if where is None:
+            where = "the deploy group" if tool in ("hadolint", "check-jsonschema", "kubernetes-validate") else \
+                "Debian package " + ("prometheus-alertmanager" if tool == "amtool" else "prometheus")
         if os.environ.get("HTAP_REQUIRE_PROMTOOL") == "1":
             pytest.fail(f"{tool} is required here ({where})")
         pytest.skip(f"{tool} not installed ({where})")

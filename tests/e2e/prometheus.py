@@ -4,13 +4,16 @@ its HTTP API, the way dashboards and alerting read the exporter's data."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import socket
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.deploy.tools import require
+from tests.deploy.tools import DASHBOARD, require
+from tests.e2e.harness import wait_until
 
 
 def free_port() -> int:
@@ -73,3 +76,45 @@ class PrometheusServer:
         except (aiohttp.ClientError, ValueError):
             return []
         return answer["data"]["result"] if answer.get("status") == "success" else []
+
+
+# --- the dashboard's queries, as Grafana sends them -----------------------------------------------
+
+# What Grafana would substitute for a short dashboard range with a 1 s scrape interval.
+GRAFANA_INTERVALS = {"$__rate_interval": "10s", "$__interval": "2s", "$__range": "5m"}
+
+
+def dashboard_targets() -> list[tuple[str, dict[str, Any]]]:
+    panels = json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
+    return [(panel["title"], target) for panel in panels for target in panel.get("targets", [])]
+
+
+async def panels_without_data(api: PrometheusServer, targets: list[tuple[str, dict[str, Any]]],
+                              values: dict[str, list[str]], timeout: float) -> list[str]:
+    """Each panel query, with the dashboard's variables set to `values`, answered without an error;
+    `title: query` of those that had no data within `timeout` seconds."""
+    empty = []
+    for title, target in targets:
+        expr = substitute(target["expr"], values)
+
+        async def has_data(query: str = expr) -> bool:
+            return len(await api.result(query)) > 0
+
+        answer = await api.query(expr)
+        assert answer["status"] == "success", (title, expr, answer)
+        try:
+            await wait_until(has_data, timeout=timeout, what=title)
+        except AssertionError:
+            empty.append(f"{title}: {expr}")
+    return empty
+
+
+def substitute(expr: str, values: dict[str, list[str]]) -> str:
+    """Grafana's substitution for a Prometheus query: multi-values become a regex alternation."""
+    for name, value in GRAFANA_INTERVALS.items():
+        expr = expr.replace(name, value)
+    for name, chosen in sorted(values.items(), key=lambda item: -len(item[0])):
+        alternation = "(" + "|".join(re.sub(r"([\\.+*?()\[\]{}|^$])", r"\\\\\1", v) for v in chosen) + ")"
+        expr = expr.replace("$" + name, alternation)
+    assert "$" not in expr, expr
+    return expr

@@ -16,31 +16,12 @@ import pytest
 
 from tests.deploy.tools import DASHBOARD, PROMETHEUS_SERIES, RULES, exported_names, metric_names, rules
 from tests.e2e.harness import Exporter, wait_until
-from tests.e2e.prometheus import PrometheusServer, scrape_config
+from tests.e2e.prometheus import PrometheusServer, dashboard_targets, panels_without_data, scrape_config, substitute
 
 SCRAPE = "1s"
-# What Grafana would substitute for a short dashboard range with a 1 s scrape interval.
-GRAFANA_INTERVALS = {"$__rate_interval": "10s", "$__interval": "2s", "$__range": "5m"}
-
-
-def dashboard_targets() -> list[tuple[str, dict[str, Any]]]:
-    panels = json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
-    return [(panel["title"], target) for panel in panels for target in panel.get("targets", [])]
-
-
 def dashboard_variables() -> list[dict[str, Any]]:
     return [v for v in json.loads(DASHBOARD.read_text(encoding="utf-8"))["templating"]["list"] if v["type"] == "query"]
 
-
-def substitute(expr: str, values: dict[str, list[str]]) -> str:
-    """Grafana's substitution for a Prometheus query: multi-values become a regex alternation."""
-    for name, value in GRAFANA_INTERVALS.items():
-        expr = expr.replace(name, value)
-    for name, chosen in sorted(values.items(), key=lambda item: -len(item[0])):
-        alternation = "(" + "|".join(re.sub(r"([\\.+*?()\[\]{}|^$])", r"\\\\\1", v) for v in chosen) + ")"
-        expr = expr.replace("$" + name, alternation)
-    assert "$" not in expr, expr
-    return expr
 
 
 @pytest.mark.slow
@@ -104,19 +85,7 @@ async def test_rules_and_dashboard_queries_run_on_a_real_prometheus(tmp_path: Pa
             assert all(value.endswith("in17") for value in values["instance"])   # ids, not names
 
             # Every panel query: no error, and data from the demo.
-            empty: list[str] = []
-            for title, target in dashboard_targets():
-                expr = substitute(target["expr"], values)
-
-                async def has_data(query: str = expr) -> bool:
-                    return len(await api.result(query)) > 0
-
-                answer = await api.query(expr)
-                assert answer["status"] == "success", (title, expr, answer)
-                try:
-                    await wait_until(has_data, timeout=20, what=title)
-                except AssertionError:
-                    empty.append(f"{title}: {expr}")
+            empty = await panels_without_data(api, dashboard_targets(), values, timeout=20)
             assert not empty, "panels without data:\n" + "\n".join(empty)
             # The heatmap's buckets come through as one series per le.
             buckets = await api.result(substitute(next(t["expr"] for title, t in dashboard_targets()

@@ -12,8 +12,7 @@ from aiohttp import web
 
 from tests.deploy.tools import RULES, rules
 from tests.e2e.harness import Exporter, wait_until
-from tests.e2e.prometheus import PrometheusServer, scrape_config
-from tests.e2e.test_deploy_stack import dashboard_targets, substitute
+from tests.e2e.prometheus import PrometheusServer, dashboard_targets, panels_without_data, scrape_config, substitute
 
 
 async def test_prometheus_scrapes_the_demo(tmp_path: Path) -> None:
@@ -286,19 +285,7 @@ async def test_collector_rules_and_panels_on_the_demo(tmp_path: Path) -> None:
             await wait_until(collectors_reported, timeout=90, what="every collector's first run in the demo")
             values = await variable_values(api)
             assert len(values["instance"]) == 5
-            empty = []
-            for title, target in collector_panels():
-                expr = substitute(target["expr"], values)
-
-                async def has_data(query: str = expr) -> bool:
-                    return len(await api.result(query)) > 0
-
-                answer = await api.query(expr)
-                assert answer["status"] == "success", (title, expr, answer)
-                try:
-                    await wait_until(has_data, timeout=30, what=title)
-                except AssertionError:
-                    empty.append(f"{title}: {expr}")
+            empty = await panels_without_data(api, collector_panels(), values, timeout=30)
             assert not empty, "collector panels without data in the demo:\n" + "\n".join(empty)
 
             # Figures the demo's instances all share: one FE leader each, every collector succeeding.

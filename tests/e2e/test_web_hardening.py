@@ -25,9 +25,9 @@ from htap_exporter.web.server import ServerState, make_app
 from htap_exporter.simulator import sample_config
 from htap_exporter.web.access import WebAccess
 from htap_exporter.web.webconfig import WebConfig
-from tests.conftest import RunningSimulator
 from tests.e2e.harness import Exporter, wait_until, write_config
-from tests.e2e.test_hardening import run_cli
+from tests.commands import run_cli_async as run_cli
+from tests.fakes import RunningSimulator, make_hostile_file
 from tests.webtls import Pki, bcrypt_hash
 
 pytestmark = pytest.mark.slow
@@ -257,17 +257,6 @@ async def test_shard_count_beyond_the_maximum_is_refused_at_check_and_start(tmp_
                        " got 99999999999999999999999\n")
 
 
-def _make_hostile(path: Path, kind: str) -> None:
-    path.unlink(missing_ok=True)
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "dev_zero":
-        path.symlink_to("/dev/zero")
-    else:
-        with open(path, "wb") as handle:
-            handle.truncate(20 * 1024 * 1024)
-
-
 @pytest.mark.parametrize("kind, problem", [("fifo", "is not a regular file (a FIFO)"),
                                            ("dev_zero", "is not a regular file (a device)"),
                                            ("huge", "is larger than 1 MiB")])
@@ -275,7 +264,7 @@ def _make_hostile(path: Path, kind: str) -> None:
 async def test_hostile_web_config_and_certificate_files_fail_in_one_line(
         pki: Pki, tmp_path: Path, simulator: RunningSimulator, target: str, kind: str, problem: str) -> None:
     web = write_config(pki.directory / "web.yml", "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
-    _make_hostile(pki.directory / target, kind)
+    make_hostile_file(pki.directory / target, kind)
     config = write_config(tmp_path / "config.yaml", sample_config(simulator.sim, simulator.base_url, interval="5s"))
     where = "" if target == "web.yml" else f"tls_server_config.cert_file: {pki.directory / target} "
     for extra in (["--config.check"], ["--web.listen-address", "127.0.0.1:0"]):
@@ -289,7 +278,7 @@ async def test_a_certificate_swapped_for_a_fifo_at_run_time_keeps_the_last_good_
         connector = aiohttp.TCPConnector(ssl=pki.client_context(), force_close=True)
         async with aiohttp.ClientSession(connector=connector) as session:
             assert (await _timed(session, exporter.url + "/metrics"))[0] == 200
-            _make_hostile(pki.directory / "server.crt", "fifo")
+            make_hostile_file(pki.directory / "server.crt", "fifo")
 
             async def logged() -> bool:
                 return "web config reload failed" in exporter.logs()

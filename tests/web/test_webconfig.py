@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import tempfile
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from htap_exporter.config import ConfigError
 from htap_exporter.web.webconfig import CIPHER_SUITES, RotatingSSLContext, WebConfigWatcher, load_web_config
+from tests.fakes import make_hostile_file
 from tests.webtls import Pki, bcrypt_hash
 
 
@@ -155,18 +155,6 @@ def test_tls13_suites_with_tls13_allowed_are_accepted_and_ignored_as_in_go(pki: 
     assert config.tls is not None and config.tls.cipher_suites == ("TLS_AES_128_GCM_SHA256",)
 
 
-def hostile(path: Path, kind: str) -> None:
-    """Turn `path` into a FIFO nobody writes to, a link to /dev/zero, or a 20 MB file."""
-    path.unlink(missing_ok=True)
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "dev_zero":
-        path.symlink_to("/dev/zero")
-    else:
-        with open(path, "wb") as handle:
-            handle.truncate(20 * 1024 * 1024)
-
-
 @pytest.mark.parametrize("kind, problem", [("fifo", "is not a regular file (a FIFO)"),
                                            ("dev_zero", "is not a regular file (a device)"),
                                            ("huge", "is larger than 1 MiB")])
@@ -174,7 +162,7 @@ def hostile(path: Path, kind: str) -> None:
 def test_hostile_files_fail_at_once_in_one_line(pki: Pki, target: str, kind: str, problem: str) -> None:
     path = write(pki.directory, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
                                 "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n")
-    hostile(pki.directory / target, kind)
+    make_hostile_file(pki.directory / target, kind)
     if target == "ca.pem" and kind == "huge":
         problem = "is larger than 4 MiB"
     message = error_of(path)  # would hang on the FIFO, or read /dev/zero until memory ran out
