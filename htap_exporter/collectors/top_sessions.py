@@ -1,9 +1,10 @@
 """The longest-running sessions of an instance, read from the session pages the poll already walks.
 
 `TopSessions` sees every page's rows as they stream by and keeps a heap of at most `count` rows:
-never the list, never a sort of it. A page is first narrowed at C speed to the rows at least as long
-as the shortest one that could still enter (min_duration, or the heap's shortest once it is full);
-only those few are looked at one by one. Idle commands (`metrics.idle_commands`) never enter.
+never the list, never a sort of it. It rides on the session counter (SessionCounter's
+`active_rows`), which already groups each page's new rows by command, tells idle commands
+(`metrics.idle_commands`, which never enter) from the rest and checks their durations: the rider
+narrows those at C speed to the few rows that could still enter, and looks at only those one by one.
 
 `top_session_samples` turns the selection into label sets and values. With `sql: none` the
 statement is never read; with `digest` or `fingerprint` it is read for the selected rows only, and
@@ -27,12 +28,6 @@ from htap_exporter.collectors import sql_text
 TOP_SESSIONS = "top_sessions"  # the collector's name
 SqlMode = Literal["none", "digest", "fingerprint"]
 SQL_MODES = ("none", "digest", "fingerprint")
-_DURATION = operator.attrgetter("duration")
-_COMMAND = operator.attrgetter("command")
-_ID = operator.attrgetter("id")
-_STR = frozenset({str})
-_NUMBERS = frozenset({int, float})
-_LABEL_TYPES = frozenset({str, type(None)})
 
 
 class _Entry:
@@ -74,62 +69,57 @@ class TopSessions:
         heap = self._heap
         return heap[0].duration if len(heap) >= self.count else self.min_duration
 
-    def offer_page(self, rows: list[Any]) -> None:
-        """Offer a page's rows. The usual page (plain numbers as durations, strings as commands) is
-        narrowed at C speed to the rows that can enter: long enough, not idle, and among the page's
-        `count` longest (ties included); only those are offered one by one."""
-        durations = list(map(_DURATION, rows))
-        if not set(map(type, durations)) <= _NUMBERS:
+    def offer_active(self, rows: list[Any], durations: list[float | int] | None) -> None:
+        """Offer rows that are new in this poll and whose command is not idle, as the session counter
+        hands them over (SessionCounter's `active_rows`): with `durations`, their durations, plain
+        non-negative numbers aligned with the rows; without, rows to be read one by one.
+
+        Only rows at least as long as the shortest that could still enter (min_duration, or the
+        heap's shortest once it is full) and among these rows' `count` longest (ties included) are
+        looked at one by one; a page with none is passed over by one C-speed max()."""
+        if durations is None or not durations:
             for row in rows:
                 self.offer(row)
             return
-        # Equal durations may still enter (a smaller id wins a tie): >=, not >.
-        keep = list(map(operator.le, itertools.repeat(self._threshold()), durations))
-        rows = list(itertools.compress(rows, keep))
-        if not rows:
+        threshold = self._threshold()
+        longest = max(durations)
+        # Equal durations may still enter (a smaller id wins a tie): <, not <=.
+        if longest < threshold:
             return
-        durations = list(itertools.compress(durations, keep))
-        commands = list(map(_COMMAND, rows))
-        if not set(map(type, commands)) <= _LABEL_TYPES:
-            for row in rows:  # a command of another type: offer() decides row by row
+        if len(durations) > self.count and math.isfinite(longest):
+            threshold = max(threshold, heapq.nlargest(self.count, durations)[-1])
+        candidates = list(itertools.compress(zip(rows, durations, strict=True),
+                                             map(operator.le, itertools.repeat(threshold), durations)))
+        if len(candidates) < len(rows) and not all(session_id_key(row.id) is not None for row, _ in candidates):
+            # Rows without a usable id never enter (see offer): they must not take the places of
+            # rows that can. Rare (the API gives every session an id): the slow way.
+            for row in rows:
                 self.offer(row)
             return
-        # Idle or not, decided once per distinct command (a handful a page).
-        idle = {command: self._is_idle(command) for command in set(commands)}
-        keep = list(map(operator.not_, map(idle.__getitem__, commands)))
-        rows = list(itertools.compress(rows, keep))
-        durations = list(itertools.compress(durations, keep))
-        # Rows without a usable id never enter (see offer): they must not take the places below. The
-        # usual page's ids are all non-empty strings, told at C speed; otherwise row by row.
-        ids = list(map(_ID, rows))
-        if not (set(map(type, ids)) <= _STR and all(map(str.strip, ids))):
-            keep = [session_id_key(one) is not None for one in ids]
-            rows = list(itertools.compress(rows, keep))
-            durations = list(itertools.compress(durations, keep))
-        # All finite (an inf or NaN is no duration, and must not push a real one out): then only
-        # the page's `count` longest can enter.
-        if len(rows) > self.count and _all_finite(durations):
-            shortest = heapq.nlargest(self.count, durations)[-1]
-            rows = list(itertools.compress(rows, map(operator.le, itertools.repeat(shortest), durations)))
-        for row in rows:
-            self.offer(row)
+        push = self._push
+        for row, duration in candidates:
+            push(row, duration + 0.0)
 
     def offer(self, row: Any) -> None:
         duration = parse_duration_value(row.duration)
-        if duration is None or duration < self.min_duration:
+        if duration is None or self._is_idle(row.command):
             return
+        self._push(row, duration + 0.0)
+
+    def _push(self, row: Any, duration: float) -> None:
+        """A row whose command is not idle and whose duration is known to be usable."""
         heap = self._heap
         full = len(heap) >= self.count
-        if full and duration < heap[0].duration:
-            return
-        if self._is_idle(row.command):
+        if duration < self.min_duration or (full and duration < heap[0].duration):
             return
         key = session_id_key(row.id)
         if key is None or key in self._ids:
             # Without an id a session cannot be named nor ended, and two of them would be two
             # series with the same labels.
             return
-        entry = _Entry(duration + 0.0, label_value(row.id, 1 << 31), next(self._order), row)
+        # The id's label, for ties: the key itself when it is plain text (as label_value gives it).
+        label = key if type(key) is str and key.isascii() and key.isprintable() else label_value(row.id, 1 << 31)
+        entry = _Entry(duration, label, next(self._order), row)
         if not full:
             heapq.heappush(heap, entry)
         elif heap[0] < entry:
@@ -150,13 +140,6 @@ class TopSessions:
     def result(self) -> list[Any]:
         """The selected rows, longest first (equal durations: smaller session id first)."""
         return [entry.row for entry in sorted(self._heap, reverse=True)]
-
-
-def _all_finite(numbers: list[float | int]) -> bool:
-    try:
-        return math.isfinite(sum(numbers))
-    except OverflowError:  # an integer beyond the float range
-        return False
 
 
 class FingerprintCache:

@@ -114,15 +114,24 @@ class InstanceWriter:
 
     def samples(self, name: str, samples: Iterable[Sample]) -> bytes:
         """Samples with any extra labels (low-volume families: replication tasks, nodes, top
-        sessions); label names sorted, the instance's labels among them."""
+        sessions); label names sorted, the instance's labels among them (sorted once per set of
+        label names: a family's samples usually share one)."""
+        identity = self._identity_values
+        orders: dict[tuple[str, ...], list[str]] = {}
         lines = []
         for labels, value in samples:
-            pairs = sorted((*((k, escape_label_value(v)) for k, v in labels.items()),
-                            ("instance_id", escape_label_value(self.identity.instance_id)),
-                            ("instance_name", escape_label_value(self.identity.instance_name))))
-            text = ",".join(f'{k}="{v}"' for k, v in pairs)
+            keys = tuple(labels)
+            names = orders.get(keys)
+            if names is None:
+                names = orders[keys] = sorted({*keys, *INSTANCE_LABELS})
+            values = {**labels, **identity}
+            text = ",".join([f'{label}="{escape_label_value(values[label])}"' for label in names])
             lines.append(f"{name}{{{text}}} {number_text(value)}\n")
         return "".join(lines).encode()
+
+    @cached_property
+    def _identity_values(self) -> dict[str, str]:
+        return {"instance_id": self.identity.instance_id, "instance_name": self.identity.instance_name}
 
     @cached_property
     def info(self) -> bytes:

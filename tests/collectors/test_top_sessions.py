@@ -9,7 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from htap_exporter.collectors.sessions.pages import decode_page
+from htap_exporter.collectors.sessions.counting import SessionCounter
+from htap_exporter.collectors.sessions.pages import decode_page, page_of
+from htap_exporter.config import MetricsConfig
 from htap_exporter.collectors import sql_text, top_sessions
 from htap_exporter.collectors.top_sessions import FingerprintCache, TopSessions, top_session_samples
 
@@ -42,6 +44,19 @@ def polls(draw):
     return rows, [rows[start:end] for start, end in zip(bounds, bounds[1:])]
 
 
+def stream(top, pages):
+    """Pages through the session counter, which hands the top sessions their rows (as a poll does)."""
+    counter = SessionCounter(MetricsConfig(idle_commands=IDLE), active_rows=top.offer_active)
+    for page in pages:
+        counter.add(page_of([vars(one) for one in page], with_sql=True))
+        assert len(top._heap) <= top.count
+    return top
+
+
+def seen(rows):
+    return [(one.id, one.duration, one.command) for one in rows]
+
+
 def reference(rows, count, min_duration):
     """The eligible rows sorted whole: longest first, then the smaller id, then the earlier. A row
     without an id is never eligible: it could not be named, and two would be one series twice."""
@@ -60,16 +75,15 @@ def reference(rows, count, min_duration):
 def test_the_selection_is_exactly_the_longest_eligible_rows(poll, count, min_duration, per_row):
     rows, pages = poll
     top = TopSessions(count, min_duration, IDLE)
-    for page in pages:
-        if per_row:
-            for one in page:
-                top.offer(one)
-        else:
-            top.offer_page(page)
-        assert len(top._heap) <= count
+    if per_row:
+        for one in rows:
+            top.offer(one)
+            assert len(top._heap) <= count
+    else:
+        stream(top, pages)
     selected = top.result()
     assert len(selected) <= count
-    assert selected == reference(rows, count, min_duration)
+    assert seen(selected) == seen(reference(rows, count, min_duration))
     assert all(top_sessions.label_value(one.command) not in IDLE for one in selected)
 
 
@@ -78,9 +92,7 @@ def test_the_selection_is_exactly_the_longest_eligible_rows(poll, count, min_dur
 def test_under_churn_each_poll_has_at_most_count_series_and_only_its_own(polls_in_a_row, count):
     """A new selection each poll: a session that left the top (or the list) is gone at once."""
     for rows, pages in polls_in_a_row:
-        top = TopSessions(count, 60, IDLE)
-        for page in pages:
-            top.offer_page(page)
+        top = stream(TopSessions(count, 60, IDLE), pages)
         samples = top_session_samples(top.result(), sql_mode="none", hosts=False, max_label_length=128)
         assert len(samples) <= count
         assert [labels["session_id"] for labels, _ in samples] == [
@@ -88,17 +100,14 @@ def test_under_churn_each_poll_has_at_most_count_series_and_only_its_own(polls_i
 
 
 def test_a_row_seen_on_two_pages_is_selected_once():
-    top = TopSessions(3, 0, IDLE)
-    top.offer_page([row("1", 100), row("2", 50)])
-    top.offer_page([row("1", 101), row("3", 10)])
+    top = stream(TopSessions(3, 0, IDLE), [[row("1", 100), row("2", 50)], [row("1", 101), row("3", 10)]])
     assert [(one.id, one.duration) for one in top.result()] == [("1", 100), ("2", 50), ("3", 10)]
 
 
 def test_ties_are_broken_by_session_id_whatever_the_order():
     rows = [row(str(number), 70) for number in (5, 3, 9, 1)]
     for ordered in (rows, rows[::-1]):
-        top = TopSessions(2, 60, IDLE)
-        top.offer_page(ordered)
+        top = stream(TopSessions(2, 60, IDLE), [ordered])
         assert [one.id for one in top.result()] == ["1", "3"]
 
 
@@ -157,7 +166,8 @@ def test_rows_of_a_page_decoded_with_statements_are_selected_and_fingerprinted()
     ]}).encode()
     page = decode_page(body, with_sql=True)
     top = TopSessions(5, 60, IDLE)
-    top.offer_page(page.rows)
+    counter = SessionCounter(MetricsConfig(idle_commands=IDLE), active_rows=top.offer_active)
+    counter.add(page)
     samples = top_session_samples(top.result(), sql_mode="digest", hosts=False, max_label_length=128)
     assert [(labels["session_id"], labels["sql_digest"], value) for labels, value in samples] == [
         ("1", sql_text.digest("SELECT ?"), 120.0), ("3", sql_text.digest("SELECT ?"), 75.0)]
@@ -165,6 +175,6 @@ def test_rows_of_a_page_decoded_with_statements_are_selected_and_fingerprinted()
 
 def test_sessions_without_an_id_never_enter():
     """Four id-less sessions alike would be four samples with one label set (a duplicate series)."""
-    selector = top_sessions.TopSessions(5, 0, IDLE)
-    selector.offer_page([row(None, 100 + n, "Query") for n in range(4)] + [row("", 50, "Query"), row("7", 10, "Query")])
+    selector = stream(top_sessions.TopSessions(5, 0, IDLE),
+                      [[row(None, 100 + n, "Query") for n in range(4)] + [row("", 50, "Query"), row("7", 10, "Query")]])
     assert [one.id for one in selector.result()] == ["7"]

@@ -1,7 +1,8 @@
 """The session collector: the session list of an instance, counted page by page into its families.
 
-The top sessions (collectors.top_sessions) ride on the same walk: each page's rows pass a bounded
-selector before they are counted and dropped, so they cost no API call and keep no rows.
+The top sessions (collectors.top_sessions) ride on the same walk: the counter hands each page's new
+non-idle rows to a bounded selector before they are dropped, so they cost no API call, no pass of
+their own over the page, and keep no rows.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ class SessionsCollector:
         return (TOP_SESSIONS,) if self.top is not None else ()
 
     async def collect(self, instance: InstanceIdentity, client: ProjectClient) -> CollectorOutput:
-        counter = SessionCounter(self.metrics, labels=self.labels)
         top = self.top
         selector = None if top is None else TopSessions(top.count, top.min_duration, self.metrics.idle_commands)
+        counter = SessionCounter(self.metrics, labels=self.labels,
+                                 active_rows=None if selector is None else selector.offer_active)
         result = await list_sessions(client, instance.instance_id, counter,
-                                     on_page=None if selector is None else selector.offer_page,
                                      with_sql=top is not None and top.sql != "none")
         stats = result.stats
         if result.skipped_rows or stats.rows_without_duration:

@@ -8,7 +8,6 @@ page that adds no new id ends the walk (a server that ignores `offset` would oth
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
 
 from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.errors import ApiError
@@ -29,19 +28,17 @@ class SessionList:
 
 
 async def list_sessions(client: ProjectClient, instance_id: str, counter: SessionCounter | None = None, *,
-                        on_page: Callable[[list[Any]], None] | None = None, with_sql: bool = False) -> SessionList:
+                        with_sql: bool = False) -> SessionList:
     """Walk the pages into `counter`, one page at a time: a page's rows are counted and dropped
     before the next page is asked for. Without a counter, one that keeps the parsed rows (for
-    callers that want the rows themselves, such as tests). `on_page` sees each page's rows before
-    they are counted (the top sessions ride on this walk); `with_sql`: the rows keep `sql_statement`."""
+    callers that want the rows themselves, such as tests). `with_sql`: the rows keep `sql_statement`
+    (for the top sessions, which ride on the counter)."""
     if counter is None:
         counter = SessionCounter(MetricsConfig(), keep_sessions=True)
     path = f"/v3/{client.project_id}/instances/{instance_id}/htap/process"
 
     async def read_page(offset: int) -> PageStep:
         page = await _page(client, path, offset, with_sql)
-        if on_page is not None:
-            on_page(page.rows)
         new_ids = counter.add(page)
         return PageStep(page.size, new_ids if counter.has_ids else None)
 
