@@ -44,8 +44,8 @@ class CollectorSet:
         settings = config.collectors
         max_length = config.metrics.max_label_length
         top = settings.top_sessions if settings.top_sessions.enabled else None
-        enabled: list[Collector] = [SessionsCollector(config.metrics, config.poll.interval, labels, top,
-                                                      self._fingerprints)]
+        enabled: list[Collector] = [self._keep(SessionsCollector(config.metrics, config.poll.interval, labels, top,
+                                                                 self._fingerprints))]
         if settings.replication.enabled:
             enabled.append(self._keep(replication.ReplicationCollector(
                 settings.replication.interval, settings.replication.max_tasks, max_length, clock=self._now)))
@@ -55,13 +55,13 @@ class CollectorSet:
             enabled.append(self._keep(query_queue.QueryQueueCollector(settings.query_queue.interval)))
         polled = {instance.id for project in config.projects for instance in project.instances}
         for collector in enabled:
-            if isinstance(collector, (replication.ReplicationCollector, nodes.NodesCollector)):
+            if isinstance(collector, (SessionsCollector, replication.ReplicationCollector, nodes.NodesCollector)):
                 collector.retain(polled)
         return tuple(enabled)
 
     def _keep(self, collector: Collector) -> Collector:
         """The collector made for the previous config when its settings are the same: it holds what
-        it learnt (when tasks last changed), and the scheduler keeps its loops."""
+        it learnt (when tasks last changed, its top sessions' lines), and the scheduler keeps its loops."""
         previous = self._made.get(collector.name)
         if previous == collector:
             return previous

@@ -5,6 +5,7 @@ TaurusDB id, or `list_htap` for every one)."""
 
 from __future__ import annotations
 
+import itertools
 from functools import partial
 
 from aiohttp import web
@@ -51,11 +52,11 @@ def check_taurus(sim: SimState, request: web.Request) -> Call | web.StreamRespon
 
 async def list_taurus(sim: SimState, call: Call) -> web.StreamResponse:
     """Step 1: the project's TaurusDB instances, a page at a time."""
-    taurus = list(sim.taurus.values())
+    # islice skips at C speed: a page of 50,000 TaurusDB instances without copying the list each time.
+    window = itertools.islice(sim.taurus.values(), call.offset, call.offset + call.limit)
     page = [{"id": t.id, "name": t.name, "status": t.status, "type": "Cluster",
-             "datastore": {"type": "gaussdb-mysql", "version": "8.0"}}
-            for t in taurus[call.offset:call.offset + call.limit]]
-    return web.json_response({"instances": page, "total_count": len(taurus)})
+             "datastore": {"type": "gaussdb-mysql", "version": "8.0"}} for t in window]
+    return web.json_response({"instances": page, "total_count": len(sim.taurus)})
 
 
 async def list_htap(sim: SimState, call: Call) -> web.StreamResponse:
@@ -63,5 +64,5 @@ async def list_htap(sim: SimState, call: Call) -> web.StreamResponse:
     taurus_id = call.request.match_info["taurus_id"]
     if call.request.match_info["project_id"] != sim.project_id or taurus_id not in sim.taurus:
         return error(400, "DBS.200022", "Instance not found.")
-    children = [i.describe() for i in sim.instances.values() if i.taurus_id == taurus_id]
+    children = [i.describe() for i in sim.children.get(taurus_id, {}).values()]
     return web.json_response({"total": len(children), "instances": children})

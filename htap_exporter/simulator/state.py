@@ -69,6 +69,9 @@ class SimState:
         self.project_id = project_id
         self.instances: dict[str, SimInstance] = {}
         self.taurus: dict[str, SimTaurus] = {}
+        # TaurusDB id -> its HTAP instances by id: discovery's step 2 for 50,000 TaurusDB instances
+        # must not scan 100,000 HTAP instances per call.
+        self.children: dict[str, dict[str, SimInstance]] = {}
         self._created = 0
         # first_index: a second simulated project gets ids of its own (instance_id_for(first_index), ...).
         for index in range(first_index, first_index + instances):
@@ -104,6 +107,8 @@ class SimState:
                      taurus_id: str | None = None) -> SimInstance:
         instance = SimInstance(instance_id, name, sessions, seed, taurus_id=taurus_id)
         self.instances[instance_id] = instance
+        if taurus_id is not None:
+            self.children.setdefault(taurus_id, {})[instance_id] = instance
         return instance
 
     def create_instance(self, name: str, *, taurus_id: str | None = None, status: str = "normal",
@@ -123,7 +128,12 @@ class SimState:
         """Delete an HTAP instance, or a TaurusDB instance with its HTAP instances."""
         if instance_id in self.taurus:
             del self.taurus[instance_id]
-            for child in [i.id for i in self.instances.values() if i.taurus_id == instance_id]:
+            for child in self.children.pop(instance_id, {}):
                 del self.instances[child]
             return True
-        return self.instances.pop(instance_id, None) is not None
+        instance = self.instances.pop(instance_id, None)
+        if instance is None:
+            return False
+        if instance.taurus_id is not None:
+            self.children.get(instance.taurus_id, {}).pop(instance_id, None)
+        return True

@@ -178,3 +178,33 @@ def test_sessions_without_an_id_never_enter():
     selector = stream(top_sessions.TopSessions(5, 0, IDLE),
                       [[row(None, 100 + n, "Query") for n in range(4)] + [row("", 50, "Query"), row("7", 10, "Query")]])
     assert [one.id for one in selector.result()] == ["7"]
+
+
+def test_lines_are_the_writers_and_a_session_seen_again_reuses_its_labels():
+    from htap_exporter.exposition.writer import InstanceIdentity
+
+    writer = InstanceIdentity("i1", "orders-htap", "p", "r").writer
+    lines = top_sessions.TopSessionLines("htap_top_session_duration_seconds", sql_mode="digest", hosts=True,
+                                         max_label_length=128)
+    body = json.dumps({"process_list": [
+        {"id": "1", "user": "u", "host": "10.0.0.9:5000", "command": "Query", "duration": 120, "state": "OK",
+         "database": 'd"b', "sql_statement": "select 'secret'"},
+        {"id": "2", "user": "u", "command": "Query", "duration": 4100.5, "sql_statement": None}]}).encode()
+    rows = decode_page(body, with_sql=True).rows
+    samples, text = lines.render(writer, rows)
+    expected = top_session_samples(rows, sql_mode="digest", hosts=True, max_label_length=128)
+    assert list(samples) == expected
+    assert text == writer.samples("htap_top_session_duration_seconds", expected)
+    assert b"secret" not in text
+    # The next poll: the same sessions, longer; their label sets are the ones made before.
+    later = decode_page(body.replace(b"120", b"125"), with_sql=True).rows
+    again, text = lines.render(writer, later)
+    assert [value for _, value in again] == [125.0, 4100.5]
+    assert all(new[0] is old[0] for new, old in zip(again, samples))
+    assert text == writer.samples("htap_top_session_duration_seconds", list(again))
+    # Another statement is another digest, however alike the rest of the row.
+    other = decode_page(body.replace(b"select 'secret'", b"update t set a = 1"), with_sql=True).rows
+    changed, _ = lines.render(writer, other)
+    assert changed[0][0]["sql_digest"] != samples[0][0]["sql_digest"] and changed[1][0] is again[1][0]
+    lines.retain(set())
+    assert lines.render(writer, rows)[0][0][0] is not samples[0][0]

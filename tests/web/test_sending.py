@@ -229,3 +229,30 @@ async def test_only_changed_families_are_joined_again(monkeypatch):
     assert len(kept) >= len(first) - 2  # every other family's join reused as it was
     store.remove("id3")
     assert b'"id3"' not in b"".join(await store.body()) and b"".join(await store.body()) == store.render()
+
+
+async def test_a_big_join_is_kept_only_for_a_column_that_stays_unchanged(monkeypatch):
+    """A column that changed since the last scrape will likely change again: its join is let go
+    after the scrape instead of holding a second copy of its bytes; a steady one's is kept."""
+    monkeypatch.setattr(store_module, "THREAD_PIECES", 10**9)
+    monkeypatch.setattr(store_module, "KEEP_JOIN_BYTES", 0)  # every join counts as big
+    store = filled_store(20)
+    duration = store._columns[("htap_poll_duration_seconds",)]
+    info = store._columns[("htap_instance_info",)]
+
+    def churn(seconds: float) -> None:
+        identity = InstanceIdentity("id3", "name3", "p", "r")
+        store.put("id3", render_instance(identity, PollState(up=False, poll_duration=seconds)))
+
+    churn(1.0)
+    await store.body()  # the first scrape: every column is new, no join is kept
+    assert duration.joined == b"" and info.joined == b""
+    churn(2.0)
+    second = b"".join(await store.body())
+    assert duration.joined == b""  # changed again since the last scrape: not kept
+    assert info.joined != b"" and info.joined_version == info.version  # unchanged since: kept
+    kept = info.joined
+    churn(3.0)
+    third = b"".join(await store.body())
+    assert info.joined is kept and duration.joined == b""
+    assert third == store.render() and third != second and b"htap_poll_duration_seconds{" in third

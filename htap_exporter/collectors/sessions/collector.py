@@ -16,13 +16,17 @@ from htap_exporter.collectors.labels import LabelCache
 from htap_exporter.collectors.sessions.counting import SessionCounter
 from htap_exporter.collectors.sessions.families import FAMILIES, session_samples
 from htap_exporter.collectors.sessions.fetch import list_sessions
-from htap_exporter.collectors.top_sessions import (TOP_SESSIONS, FingerprintCache, TopSessions,
-                                                   top_session_samples)
+from htap_exporter.collectors.top_sessions import TOP_SESSIONS, FingerprintCache, TopSessionLines, TopSessions
 from htap_exporter.config import MetricsConfig, TopSessionsConfig
 from htap_exporter.exposition.families import Family
 from htap_exporter.exposition.writer import InstanceIdentity
 
 log = logging.getLogger(__name__)
+
+TOP_SESSIONS_FAMILY = Family(
+    "htap_top_session_duration_seconds", "gauge",
+    "The longest-running non-idle sessions of the instance (collectors.top_sessions.count, at least"
+    " min_duration long), by how long their current command has run.")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,19 @@ class SessionsCollector:
     name: str = "sessions"
     families: tuple[Family, ...] = FAMILIES
     reports_up: bool = True
+    top_lines: TopSessionLines | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.top is not None and self.top_lines is None:
+            object.__setattr__(self, "top_lines", TopSessionLines(
+                TOP_SESSIONS_FAMILY.name, sql_mode=self.top.sql,  # type: ignore[arg-type]
+                hosts=self.metrics.hosts, max_label_length=self.metrics.max_label_length,
+                fingerprints=self.fingerprints, labels_of=self.labels))
+
+    def retain(self, instance_ids: set[str]) -> None:
+        """Forget the top sessions of instances no longer polled."""
+        if self.top_lines is not None:
+            self.top_lines.retain(instance_ids)
 
     @property
     def riders(self) -> tuple[str, ...]:
@@ -56,17 +73,9 @@ class SessionsCollector:
                 "instance_id": instance.instance_id, "sessions": stats.sessions, "pages": result.pages,
                 "rows_not_objects": result.skipped_rows, "rows_without_duration": stats.rows_without_duration})
         samples = session_samples(instance.writer, stats)
-        if top is None or selector is None:
+        if selector is None or self.top_lines is None:
             return CollectorOutput(samples, sessions=stats.sessions)
-        longest = tuple(top_session_samples(selector.result(), sql_mode=top.sql,  # type: ignore[arg-type]
-                                            hosts=self.metrics.hosts, max_label_length=self.metrics.max_label_length,
-                                            fingerprints=self.fingerprints))
-        rider = CollectorOutput({TOP_SESSIONS_FAMILY.name: instance.writer.samples(TOP_SESSIONS_FAMILY.name, longest)}
-                                if longest else {})
+        longest, lines = self.top_lines.render(instance.writer, selector.result())
+        rider = CollectorOutput({TOP_SESSIONS_FAMILY.name: lines} if longest else {})
         return CollectorOutput(samples, sessions=stats.sessions, top_sessions=longest, riders={TOP_SESSIONS: rider})
 
-
-TOP_SESSIONS_FAMILY = Family(
-    "htap_top_session_duration_seconds", "gauge",
-    "The longest-running non-idle sessions of the instance (collectors.top_sessions.count, at least"
-    " min_duration long), by how long their current command has run.")

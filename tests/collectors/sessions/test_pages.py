@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from htap_exporter.config import MetricsConfig
 import pytest
 
-from htap_exporter.collectors.sessions.pages import FIELDS, BadPage, SqlRow, decode_page, page_of
+from htap_exporter.collectors.sessions.pages import FIELDS, BadPage, SqlRow, decode_page, page_of, statement_of
 from htap_exporter.collectors.sessions.counting import SessionCounter
 from tests.collectors.sessions.test_properties import field_value, json_value
 
@@ -38,7 +38,7 @@ def test_a_page_with_statements_has_the_rows_of_the_usual_page_and_their_stateme
     assert usual.checked == with_sql.checked and usual.skipped == with_sql.skipped
     assert [_fields(row) for row in usual.rows] == [_fields(row) for row in with_sql.rows]
     parsed = [row for row in json.loads(body)["process_list"] if type(row) is dict]
-    assert [repr(row.sql_statement) for row in with_sql.rows] == [repr(row.get("sql_statement")) for row in parsed]
+    assert [repr(statement_of(row)) for row in with_sql.rows] == [repr(row.get("sql_statement")) for row in parsed]
     assert not any(hasattr(row, "sql_statement") for row in usual.rows)
     one, other = SessionCounter(MetricsConfig()), SessionCounter(MetricsConfig())
     one.add(usual)
