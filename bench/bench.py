@@ -6,20 +6,24 @@
 For each fleet size: the simulator runs as its own process (pre-built pages, 150-250 sessions per
 instance, so 2-3 pages each, answering after --latency), the real exporter process polls it, and
 the bench measures, in this order:
-  1. pages fetched against the pages the schedule demands (every instance once per interval) over
-     a window with no scrapes, and the pauses between API requests reaching the simulator (a
-     typical second's longest, and the longest);
-  2. poll CPU, side by side with the baseline "bare loop": over one more window, the exporter's
-     CPU time per API call, and the CPU time per page of aiohttp + orjson GETting and parsing the
-     same pages on the same schedule (every instance once per interval, spread evenly, the same
-     concurrency) in a process of its own, at the same time. The machine's pace drifts by 10-15 %
-     from one minute to the next (other tenants, clock speed): measured in the same seconds, both
-     see the same machine, and their ratio holds from run to run where two windows apart it did not;
+  1. poll CPU: the exporter's CPU time per API call over a window with no scrapes, and pages
+     fetched against the pages the schedule demands (every instance once per interval); the
+     pauses between API requests reaching the simulator (a typical second's longest, and the
+     longest);
+  2. with other collectors on: the exporter's CPU per call against an exporter of the session poll
+     alone, both polling the same simulator in the same seconds (two windows). Two exporters alike
+     measured so differ by 1-4 % a window, where two windows a minute apart differ by 10-15 % (the
+     machine's pace drifts: other tenants, clock speed);
   3. scrapes while polling: /metrics latency p50/p99 (one scraper at nice 19, one scrape a
      second), and the pauses between API requests again: what scraping adds to them is how long
      scrapes hold the exporter's event loop;
   4. RSS, then SIGTERM: seconds until the process has exited;
-  5. baseline generate_latest: prometheus_client rendering the same series (parsed from a scrape).
+  5. baseline "bare loop": aiohttp + orjson GETting and parsing the same pages on the same schedule
+     (every instance once per interval, spread evenly, the same concurrency), CPU per page; run
+     once before the exporter starts and once after it stops, and the two added up (run beside
+     the exporter instead, it shares the machine's two cores with it and the simulator, and the
+     exporter, the busier of the two, loses more to that than the bare loop does);
+  6. baseline generate_latest: prometheus_client rendering the same series (parsed from a scrape).
 Also: seconds from the exporter's start until every instance is up, and the API calls of the
 window by API (the exporter's htap_api_requests_total). With `--collectors all` every collector is
 enabled (replication, nodes, query queue, top sessions); the CPU is then divided by all calls of
@@ -441,17 +445,12 @@ class BareLoop:
         self.process.stdin.write("\n".join(instance_id_for(index) for index in range(instances)))
         self.process.stdin.close()
 
-    def wait_window(self) -> None:
-        """Until its window starts."""
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if line.strip() != "window":
-            self.fail(line)
-
     def result(self) -> tuple[float, int]:
         """Its window's CPU seconds and pages."""
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
+        if line.strip() == "window":  # the window starts
+            line = self.process.stdout.readline()
         match = re.search(r"bare ([0-9.]+) (\d+)", line)
         self.process.wait(timeout=self.window + 120)
         if not match:
@@ -503,32 +502,29 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
                                     "--config.check"],
                                    capture_output=True, text=True, cwd=tree)
             effective = int(re.search(r"concurrency=(\d+)", check.stdout).group(1))  # type: ignore[union-attr]
+        bare_before = BareLoop(base_url, instances, interval, effective, window).result()
         launched = time.monotonic()
         exporter, metrics_url = start_exporter(config, tree, instances, interval)
         all_up = time.monotonic() - launched
         time.sleep(min(interval, 10))  # past the start-up burst
 
-        # 1. pages against the schedule, and pauses in polling, the exporter alone and no scrapes
+        # 1. poll CPU, no scrapes
         demanded = sim_totals(base_url)["pages_per_round"] * window / interval
         quiet_since = time.time()
-        fetched, sim_cpu = sim_requests(base_url), cpu_seconds(sim.pid)
+        calls_before = api_calls(metrics_url)
+        cpu, fetched, sim_cpu = cpu_seconds(exporter.pid), sim_requests(base_url), cpu_seconds(sim.pid)
         time.sleep(window)
-        fetched = sim_requests(base_url) - fetched
+        cpu, fetched = cpu_seconds(exporter.pid) - cpu, sim_requests(base_url) - fetched
+        calls = {api: count - calls_before.get(api, 0) for api, count in api_calls(metrics_url).items()}
+        calls = {api: count for api, count in calls.items() if count}
         sim_busy = (cpu_seconds(sim.pid) - sim_cpu) / window
         quiet_pauses = Pauses.between(base_url, quiet_since, time.time())
 
-        # 2. poll CPU, side by side with the bare loop in the same window
-        bare = BareLoop(base_url, instances, interval, effective, window)
-        bare.wait_window()
-        calls_before, cpu = api_calls(metrics_url), cpu_seconds(exporter.pid)
-        bare_cpu, bare_pages = bare.result()
-        cpu = cpu_seconds(exporter.pid) - cpu
-        calls = {api: count - calls_before.get(api, 0) for api, count in api_calls(metrics_url).items()}
-        calls = {api: count for api, count in calls.items() if count}
+        # 2. with other collectors, against the session poll alone, side by side
         versus = (versus_sessions(config, tree, base_url, instances, interval, concurrency, window, exporter,
                                   metrics_url) if collectors != "sessions" else float("nan"))
 
-        # 2. scrapes while polling, by a client at the lowest CPU priority: on two cores it would
+        # 3. scrapes while polling, by a client at the lowest CPU priority: on two cores it would
         # otherwise take CPU from the exporter's event loop and show as pauses that are not the
         # exporter's doing (Prometheus does not run on the exporter's machine).
         scrape_since = time.time()
@@ -547,14 +543,16 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
         sigterm = exporter.stop()
         exporter = None
 
-        # 5. the other baseline
+        # 5., 6. the baselines
+        bare_after = BareLoop(base_url, instances, interval, effective, window).result()
+        bare_cpu, bare_pages = bare_before[0] + bare_after[0], bare_before[1] + bare_after[1]
         rendering = generate_latest_ms(body)
         # Per call: with other collectors on, their calls share the CPU.
         return Result(instances, interval, effective, 1000 * cpu / max(1, sum(calls.values())), fetched,
                       round(demanded),
                       1000 * statistics.median(latencies), 1000 * percentile(latencies, 0.99), size / 1e6, rss,
                       sigterm, 1000 * bare_cpu / max(1, bare_pages), bare_pages, rendering, load, sim_busy,
-                      round(demanded), quiet_pauses, scrape_pauses, collectors, all_up, calls, window, cpu,
+                      2 * round(demanded), quiet_pauses, scrape_pauses, collectors, all_up, calls, window, cpu,
                       profile, versus)
     finally:
         if exporter is not None:
@@ -671,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
                              args.profile)
                 print(row(result), flush=True)
                 results.append(result)
-    notes = [f"{result.instances:,} instances, {result.collectors}: the bare loop fetched"
+    notes = [f"{result.instances:,} instances, {result.collectors}: the bare loop (two runs) fetched"
              f" {result.bare_pages:,} / "
              f"{result.bare_demanded:,} pages; the simulator used {100 * result.sim_busy:.0f} % of a core"
              for result in results]
