@@ -24,9 +24,11 @@ def test_bench_prints_a_complete_row_for_a_small_fleet_and_writes_the_sizing_pag
     assert len(rows) == 2
     for row, collectors in zip(rows, ("sessions", "all")):
         columns = [cell.strip() for cell in row.strip("|").split("|")]
-        assert len(columns) == len(header.strip("|").split("|")) == 17
+        assert len(columns) == len(header.strip("|").split("|")) == 18
         assert columns[:4] == ["20", "1 s", collectors, "4"]
-        fetched, demanded = (int(n.replace(",", "")) for n in columns[7].split(" (")[0].split(" / "))
+        # against the session poll alone, side by side: only with other collectors on
+        assert (columns[7] == "-") == (collectors == "sessions") and columns[7] != "nanx"
+        fetched, demanded = (int(n.replace(",", "")) for n in columns[8].split(" (")[0].split(" / "))
         assert fetched > 0 and demanded > 0
         assert all(cell and "nan" not in cell for cell in columns), row
     text = page.read_text()
