@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
 from htap_exporter.cloud.client import ProjectClient
+from htap_exporter.cloud.errors import ApiError
 from htap_exporter.exposition.families import Family
 from htap_exporter.exposition.store import TopSession
 from htap_exporter.exposition.writer import InstanceIdentity, InstanceWriter
@@ -67,6 +68,24 @@ def kind_of(value: Any) -> str:
         return "missing"
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
             float: "a number"}.get(type(value), type(value).__name__)
+
+
+def json_object(document: Any, what: str) -> dict[str, Any]:
+    """`document` when it is a JSON object; else a bad_response naming `what` (the API)."""
+    if not isinstance(document, dict):
+        raise ApiError("bad_response", f"{what}: expected a JSON object, got {kind_of(document)}")
+    return document
+
+
+def json_list(document: dict[str, Any], key: str, what: str, *, required: bool = False) -> list[Any]:
+    """`document[key]` when it is a list; missing is an empty list unless `required`; anything else
+    a bad_response naming `what` and the key."""
+    value = document.get(key)
+    if value is None and not required:
+        return []
+    if not isinstance(value, list):
+        raise ApiError("bad_response", f"{what}: {key} is {kind_of(value)}, not a list")
+    return value
 
 
 def declare(families: Sequence[tuple[str, str, str]]) -> tuple[Family, ...]:

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from htap_exporter.cloud.client import ProjectClient
-from htap_exporter.cloud.errors import ApiError
-from htap_exporter.collectors.base import CollectorOutput, Samples, declare, get_json, kind_of, render
+from htap_exporter.collectors.base import (CollectorOutput, Samples, declare, get_json, json_list, json_object, render)
 from htap_exporter.collectors.labels import DEFAULT_MAX_LABEL_LENGTH, UNKNOWN, label_value
 from htap_exporter.exposition.families import Family
 from htap_exporter.exposition.writer import InstanceIdentity
@@ -93,13 +92,7 @@ def parse_status(value: Any) -> str | None:
 
 def parse_node_list(document: Any) -> NodeList:
     """ListInstanceNode."""
-    if not isinstance(document, dict):
-        raise ApiError("bad_response", f"node list: expected a JSON object, got {kind_of(document)}")
-    rows = document.get("node_list")
-    if rows is None:
-        rows = []
-    if not isinstance(rows, list):
-        raise ApiError("bad_response", f"node list: node_list is {kind_of(rows)}, not a list")
+    rows = json_list(json_object(document, "node list"), "node_list", "node list")
     nodes: dict[str, Node] = {}
     bad_rows = bad_values = 0
     for row in rows:
@@ -117,21 +110,13 @@ def parse_node_list(document: Any) -> NodeList:
 def parse_instance_info(document: Any, instance_id: str | None = None) -> NodeStatuses:
     """ListStarrocksInstanceInfo: the status of every node of every group. With several instances
     in the list, the one whose `id` is `instance_id` (else the first)."""
-    if not isinstance(document, dict):
-        raise ApiError("bad_response", f"instance info: expected a JSON object, got {kind_of(document)}")
-    instances = document.get("instances")
-    if not isinstance(instances, list):
-        raise ApiError("bad_response", f"instance info: instances is {kind_of(instances)}, not a list")
+    instances = json_list(json_object(document, "instance info"), "instances", "instance info", required=True)
     candidates = [item for item in instances if isinstance(item, dict)]
     if not candidates:
         return NodeStatuses(nodes=(), bad_rows=len(instances), bad_values=0)
     chosen = next((item for item in candidates if instance_id is not None and item.get("id") == instance_id),
                   candidates[0])
-    groups = chosen.get("groups")
-    if groups is None:
-        groups = []
-    if not isinstance(groups, list):
-        raise ApiError("bad_response", f"instance info: groups is {kind_of(groups)}, not a list")
+    groups = json_list(chosen, "groups", "instance info")
     nodes: dict[str, NodeStatus] = {}
     bad_rows = bad_values = 0
     for group in groups:

@@ -15,7 +15,8 @@ from typing import Any
 
 from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.errors import ApiError
-from htap_exporter.collectors.base import CollectorOutput, Samples, declare, get_json, kind_of, render
+from htap_exporter.collectors.base import (CollectorOutput, Samples, declare, get_json, json_object, kind_of,
+                                          render)
 from htap_exporter.exposition.families import Family
 from htap_exporter.exposition.writer import InstanceIdentity
 
@@ -78,9 +79,7 @@ def parse_percentage(value: Any) -> float | None:
 
 
 def parse_rule(document: Any) -> QueueRule:
-    if not isinstance(document, dict):
-        raise ApiError("bad_response", f"query-queue rule: expected a JSON object, got {kind_of(document)}")
-    rule = document.get("query_queue_rule")
+    rule = json_object(document, "query-queue rule").get("query_queue_rule")
     if not isinstance(rule, dict):
         raise ApiError("bad_response", f"query-queue rule: query_queue_rule is {kind_of(rule)}, not an object")
     bad = 0

@@ -23,7 +23,8 @@ from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.errors import ApiError
 # `limit` is at most 100 (the documented maximum); the server may still cap a page at 50 rows.
 from htap_exporter.cloud.paging import PAGE_LIMIT, PageStep, walk_pages
-from htap_exporter.collectors.base import CollectorOutput, Samples, declare, get_json, kind_of, render
+from htap_exporter.collectors.base import (CollectorOutput, Samples, declare, get_json, json_list, json_object, kind_of,
+                                          render)
 from htap_exporter.exposition.families import Family
 from htap_exporter.exposition.writer import InstanceIdentity
 
@@ -182,14 +183,10 @@ def parse_total_count(value: Any) -> int:
 
 def parse_page(document: Any, *, limit: int = PAGE_LIMIT) -> ReplicationPage:
     """One page of ListStarRocksDataReplications."""
-    if not isinstance(document, dict):
-        raise ApiError("bad_response", f"replication list: expected a JSON object, got {kind_of(document)}")
+    document = json_object(document, "replication list")
     total = parse_total_count(document.get("total_count"))
-    rows = document.get("replications")
-    if rows is None:  # an instance without tasks may leave the list out
-        rows = []
-    if not isinstance(rows, list):
-        raise ApiError("bad_response", f"replication list: replications is {kind_of(rows)}, not a list")
+    # An instance without tasks may leave the list out.
+    rows = json_list(document, "replications", "replication list")
     if len(rows) > limit:
         raise ApiError("bad_response", f"replication list: {len(rows)} rows on a page of limit {limit}")
     tasks: list[Task] = []
