@@ -14,6 +14,9 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from htap_exporter.simulator import SIM_TOKEN
+from tests.fakes import RunningSimulator
+
 LISTENING = re.compile(r"listening on ([0-9A-Za-z.:\[\]]+)")
 WAIT_STEP = 0.05
 
@@ -138,3 +141,19 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def listed_config(sim: RunningSimulator, instances: Iterable[str], *, poll: str, sections: str = "",
+                  taurus: bool = False) -> str:
+    """A config of one token-authenticated project listing `instances` of the simulator; `poll` is
+    the poll section's text, `sections` any others; `taurus`: each instance's TaurusDB id too."""
+    listed = "".join(f"      - id: {i}\n        name: name-{i[:6]}\n"
+                     + (f"        taurus_instance_id: {sim.sim.instances[i].taurus_id}\n" if taurus else "")
+                     for i in instances)
+    return (poll + sections +
+            "projects:\n"
+            f"  - project_id: {sim.sim.project_id}\n"
+            "    region: cn-north-4\n"
+            f"    endpoint: {sim.base_url}\n"
+            "    auth:\n      type: token\n      token: " + SIM_TOKEN + "\n"
+            f"    instances:\n{listed}")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from htap_exporter.simulator import SIM_TOKEN, Fault, instance_id_for, taurus_id_for
-from tests.e2e.harness import Exporter, parse_samples, value, wait_until, write_config
+from htap_exporter.simulator import Fault, instance_id_for, taurus_id_for
+from tests.e2e.harness import Exporter, listed_config, parse_samples, value, wait_until, write_config
 from tests.fakes import RunningSimulator
 
 SIBLING_APIS = ("list_replications", "list_nodes", "show_starrocks_instance", "show_query_queue_rule")
@@ -21,16 +21,8 @@ ALL_ON = ("collectors:\n"
 
 
 def config_text(sim: RunningSimulator, instances: list[str], *, collectors: str = "", taurus: bool = True) -> str:
-    listed = "".join(f"      - id: {i}\n        name: name-{i[:6]}\n"
-                     + (f"        taurus_instance_id: {sim.sim.instances[i].taurus_id}\n" if taurus else "")
-                     for i in instances)
-    return ("poll:\n  interval: 1s\n  timeout: 1s\n  backoff_max: 2s\n" + collectors +
-            "projects:\n"
-            f"  - project_id: {sim.sim.project_id}\n"
-            "    region: cn-north-4\n"
-            f"    endpoint: {sim.base_url}\n"
-            "    auth:\n      type: token\n      token: " + SIM_TOKEN + "\n"
-            f"    instances:\n{listed}")
+    return listed_config(sim, instances, poll="poll:\n  interval: 1s\n  timeout: 1s\n  backoff_max: 2s\n",
+                         sections=collectors, taurus=taurus)
 
 
 async def test_collectors_are_off_by_default_not_one_request(sim: RunningSimulator, tmp_path: Path):

@@ -6,20 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from htap_exporter.simulator import SIM_TOKEN, Fault, instance_id_for
+from htap_exporter.simulator import Fault, instance_id_for
 from tests.fakes import RunningSimulator
-from tests.e2e.harness import Exporter, parse_samples, value, wait_until, write_config
+from tests.e2e.harness import Exporter, listed_config, parse_samples, value, wait_until, write_config
 
 
 def config_text(sim: RunningSimulator, instances: list[str], *, interval: str = "10s") -> str:
-    listed = "".join(f"      - id: {i}\n        name: name-{i[:6]}\n" for i in instances)
-    return (f"poll:\n  interval: {interval}\n  timeout: {interval}\n"
-            "projects:\n"
-            f"  - project_id: {sim.sim.project_id}\n"
-            "    region: cn-north-4\n"
-            f"    endpoint: {sim.base_url}\n"
-            "    auth:\n      type: token\n      token: " + SIM_TOKEN + "\n"
-            f"    instances:\n{listed}")
+    return listed_config(sim, instances, poll=f"poll:\n  interval: {interval}\n  timeout: {interval}\n")
 
 
 async def test_instance_info_is_exported_from_start_before_any_poll_ends(sim: RunningSimulator, tmp_path: Path):
