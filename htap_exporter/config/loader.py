@@ -677,6 +677,15 @@ def _read_collector_interval(r: _Reader, section: dict[str, Any], path: str, def
     return interval
 
 
+def _read_periodic(r: _Reader, raw: Any, path: str, defaults: ReplicationConfig | NodesConfig | QueryQueueConfig,
+                   extra: set[str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A collector section that runs on its own interval: the section, and its `enabled` and
+    `interval` read (the keys every such section has, and `extra`)."""
+    section = r.mapping(raw, path, {"enabled", "interval", *(extra or ())})
+    return section, {"enabled": r.boolean(section.get("enabled", defaults.enabled), _join(path, "enabled")),
+                     "interval": _read_collector_interval(r, section, path, defaults.interval)}
+
+
 def _read_collectors(r: _Reader, raw: Any) -> CollectorsConfig:
     top = r.mapping(raw, "collectors", {"top_sessions", "replication", "nodes", "query_queue"})
 
@@ -703,30 +712,16 @@ def _read_collectors(r: _Reader, raw: Any) -> CollectorsConfig:
     )
 
     path = "collectors.replication"
-    section = r.mapping(top.get("replication"), path, {"enabled", "interval", "max_tasks"})
     defaults_repl = ReplicationConfig()
+    section, common = _read_periodic(r, top.get("replication"), path, defaults_repl, {"max_tasks"})
     replication = ReplicationConfig(
-        enabled=r.boolean(section.get("enabled", defaults_repl.enabled), _join(path, "enabled")),
-        interval=_read_collector_interval(r, section, path, defaults_repl.interval),
+        **common,
         max_tasks=r.integer(section.get("max_tasks", defaults_repl.max_tasks), _join(path, "max_tasks"),
                             minimum=1, maximum=MAX_REPLICATION_TASKS),
     )
-
-    path = "collectors.nodes"
-    section = r.mapping(top.get("nodes"), path, {"enabled", "interval"})
-    defaults_nodes = NodesConfig()
-    nodes = NodesConfig(
-        enabled=r.boolean(section.get("enabled", defaults_nodes.enabled), _join(path, "enabled")),
-        interval=_read_collector_interval(r, section, path, defaults_nodes.interval),
-    )
-
-    path = "collectors.query_queue"
-    section = r.mapping(top.get("query_queue"), path, {"enabled", "interval"})
-    defaults_queue = QueryQueueConfig()
+    nodes = NodesConfig(**_read_periodic(r, top.get("nodes"), "collectors.nodes", NodesConfig())[1])
     query_queue = QueryQueueConfig(
-        enabled=r.boolean(section.get("enabled", defaults_queue.enabled), _join(path, "enabled")),
-        interval=_read_collector_interval(r, section, path, defaults_queue.interval),
-    )
+        **_read_periodic(r, top.get("query_queue"), "collectors.query_queue", QueryQueueConfig())[1])
     return CollectorsConfig(top_sessions=top_sessions, replication=replication, nodes=nodes,
                             query_queue=query_queue)
 
