@@ -52,7 +52,7 @@ class Response:
 _JSON = msgspec.json.Decoder(float_hook=float)
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes | msgspec.Raw) -> Any:
     """A JSON document (RFC 8259): NaN and Infinity literals, lone surrogate escapes, bytes that
     are not UTF-8 and nesting deeper than msgspec follows raise msgspec.DecodeError or
     RecursionError."""

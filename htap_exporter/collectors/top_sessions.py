@@ -27,6 +27,7 @@ from htap_exporter.collectors.sessions.counting import client_ip, parse_duration
 from htap_exporter.collectors.sessions.dedup import session_id_key
 from htap_exporter.collectors.sessions.pages import statement_of
 from htap_exporter.collectors import sql_text
+from htap_exporter.exposition.store import TopSession
 from htap_exporter.exposition.writer import InstanceWriter, number_text
 
 TOP_SESSIONS = "top_sessions"  # the collector's name
@@ -224,9 +225,6 @@ def top_session_samples(selected: Iterable[Any], *, sql_mode: SqlMode, hosts: bo
     return samples
 
 
-TopSessionSample = tuple[dict[str, str], float]
-
-
 class TopSessionLines:
     """Each instance's top sessions as samples and sample lines, made from what its last poll made:
     a long-running session keeps its labels poll after poll (only its duration moves), so its label
@@ -247,12 +245,12 @@ class TopSessionLines:
         self.labels_of = labels_of
         self._last: dict[str, dict[Any, tuple[dict[str, str], bytes]]] = {}
 
-    def render(self, writer: InstanceWriter, selected: Iterable[Any]) -> tuple[tuple[TopSessionSample, ...], bytes]:
+    def render(self, writer: InstanceWriter, selected: Iterable[Any]) -> tuple[tuple[TopSession, ...], bytes]:
         """The selected rows' samples (for the landing page) and sample lines, longest first."""
         instance_id = writer.identity.instance_id
         last = self._last.get(instance_id, {})
         made: dict[Any, tuple[dict[str, str], bytes]] = {}
-        samples: list[TopSessionSample] = []
+        samples: list[TopSession] = []
         lines: list[bytes] = []
         for row in selected:
             duration = parse_duration_value(row.duration)

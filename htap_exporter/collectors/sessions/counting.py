@@ -11,8 +11,8 @@ a log line or memory that outlives the poll.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 import operator
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from htap_exporter.collectors.labels import DEFAULT_MAX_LABEL_LENGTH, LabelCache, label_value

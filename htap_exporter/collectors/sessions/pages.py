@@ -150,13 +150,10 @@ def statement_of(row: Any) -> Any:
     statement = row.sql_statement
     if type(statement) is msgspec.Raw:
         try:
-            return _JSON_VALUE.decode(statement)
+            return parse_json(statement)
         except msgspec.DecodeError:  # JSON, but not text Python can hold (a lone surrogate, \ud800)
             return None
     return statement
-
-
-_JSON_VALUE = msgspec.json.Decoder(float_hook=float)
 
 
 def as_mapping(row: Any) -> dict[str, Any]:
