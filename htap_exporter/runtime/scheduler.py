@@ -169,9 +169,7 @@ class _Loop:
     def publish(self) -> None:
         store = self.scheduler.store
         store.put(self.key, render_block(self.identity, self.collector.name, self.state,
-                                         reports_up=self.collector.reports_up))
-        for name, rider in self.riders.items():
-            store.put((self.identity.instance_id, name), render_block(self.identity, name, rider, reports_up=False))
+                                         reports_up=self.collector.reports_up, riders=self.riders))
 
 
 def _succeeded(state: RunState, output: CollectorOutput, now: float) -> None:
@@ -284,7 +282,8 @@ class Scheduler:
                     state.output = None
                 self._states[key] = state
             else:
-                self.store.remove(key)
+                if name == loop.key[1]:  # a rider's figures are in its carrier's block
+                    self.store.remove(key)
                 self._states.pop(key, None)
 
     async def stop(self) -> None:

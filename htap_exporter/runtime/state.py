@@ -9,6 +9,7 @@ and `htap_poll_*` families, and the instance's status for the landing page.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from htap_exporter.cloud.errors import REASONS
 from htap_exporter.collectors.base import CollectorOutput
@@ -59,17 +60,25 @@ class RunState:
     pending: bool = False
 
 
-def render_block(identity: InstanceIdentity, collector: str, state: RunState, *, reports_up: bool) -> InstanceBlock:
+def render_block(identity: InstanceIdentity, collector: str, state: RunState, *, reports_up: bool,
+                 riders: Mapping[str, RunState] | None = None) -> InstanceBlock:
+    """The block of one (instance, collector), with the figures of the collectors that ride on its
+    runs (`riders`: their states by name) in it: one block, one store put and one line per
+    family for them all, instead of a block each that would change on every run."""
     writer = identity.writer
     output = state.output if state.up else None  # no stale data served as current
     errors = _errors(state)
     samples: dict[str, bytes] = {}
+    states = ((collector, state), *riders.items()) if riders else ((collector, state),)
     if reports_up:
         if not state.pending:
             samples["htap_up"] = writer.single("htap_up", 1 if state.up else 0)
         samples["htap_instance_info"] = writer.info
     if output is not None:
         samples.update(output.samples)
+        for _, rider in states[1:]:
+            if rider.up and rider.output is not None:
+                samples.update(rider.output.samples)
     if reports_up:
         if state.run_duration is not None:
             samples["htap_poll_duration_seconds"] = writer.single("htap_poll_duration_seconds", state.run_duration)
@@ -80,15 +89,19 @@ def render_block(identity: InstanceIdentity, collector: str, state: RunState, *,
         samples["htap_poll_skipped_ticks"] = writer.single("htap_poll_skipped_ticks_total", state.skipped_ticks)
     if not state.pending:
         samples["htap_collector_success"] = writer.by_label(
-            "htap_collector_success", "collector", {collector: 1 if state.up else 0}, key=("success", collector))
+            "htap_collector_success", "collector", {name: 1 if each.up else 0 for name, each in states},
+            key=("success", collector))
     if state.last_success is not None:
         samples["htap_collector_last_success_timestamp_seconds"] = writer.by_label(
-            "htap_collector_last_success_timestamp_seconds", "collector", {collector: state.last_success},
+            "htap_collector_last_success_timestamp_seconds", "collector",
+            {name: each.last_success for name, each in states if each.last_success is not None},
             key=("last_success", collector))
+    every_errors = errors if len(states) == 1 else {name: _errors(each) for name, each in states}
     samples["htap_collector_errors"] = writer.cached(
-        ("errors", collector), errors, lambda: writer.samples(
+        ("errors", collector), every_errors, lambda: writer.samples(
             "htap_collector_errors_total",
-            [({"collector": collector, "reason": reason}, count) for reason, count in errors.items()]))
+            [({"collector": name, "reason": reason}, count)
+             for name, each in states for reason, count in _errors(each).items()]))
     status = None
     if reports_up:
         status = InstanceStatus(identity.instance_id, identity.instance_name, identity.project_id, identity.region,
