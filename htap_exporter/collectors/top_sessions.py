@@ -1,6 +1,6 @@
 """The longest-running sessions of an instance, read from the session pages the poll already walks.
 
-`TopSessions` sees every page's rows as they stream by and keeps a heap of at most `count` rows:
+`TopSessions` sees every page's rows as they stream by and keeps at most `count` rows, in order:
 never the list, never a sort of it. It rides on the session counter (SessionCounter's
 `active_rows`), which already groups each page's new rows by command, tells idle commands
 (`metrics.idle_commands`, which never enter) from the rest and checks their durations: the rider
@@ -13,8 +13,8 @@ only through sql_text, which writes no literal.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-import heapq
 import itertools
 import math
 import operator
@@ -33,29 +33,17 @@ from htap_exporter.exposition.writer import InstanceWriter, number_text
 TOP_SESSIONS = "top_sessions"  # the collector's name
 SqlMode = Literal["none", "digest", "fingerprint"]
 SQL_MODES = ("none", "digest", "fingerprint")
-
-
-class _Entry:
-    """A selected row. Ordered worst first (the heap's root): shorter, then the larger id, so that of
-    equal durations the smaller session id is kept, whatever the order of the pages. Ids are told
-    apart by their label (two ids of one label would be one series twice): the heap never holds two
-    entries of one label, so no two entries are equal."""
-
-    __slots__ = ("duration", "label", "row")
-
-    def __init__(self, duration: float, label: str, row: Any) -> None:
-        self.duration = duration
-        self.label = label
-        self.row = row
-
-    def __lt__(self, other: _Entry) -> bool:
-        if self.duration != other.duration:
-            return self.duration < other.duration
-        return self.label > other.label
+_DURATION = operator.itemgetter(1)  # of a (row, duration) pair
 
 
 class TopSessions:
-    """The `count` longest non-idle rows of at least `min_duration` seconds, over a poll's pages."""
+    """The `count` longest non-idle rows of at least `min_duration` seconds, over a poll's pages.
+
+    The selection is a list of at most `count` entries `(-duration, id label, row)`, kept sorted:
+    best first (longer, then of equal durations the smaller session id, whatever the order of the
+    pages), so the worst is the last. Entries are compared as tuples, at C speed (bisect), and never
+    up to the row: ids are told apart by their label (two ids of one label would be one series
+    twice), so the list never holds two entries of one label."""
 
     def __init__(self, count: int, min_duration: float, idle_commands: Iterable[str]) -> None:
         if count < 1:
@@ -64,12 +52,11 @@ class TopSessions:
         self.min_duration = float(min_duration)
         self._idle = frozenset(idle_commands)
         self._idle_raw: dict[Any, bool] = {}  # raw command -> idle, a handful per instance
-        self._heap: list[_Entry] = []
+        self._top: list[tuple[float, str, Any]] = []
         self._ids: set[str] = set()  # id labels of the selected rows: a row seen twice counts once
 
-    def _threshold(self) -> float:
-        heap = self._heap
-        return heap[0].duration if len(heap) >= self.count else self.min_duration
+    def __len__(self) -> int:
+        return len(self._top)
 
     def offer_active(self, rows: list[Any], durations: list[float | int] | None) -> None:
         """Offer rows that are new in this poll and whose command is not idle, as the session counter
@@ -77,34 +64,37 @@ class TopSessions:
         non-negative numbers aligned with the rows; without, rows to be read one by one.
 
         Only rows at least as long as the shortest that could still enter (min_duration, or the
-        heap's shortest once it is full) and among these rows' `count` longest (ties included) are
-        looked at one by one; a page with none is passed over by one C-speed max()."""
+        selection's shortest once it is full) and among these rows' `count` longest (ties included)
+        are looked at one by one; a page with none is passed over by one C-speed max()."""
         if durations is None or not durations:
             for row in rows:
                 self.offer(row)
             return
-        threshold = self._threshold()
-        longest = max(durations)
-        # Equal durations may still enter (a smaller id wins a tie): <, not <=.
-        if longest < threshold:
-            return
+        top = self._top
         count = self.count
-        if len(durations) > count and math.isfinite(longest):
-            # The page's own `count`-th longest (a sort of at most a page's 100 numbers, at C speed).
-            threshold = max(threshold, sorted(durations)[-count])
-        candidates = list(itertools.compress(zip(rows, durations, strict=True),
-                                             map(operator.le, itertools.repeat(threshold), durations)))
-        keys = [session_id_key(row.id) for row, _ in candidates]
-        if None in keys and len(candidates) < len(rows):
-            # Rows without a usable id never enter (see offer): they must not take the places of
-            # rows that can. Rare (the API gives every session an id): the slow way.
-            for row in rows:
-                self.offer(row)
+        threshold = -top[-1][0] if len(top) >= count else self.min_duration
+        # Equal durations may still enter (a smaller id wins a tie): <, not <=.
+        if max(durations) < threshold:
             return
+        picked = list(itertools.compress(zip(rows, durations, strict=True),
+                                         map(operator.le, itertools.repeat(threshold), durations)))
+        if len(picked) > count:
+            # Only the page's own `count` longest can all enter (a sort of at most a page's 100
+            # numbers, at C speed); once the selection is full, few rows pass the threshold.
+            cut = sorted(map(_DURATION, picked))[-count]
+            if math.isfinite(cut):
+                picked = [pair for pair in picked if pair[1] >= cut]
         push = self._push
-        for (row, duration), key in zip(candidates, keys, strict=True):
+        for row, duration in picked:
+            key = session_id_key(row.id)
             if key is not None:
                 push(row, duration + 0.0, key)
+            elif len(picked) < len(rows):
+                # Rows without a usable id never enter (see offer): they must not take the places
+                # of rows that can. Rare (the API gives every session an id): the slow way.
+                for row in rows:
+                    self.offer(row)
+                return
 
     def offer(self, row: Any) -> None:
         duration = parse_duration_value(row.duration)
@@ -118,22 +108,20 @@ class TopSessions:
 
     def _push(self, row: Any, duration: float, key: str | bytes) -> None:
         """A row whose command is not idle, whose duration is usable and whose id has this key."""
-        heap = self._heap
-        full = len(heap) >= self.count
-        if duration < self.min_duration or (full and duration < heap[0].duration):
+        top = self._top
+        full = len(top) >= self.count
+        if duration < self.min_duration or (full and duration < -top[-1][0]):
             return
         # The id's label: the key itself when it is plain text (as label_value makes it).
         label = key if type(key) is str and key.isascii() and key.isprintable() else label_value(row.id, 1 << 31)
         if label in self._ids:
             return
-        entry = _Entry(duration, label, row)
-        if not full:
-            heapq.heappush(heap, entry)
-        elif heap[0] < entry:
-            dropped = heapq.heapreplace(heap, entry)
-            self._ids.discard(dropped.label)
-        else:
-            return
+        entry = (-duration, label, row)
+        if full:
+            if not entry < top[-1]:  # as long as the worst, with a larger id
+                return
+            self._ids.discard(top.pop()[1])
+        bisect.insort(top, entry)
         self._ids.add(label)
 
     def _is_idle(self, command: Any) -> bool:
@@ -146,7 +134,7 @@ class TopSessions:
 
     def result(self) -> list[Any]:
         """The selected rows, longest first (equal durations: smaller session id first)."""
-        return [entry.row for entry in sorted(self._heap, reverse=True)]
+        return [row for _, _, row in self._top]
 
 
 class FingerprintCache:
@@ -244,6 +232,8 @@ class TopSessionLines:
         self.fingerprints = fingerprints
         self.labels_of = labels_of
         self._last: dict[str, dict[Any, tuple[dict[str, str], bytes]]] = {}
+        # The raw values a session's labels are made of, read at C speed.
+        self._raw = operator.attrgetter("id", "user", "database", "command", "state", *(("host",) if hosts else ()))
 
     def render(self, writer: InstanceWriter, selected: Iterable[Any]) -> tuple[tuple[TopSession, ...], bytes]:
         """The selected rows' samples (for the landing page) and sample lines, longest first."""
@@ -271,9 +261,7 @@ class TopSessionLines:
         return tuple(samples), b"".join(lines)
 
     def _key(self, row: Any) -> tuple[Any, ...]:
-        key: tuple[Any, ...] = (row.id, row.user, row.database, row.command, row.state)
-        if self.hosts:
-            key += (row.host,)
+        key: tuple[Any, ...] = self._raw(row)
         if self.sql_mode != "none":
             statement = row.sql_statement
             if type(statement) is str:

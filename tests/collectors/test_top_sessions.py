@@ -49,7 +49,7 @@ def stream(top, pages):
     counter = SessionCounter(MetricsConfig(idle_commands=IDLE), active_rows=top.offer_active)
     for page in pages:
         counter.add(page_of([vars(one) for one in page], with_sql=True))
-        assert len(top._heap) <= top.count
+        assert len(top) <= top.count
     return top
 
 
@@ -78,7 +78,7 @@ def test_the_selection_is_exactly_the_longest_eligible_rows(poll, count, min_dur
     if per_row:
         for one in rows:
             top.offer(one)
-            assert len(top._heap) <= count
+            assert len(top) <= count
     else:
         stream(top, pages)
     selected = top.result()
