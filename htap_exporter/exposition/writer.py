@@ -32,8 +32,13 @@ def number_text(value: float) -> str:
     if type(value) is int:
         if 0 <= value < 4096:
             return _SMALL_NUMBERS[value]
-    elif type(value) is float and 0.0 < value < 4096.0 and value.is_integer():
-        return _SMALL_NUMBERS[int(value)]  # whole seconds, bucket bounds: the same text as the int
+    elif type(value) is float:
+        if 0.0 < value < 4096.0 and value.is_integer():
+            return _SMALL_NUMBERS[int(value)]  # whole seconds, bucket bounds: the same text as the int
+        if -1e6 < value < 1e6:
+            # floatToGoString's own text there: Python's repr, which it changes only for exponents
+            # from 1e6 up (Go switches to them sooner), and for the infinities and NaN.
+            return repr(value)
     return floatToGoString(value)
 
 

@@ -313,3 +313,10 @@ def test_values_are_finite_and_identical_to_go_formatting():
     for value in (0, 1, 4095, 4096, 10**15, 10**16, 0.1, 1e-7, 123456789.0, 1700000000.25, 2.5e300):
         assert number_text(value) == floatToGoString(value)
         assert math.isfinite(float(number_text(value)))
+
+
+@given(st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.floats(-2e6, 2e6),
+                 st.integers(-2 ** 60, 2 ** 60)))
+def test_any_number_is_written_as_go_formats_it(value):
+    from htap_exporter.exposition.writer import number_text
+    assert number_text(value) == floatToGoString(value)
