@@ -23,9 +23,10 @@ fraction of that. Concurrent scrapes share one refresh.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Hashable, Mapping
+from typing import Hashable, Mapping, cast
 
 from htap_exporter.exposition.families import Layout, Layouts
 from htap_exporter.threads import background_executor
@@ -35,6 +36,9 @@ from htap_exporter.threads import background_executor
 THREAD_PIECES = 2 * 1024
 # Joins up to this size are kept whatever their column does: a second copy of them costs little.
 KEEP_JOIN_BYTES = 256 * 1024
+
+# One block's sample lines in a column: bytes, or the parts of an OpenMetrics gauge histogram.
+Slot = bytes | tuple[bytes, ...]
 
 
 # One of an instance's longest-running sessions, as the landing page lists it: its labels
@@ -77,7 +81,10 @@ class _Column:
     __slots__ = ("slots", "slot_of", "free", "version", "joined", "joined_version", "planned_version")
 
     def __init__(self) -> None:
-        self.slots: list[bytes] = []
+        # An OpenMetrics gauge histogram's column holds each instance's three parts as a tuple of
+        # the text columns' own bytes: joined, they were a second copy of every instance's buckets
+        # (~1.6 KB an instance) kept for scrapes that may never ask for OpenMetrics.
+        self.slots: list[Slot] = []
         self.slot_of: dict[Hashable, int] = {}  # the blocks that have this family
         self.free: list[int] = []
         self.version = 0  # grows when a slot's bytes change
@@ -85,7 +92,7 @@ class _Column:
         self.joined_version = 0
         self.planned_version = -1  # the version the last scrape's plan saw
 
-    def set(self, key: Hashable, value: bytes | None) -> None:
+    def set(self, key: Hashable, value: Slot | None) -> None:
         """The block's sample lines; None: the block does not have this family."""
         slot = self.slot_of.get(key)
         if value is None:
@@ -112,6 +119,14 @@ class _Column:
 # Each family of a body: its header, column, the column's version, its current join or a copy of its
 # slots to join, and whether that join is to be kept (the column did not change since the last plan).
 _Plan = list[tuple[bytes, _Column, int, bytes | list[bytes], bool]]
+
+
+def _pieces(slots: list[Slot], parts: int) -> list[bytes]:
+    """A column's slots as the pieces of its body, in order (a copy)."""
+    if parts == 1:
+        return cast(list[bytes], slots.copy())
+    # Tuples of parts; a freed slot's b"" is empty, so it adds nothing.
+    return list(itertools.chain.from_iterable(cast(list[tuple[bytes, ...]], slots)))
 
 
 class Store:
@@ -146,7 +161,7 @@ class Store:
                 elif len(parts) == 1:
                     column.set(key, samples[name])
                 else:  # the OpenMetrics gauge histogram: buckets, count and sum of an instance together
-                    column.set(key, b"".join(samples[part] for part in parts))
+                    column.set(key, tuple([samples[part] for part in parts]))
         self.generation += 1
 
     def remove(self, key: Hashable) -> None:
@@ -172,7 +187,13 @@ class Store:
         """Each family's header and its slots' sample lines (b"" for an instance without samples),
         for a reader in this same step: the lists are the store's own, not copies, so that picking
         a few families of 10,000 instances does not gather the others."""
-        return [(header, self._columns[names].slots) for header, names in self._layout(openmetrics)]
+        return [(header, self._slot_bytes(names)) for header, names in self._layout(openmetrics)]
+
+    def _slot_bytes(self, names: tuple[str, ...]) -> list[bytes]:
+        slots = self._columns[names].slots
+        if len(names) == 1:
+            return cast(list[bytes], slots)
+        return [b"".join(cast(tuple[bytes, ...], slot)) for slot in slots]
 
     def _plan(self, openmetrics: bool) -> _Plan:
         """The body's plan, taken in one step: each family's header with its current join, or with
@@ -186,7 +207,7 @@ class Store:
             steady = column.planned_version == column.version
             column.planned_version = column.version
             if column.joined_version != column.version:
-                plan.append((header, column, column.version, column.slots.copy(), steady))
+                plan.append((header, column, column.version, _pieces(column.slots, len(names)), steady))
             else:
                 plan.append((header, column, column.version, column.joined, True))
         return plan
