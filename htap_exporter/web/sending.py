@@ -8,7 +8,9 @@ poll for tens of milliseconds.
 
 So a big body on a plain TCP connection is sent from a thread, with `sendall` on a duplicate of the
 socket: it waits for the socket in C without the GIL and sends as fast as the client reads, while
-the event loop goes on polling. A few threads at most: a slow reader holds one for as long as it
+the event loop goes on polling. A part may be a list of pieces (the store's slots of a family,
+never joined): those go with `sendmsg`, up to IOV_MAX pieces a call, so a big body is never
+copied into one piece in the process at all. A few threads at most: a slow reader holds one for as long as it
 reads (up to the stall timeout), and when all are busy, or on TLS (whose bytes only the transport
 can encrypt), the body goes through the transport in slices, so the loop never copies more than a
 slice at a time.
@@ -17,6 +19,8 @@ slice at a time.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -26,9 +30,14 @@ from aiohttp import web
 
 from htap_exporter.threads import background_executor
 
+# A part of a body: bytes, or a list of pieces to send one after the other.
+Part = bytes | list[bytes]
+
 # Below this a body goes through the transport whole: one copy of it costs less than a thread hop.
 THREAD_MIN_BYTES = 1024 * 1024
 SLICE_BYTES = 1024 * 1024
+# Buffers per sendmsg call: the kernel takes at most this many (IOV_MAX, 1024 on Linux).
+PIECES_PER_CALL = min(1024, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") else 16
 
 
 class BodySender:
@@ -39,16 +48,27 @@ class BodySender:
         self._sockets: set[socket.socket] = set()  # in use by a thread, shut down on close()
         self.threaded = 0  # bodies sent from a thread (tests and benchmarks read it)
 
-    async def send(self, request: web.Request, response: web.StreamResponse, parts: Sequence[bytes]) -> None:
-        """Write `parts` as the body of the prepared `response`."""
-        fd = self._plain_socket(request) if sum(map(len, parts)) >= THREAD_MIN_BYTES else None
+    def sends_pieces(self, request: web.Request) -> bool:
+        """Whether a big body for `request` can go as pieces from a thread now (a plain socket and a
+        free thread); `send` still takes pieces when that changed meanwhile."""
+        return self._plain_socket(request) is not None
+
+    async def send(self, request: web.Request, response: web.StreamResponse, parts: Sequence[Part],
+                   size: int | None = None) -> None:
+        """Write `parts` (`size` bytes in all) as the body of the prepared `response`."""
+        if size is None:
+            size = sum(map(_length, parts))
+        fd = self._plain_socket(request) if size >= THREAD_MIN_BYTES else None
         if fd is not None:
             await response.write(b"")  # the headers go out first, alone
             transport = request.transport
             if transport is not None and transport.get_write_buffer_size() == 0:
                 await self._send_from_thread(request, fd, parts)
                 return
+        if any(isinstance(part, list) for part in parts):  # joined in a thread, not on the event loop
+            parts = await asyncio.to_thread(_joined, parts)  # not a sending thread: none may be free
         for part in parts:
+            assert isinstance(part, bytes)
             view = memoryview(part)
             for start in range(0, len(view), SLICE_BYTES):
                 await response.write(view[start:start + SLICE_BYTES])
@@ -62,15 +82,19 @@ class BodySender:
         sock = transport.get_extra_info("socket")
         return sock.fileno() if sock is not None and sock.type == socket.SOCK_STREAM else None
 
-    async def _send_from_thread(self, request: web.Request, fd: int, parts: Sequence[bytes]) -> None:
-        sock = socket.socket(fileno=os.dup(fd))
-        sock.settimeout(self._stall_timeout)  # a client that stops reading is dropped, as by the guard
+    def _threads_made(self) -> ThreadPoolExecutor:
         if self._executor is None:
             self._executor = background_executor(self._threads, "htap-send")
+        return self._executor
+
+    async def _send_from_thread(self, request: web.Request, fd: int, parts: Sequence[Part]) -> None:
+        sock = socket.socket(fileno=os.dup(fd))
+        sock.settimeout(self._stall_timeout)  # a client that stops reading is dropped, as by the guard
+        executor = self._threads_made()
         self._sockets.add(sock)
         self.threaded += 1
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, _send_all, sock, parts)
+            await asyncio.get_running_loop().run_in_executor(executor, _send_all, sock, parts)
         except OSError as problem:  # the client went away or stopped reading: half a body is no body
             if request.transport is not None:
                 request.transport.abort()
@@ -90,11 +114,38 @@ class BodySender:
             self._executor = None
 
 
-def _send_all(sock: socket.socket, parts: Sequence[bytes]) -> None:
+def _send_all(sock: socket.socket, parts: Sequence[Part]) -> None:
     """In the thread; the socket (a duplicate) is closed here, never while a send may be using it."""
     with sock:
         for part in parts:
-            sock.sendall(part)
+            if isinstance(part, list):
+                _send_pieces(sock, part)
+            else:
+                sock.sendall(part)
+
+
+def _send_pieces(sock: socket.socket, pieces: list[bytes]) -> None:
+    """Every piece, in order, PIECES_PER_CALL at a time; after a call that sent less (the socket's
+    buffer was full), the piece it stopped in is finished and the next call starts after it."""
+    start = 0
+    while start < len(pieces):
+        batch = pieces[start:start + PIECES_PER_CALL]
+        sent = sock.sendmsg(batch)
+        ends = list(itertools.accumulate(map(len, batch)))
+        if sent == ends[-1]:
+            start += len(batch)
+            continue
+        done = bisect.bisect_right(ends, sent)  # pieces that went whole
+        sock.sendall(memoryview(batch[done])[sent - (ends[done - 1] if done else 0):])
+        start += done + 1
+
+
+def _length(part: Part) -> int:
+    return len(part) if isinstance(part, bytes) else sum(map(len, part))
+
+
+def _joined(parts: Sequence[Part]) -> list[bytes]:
+    return [part if isinstance(part, bytes) else b"".join(part) for part in parts]
 
 
 def _shut_down(sock: socket.socket) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
@@ -13,7 +13,7 @@ from htap_exporter.exposition.negotiation import (OPENMETRICS_EOF, OPENMETRICS_F
                              filter_names, gzip_accepted, select_families, wants_openmetrics)
 from htap_exporter.web.landing import render_landing
 from htap_exporter.exposition.selfmetrics import SelfMetrics
-from htap_exporter.web.sending import BodySender
+from htap_exporter.web.sending import BodySender, Part
 from htap_exporter.exposition.store import Store
 from htap_exporter.web.access import WebAccess
 
@@ -38,10 +38,14 @@ class ServerState:
 
 
 async def _body_parts(store: Store, gzip_cache: GzipCache, *, openmetrics: bool, names: list[str], gzipped: bool,
-                      tail: bytes, eof: bytes) -> tuple[bytes, ...]:
-    """A scrape's body: the store's families (only `names` when given), the self-metrics (`tail`),
-    the end marker; gzipped when asked."""
+                      tail: bytes, eof: bytes, as_pieces: bool) -> tuple[Sequence[Part], int]:
+    """A scrape's body and its length: the store's families (only `names` when given), the
+    self-metrics (`tail`), the end marker; gzipped when asked. `as_pieces`: the sender can write
+    the families as the store's pieces, unjoined."""
     parts: tuple[bytes, ...]
+    if as_pieces and not names and not gzipped:
+        pieces, size = store.pieces(openmetrics=openmetrics)
+        return (*pieces, tail + eof), size + len(tail) + len(eof)
     if names:
         parts = (select_families(store.families(openmetrics=openmetrics), names) + filter_names(tail, names) + eof,)
         if gzipped:
@@ -53,7 +57,7 @@ async def _body_parts(store: Store, gzip_cache: GzipCache, *, openmetrics: bool,
                                       tail + eof)
     else:
         parts = (*await store.body(openmetrics=openmetrics), tail + eof)
-    return parts
+    return parts, sum(map(len, parts))
 
 
 def make_app(state: ServerState) -> web.Application:
@@ -71,14 +75,15 @@ def make_app(state: ServerState) -> web.Application:
         gzipped = gzip_accepted(request.headers.get("Accept-Encoding"))
         if gzipped:
             response.headers["Content-Encoding"] = "gzip"
-        parts = await _body_parts(state.store, gzip_cache, openmetrics=openmetrics, names=names, gzipped=gzipped,
-                                  tail=tail, eof=eof)
+        parts, size = await _body_parts(state.store, gzip_cache, openmetrics=openmetrics, names=names,
+                                        gzipped=gzipped, tail=tail, eof=eof,
+                                        as_pieces=request.method != "HEAD" and state.sender.sends_pieces(request))
         # Written part by part: the store's bytes (megabytes with many instances) are sent as
         # cached, never copied into a new body per scrape.
-        response.content_length = sum(len(part) for part in parts)
+        response.content_length = size
         await response.prepare(request)
         if request.method != "HEAD":
-            await state.sender.send(request, response, parts)
+            await state.sender.send(request, response, parts, size)
         await response.write_eof()
         return response
 

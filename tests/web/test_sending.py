@@ -38,6 +38,10 @@ class BigStore:
     async def body(self, openmetrics: bool = False) -> list[bytes]:
         return [self.data]
 
+    def pieces(self, openmetrics: bool = False) -> tuple[list[bytes | list[bytes]], int]:
+        """As the store hands a big family over: its lines unjoined, more than one sendmsg takes."""
+        return [self.data.splitlines(keepends=True)], len(self.data)
+
     def statuses(self) -> list:
         return []
 
@@ -256,3 +260,51 @@ async def test_a_big_join_is_kept_only_for_a_column_that_stays_unchanged(monkeyp
     third = b"".join(await store.body())
     assert info.joined is kept and duration.joined == b""
     assert third == store.render() and third != second and b"htap_poll_duration_seconds{" in third
+
+
+def test_pieces_leave_whole_and_in_order_however_little_the_socket_takes_a_call():
+    from htap_exporter.web import sending
+    pieces = [b"", *(b"%d," % i * (i % 7) for i in range(3 * sending.PIECES_PER_CALL)), b"", b"end"]
+    writer, reader = socket.socketpair()
+    writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # many calls send only part of a batch
+    with ThreadPoolExecutor(1) as pool, reader:
+        received = pool.submit(lambda: b"".join(iter(lambda: reader.recv(1000), b"")))
+        sending._send_all(writer, [b"head", pieces, b"tail"])  # closes the writer
+        assert received.result(timeout=30) == b"head" + b"".join(pieces) + b"tail"
+
+
+async def test_pieces_go_joined_through_the_transport_when_no_thread_is_free():
+    sender = BodySender(threads=0)
+
+    class Request:
+        transport = None
+
+    written: list[bytes] = []
+
+    class Response:
+        async def write(self, data: bytes) -> None:
+            written.append(bytes(data))
+
+    await sender.send(Request(), Response(), [b"a", [b"b", b"", b"c"] * 1000, b"d"])  # type: ignore[arg-type]
+    assert b"".join(written) == b"a" + b"bc" * 1000 + b"d"
+
+
+def test_a_body_as_pieces_is_the_body_and_no_big_family_is_joined(monkeypatch):
+    monkeypatch.setattr(store_module, "KEEP_JOIN_BYTES", 100)  # every family of 20 instances is big
+    store = filled_store(20)
+
+    def flat(parts: list) -> bytes:
+        return b"".join(part if isinstance(part, bytes) else b"".join(part) for part in parts)
+
+    bodies = {openmetrics: store.pieces(openmetrics=openmetrics) for openmetrics in (False, True)}
+    assert all(column.joined == b"" for column in store._columns.values())  # none joined, none kept
+    for openmetrics, (parts, size) in bodies.items():
+        assert any(isinstance(part, list) for part in parts)
+        assert flat(parts) == store.render(openmetrics=openmetrics) and size == len(flat(parts))
+    # Sizes follow every change: a new value, a family dropped, a block removed.
+    store.put("id3", render_instance(InstanceIdentity("id3", "name3", "p", "r"), PollState(up=True, poll_duration=2.5)))
+    store.remove("id4")
+    for column in store._columns.values():
+        assert column.size == sum(len(slot) if isinstance(slot, bytes) else sum(map(len, slot)) for slot in column.slots)
+    parts, size = store.pieces()
+    assert flat(parts) == store.render() and size == len(flat(parts)) and b'"id4"' not in flat(parts)

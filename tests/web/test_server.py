@@ -31,6 +31,10 @@ class FakeStore:
     async def body(self, openmetrics: bool = False) -> list[bytes]:
         return [self.render(openmetrics)]
 
+    def pieces(self, openmetrics: bool = False) -> tuple[list[bytes | list[bytes]], int]:
+        body = self.render(openmetrics)
+        return [body.splitlines(keepends=True)], len(body)
+
     def families(self, openmetrics: bool = False) -> list[tuple[bytes, list[bytes]]]:
         header, sample = self.render(openmetrics).split(b"gauge\n")
         return [(header + b"gauge\n", [sample])]
