@@ -234,7 +234,7 @@ class Store:
         return body
 
     def pieces(self, openmetrics: bool = False) -> tuple[list[bytes | list[bytes]], int]:
-        """The body for a sender that writes lists of pieces itself (sendmsg from a thread), and its
+        """The body for a sender that writes lists of pieces itself (from a thread), and its
         length: a family whose join is current is that join, a small one (up to KEEP_JOIN_BYTES)
         is joined here and kept, and any other is a copy of its slots (pointers), never joined. A
         big body is then never held twice: at 20,000 instances the joins were a second copy of

@@ -9,8 +9,8 @@ poll for tens of milliseconds.
 So a big body on a plain TCP connection is sent from a thread, with `sendall` on a duplicate of the
 socket: it waits for the socket in C without the GIL and sends as fast as the client reads, while
 the event loop goes on polling. A part may be a list of pieces (the store's slots of a family,
-never joined): those go with `sendmsg`, up to IOV_MAX pieces a call, so a big body is never
-copied into one piece in the process at all. A few threads at most: a slow reader holds one for as long as it
+never joined there): the thread joins them a few MB at a time as it sends, so a big body is never
+held whole a second time. A few threads at most: a slow reader holds one for as long as it
 reads (up to the stall timeout), and when all are busy, or on TLS (whose bytes only the transport
 can encrypt), the body goes through the transport in slices, so the loop never copies more than a
 slice at a time.
@@ -19,8 +19,6 @@ slice at a time.
 from __future__ import annotations
 
 import asyncio
-import bisect
-import itertools
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -36,8 +34,8 @@ Part = bytes | list[bytes]
 # Below this a body goes through the transport whole: one copy of it costs less than a thread hop.
 THREAD_MIN_BYTES = 1024 * 1024
 SLICE_BYTES = 1024 * 1024
-# Buffers per sendmsg call: the kernel takes at most this many (IOV_MAX, 1024 on Linux).
-PIECES_PER_CALL = min(1024, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") else 16
+# Pieces (an instance's lines of a family, ~0.1-2 KB) joined into one send: a few MB at a time.
+PIECES_PER_SEND = 8192
 
 
 class BodySender:
@@ -125,19 +123,12 @@ def _send_all(sock: socket.socket, parts: Sequence[Part]) -> None:
 
 
 def _send_pieces(sock: socket.socket, pieces: list[bytes]) -> None:
-    """Every piece, in order, PIECES_PER_CALL at a time; after a call that sent less (the socket's
-    buffer was full), the piece it stopped in is finished and the next call starts after it."""
-    start = 0
-    while start < len(pieces):
-        batch = pieces[start:start + PIECES_PER_CALL]
-        sent = sock.sendmsg(batch)
-        ends = list(itertools.accumulate(map(len, batch)))
-        if sent == ends[-1]:
-            start += len(batch)
-            continue
-        done = bisect.bisect_right(ends, sent)  # pieces that went whole
-        sock.sendall(memoryview(batch[done])[sent - (ends[done - 1] if done else 0):])
-        start += done + 1
+    """Every piece, in order, joined PIECES_PER_SEND at a time here (a few MB: bytes.join lets go of
+    the GIL while it copies): one piece a send, or IOV_MAX a sendmsg, would need the GIL back after
+    every call, and the polling loop holds it most of the time (at 20,000 instances, 1,024 pieces
+    a call made the scrape 70 % slower)."""
+    for start in range(0, len(pieces), PIECES_PER_SEND):
+        sock.sendall(b"".join(pieces[start:start + PIECES_PER_SEND]))
 
 
 def _length(part: Part) -> int:

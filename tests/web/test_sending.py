@@ -39,7 +39,7 @@ class BigStore:
         return [self.data]
 
     def pieces(self, openmetrics: bool = False) -> tuple[list[bytes | list[bytes]], int]:
-        """As the store hands a big family over: its lines unjoined, more than one sendmsg takes."""
+        """As the store hands a big family over: its lines unjoined, more than one send takes."""
         return [self.data.splitlines(keepends=True)], len(self.data)
 
     def statuses(self) -> list:
@@ -262,9 +262,10 @@ async def test_a_big_join_is_kept_only_for_a_column_that_stays_unchanged(monkeyp
     assert third == store.render() and third != second and b"htap_poll_duration_seconds{" in third
 
 
-def test_pieces_leave_whole_and_in_order_however_little_the_socket_takes_a_call():
+def test_pieces_leave_whole_and_in_order_a_chunk_at_a_time(monkeypatch):
     from htap_exporter.web import sending
-    pieces = [b"", *(b"%d," % i * (i % 7) for i in range(3 * sending.PIECES_PER_CALL)), b"", b"end"]
+    monkeypatch.setattr(sending, "PIECES_PER_SEND", 100)
+    pieces = [b"", *(b"%d," % i * (i % 7) for i in range(1234)), b"", b"end"]
     writer, reader = socket.socketpair()
     writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # many calls send only part of a batch
     with ThreadPoolExecutor(1) as pool, reader:
