@@ -242,18 +242,11 @@ class Store:
         parts: list[bytes | list[bytes]] = []
         size = 0
         for header, column, version, part, _ in self._plan(openmetrics):
-            if isinstance(part, list):
-                size += column.size
-                if column.size <= KEEP_JOIN_BYTES:
-                    joined = b"".join(part)
-                    column.joined, column.joined_version = joined, version
-                    parts += (header, joined)
-                    size += len(header)
-                    continue
-            else:
-                size += len(part)
+            if isinstance(part, list) and column.size <= KEEP_JOIN_BYTES:
+                part = b"".join(part)
+                column.joined, column.joined_version = part, version
             parts += (header, part)
-            size += len(header)
+            size += len(header) + column.size  # a join's length is its column's size
         return parts, size
 
     async def body(self, openmetrics: bool = False) -> list[bytes]:
