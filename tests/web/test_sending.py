@@ -286,7 +286,8 @@ async def test_pieces_go_joined_through_the_transport_when_no_thread_is_free():
         async def write(self, data: bytes) -> None:
             written.append(bytes(data))
 
-    await sender.send(Request(), Response(), [b"a", [b"b", b"", b"c"] * 1000, b"d"])  # type: ignore[arg-type]
+    parts: list = [b"a", [b"b", b"", b"c"] * 1000, b"d"]
+    await sender.send(Request(), Response(), parts, 2 + 2000)  # type: ignore[arg-type]
     assert b"".join(written) == b"a" + b"bc" * 1000 + b"d"
 
 
