@@ -96,12 +96,12 @@ def render_block(identity: InstanceIdentity, collector: str, state: RunState, *,
             "htap_collector_last_success_timestamp_seconds", "collector",
             {name: each.last_success for name, each in states if each.last_success is not None},
             key=("last_success", collector))
-    every_errors = errors if len(states) == 1 else {name: _errors(each) for name, each in states}
+    every_errors = {collector: errors, **{name: _errors(each) for name, each in states[1:]}}
     samples["htap_collector_errors"] = writer.cached(
         ("errors", collector), every_errors, lambda: writer.samples(
             "htap_collector_errors_total",
             [({"collector": name, "reason": reason}, count)
-             for name, each in states for reason, count in _errors(each).items()]))
+             for name, figures in every_errors.items() for reason, count in figures.items()]))
     status = None
     if reports_up:
         status = InstanceStatus(identity.instance_id, identity.instance_name, identity.project_id, identity.region,
