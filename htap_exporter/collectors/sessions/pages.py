@@ -56,11 +56,10 @@ _CheckedRow = msgspec.defstruct("_CheckedRow", [(name, _CHECKED_TYPES[name], Non
                                 module=__name__, gc=False)
 # The statement is whatever the API sent (a string, usually), kept as undecoded JSON by the decoders
 # (see statement_of): only sql_text reads it.
-SqlRow = msgspec.defstruct("SqlRow", [(name, Any, None) for name in FIELDS] + [("sql_statement", msgspec.Raw, None)],
-                           module=__name__, gc=False)
+_STATEMENT = ("sql_statement", msgspec.Raw, None)
+SqlRow = msgspec.defstruct("SqlRow", [(name, Any, None) for name in FIELDS] + [_STATEMENT], module=__name__, gc=False)
 _CheckedSqlRow = msgspec.defstruct(
-    "_CheckedSqlRow", [(name, _CHECKED_TYPES[name], None) for name in FIELDS] + [("sql_statement", msgspec.Raw, None)],
-    module=__name__, gc=False)
+    "_CheckedSqlRow", [(name, _CHECKED_TYPES[name], None) for name in FIELDS] + [_STATEMENT], module=__name__, gc=False)
 
 
 class _Page(msgspec.Struct, gc=False):
