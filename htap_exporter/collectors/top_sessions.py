@@ -16,7 +16,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
-import math
 import operator
 from typing import Any, Iterable, Literal
 
@@ -33,7 +32,6 @@ from htap_exporter.exposition.writer import InstanceWriter, number_text
 TOP_SESSIONS = "top_sessions"  # the collector's name
 SqlMode = Literal["none", "digest", "fingerprint"]
 SQL_MODES = ("none", "digest", "fingerprint")
-_DURATION = operator.itemgetter(1)  # of a (row, duration) pair
 
 
 class TopSessions:
@@ -63,9 +61,11 @@ class TopSessions:
         hands them over (SessionCounter's `active_rows`): with `durations`, their durations, plain
         non-negative numbers aligned with the rows; without, rows to be read one by one.
 
-        Only rows at least as long as the shortest that could still enter (min_duration, or the
+        Only the rows at least as long as the shortest that could still enter (min_duration, or the
         selection's shortest once it is full) and among these rows' `count` longest (ties included)
-        are looked at one by one; a page with none is passed over by one C-speed max()."""
+        are looked at one by one. They are found by one C-speed sort of the durations (at most a
+        page's 100 numbers), then each by a C-speed scan for its duration; a page with none costs
+        the sort alone."""
         if durations is None or not durations:
             for row in rows:
                 self.offer(row)
@@ -73,17 +73,25 @@ class TopSessions:
         top = self._top
         count = self.count
         threshold = -top[-1][0] if len(top) >= count else self.min_duration
-        # Equal durations may still enter (a smaller id wins a tie): <, not <=.
-        if max(durations) < threshold:
+        ordered = sorted(durations)
+        # Equal durations may still enter (a smaller id wins a tie): from the first equal one.
+        start = bisect.bisect_left(ordered, threshold)
+        if start >= len(ordered):
             return
-        picked = list(itertools.compress(zip(rows, durations, strict=True),
-                                         map(operator.le, itertools.repeat(threshold), durations)))
-        if len(picked) > count:
-            # Only the page's own `count` longest can all enter (a sort of at most a page's 100
-            # numbers, at C speed); once the selection is full, few rows pass the threshold.
-            cut = sorted(map(_DURATION, picked))[-count]
-            if math.isfinite(cut):
-                picked = [pair for pair in picked if pair[1] >= cut]
+        if start < len(ordered) - count:
+            start = bisect.bisect_left(ordered, ordered[-count])
+        wanted = ordered[start:]
+        picked: list[tuple[Any, float | int]]
+        if len(wanted) > count:  # many equal durations at the cut: one pass over the page
+            picked = list(itertools.compress(zip(rows, durations, strict=True),
+                                             map(operator.le, itertools.repeat(wanted[0]), durations)))
+        else:
+            picked = []
+            after: dict[float | int, int] = {}  # a duration -> where to look for its next row
+            for duration in reversed(wanted):  # longest first: the later ones often no longer enter
+                index = durations.index(duration, after.get(duration, 0))
+                after[duration] = index + 1
+                picked.append((rows[index], duration))
         push = self._push
         for row, duration in picked:
             key = session_id_key(row.id)
@@ -135,6 +143,10 @@ class TopSessions:
     def result(self) -> list[Any]:
         """The selected rows, longest first (equal durations: smaller session id first)."""
         return [row for _, _, row in self._top]
+
+    def entries(self) -> list[tuple[Any, float]]:
+        """The selected rows with their durations (as TopSessionLines.render takes them), longest first."""
+        return [(row, -negated) for negated, _, row in self._top]
 
 
 class FingerprintCache:
@@ -213,6 +225,15 @@ def top_session_samples(selected: Iterable[Any], *, sql_mode: SqlMode, hosts: bo
     return samples
 
 
+def _statement_key(statement: Any) -> Any:
+    """What tells a statement from another in TopSessionLines' keys: a 16-byte hash, never its text."""
+    if type(statement) is str:
+        statement = statement.encode("utf-8", "surrogatepass")
+    if isinstance(statement, (bytes, msgspec.Raw)):
+        return hashlib.blake2b(statement, digest_size=16).digest()
+    return statement
+
+
 class TopSessionLines:
     """Each instance's top sessions as samples and sample lines, made from what its last poll made:
     a long-running session keeps its labels poll after poll (only its duration moves), so its label
@@ -235,41 +256,33 @@ class TopSessionLines:
         # The raw values a session's labels are made of, read at C speed.
         self._raw = operator.attrgetter("id", "user", "database", "command", "state", *(("host",) if hosts else ()))
 
-    def render(self, writer: InstanceWriter, selected: Iterable[Any]) -> tuple[tuple[TopSession, ...], bytes]:
-        """The selected rows' samples (for the landing page) and sample lines, longest first."""
+    def render(self, writer: InstanceWriter,
+               selected: Iterable[tuple[Any, float]]) -> tuple[tuple[TopSession, ...], bytes]:
+        """The samples (for the landing page) and sample lines of the selected rows, given with their
+        durations (TopSessions.entries), longest first."""
         instance_id = writer.identity.instance_id
         last = self._last.get(instance_id, {})
         made: dict[Any, tuple[dict[str, str], bytes]] = {}
         samples: list[TopSession] = []
         lines: list[bytes] = []
-        for row in selected:
-            duration = parse_duration_value(row.duration)
-            if duration is None:
-                continue
-            key: tuple[Any, ...] | None = self._key(row)
+        raw = self._raw
+        with_sql = self.sql_mode != "none"
+        for row, duration in selected:
+            key: tuple[Any, ...] = raw(row)
+            if with_sql:
+                key += (_statement_key(row.sql_statement),)
             try:
                 found = last.get(key) or made.get(key)
             except TypeError:  # a raw value that cannot be a key (a list): made afresh, not kept
-                key, found = None, None
-            if found is None:
                 found = self._make(writer, row)
-            if key is not None:
+            else:
+                if found is None:
+                    found = self._make(writer, row)
                 made[key] = found
-            samples.append((found[0], duration + 0.0))
-            lines.append(found[1] + number_text(duration + 0.0).encode() + b"\n")
+            samples.append((found[0], duration))
+            lines += found[1], number_text(duration).encode(), b"\n"
         self._last[instance_id] = made
         return tuple(samples), b"".join(lines)
-
-    def _key(self, row: Any) -> tuple[Any, ...]:
-        key: tuple[Any, ...] = self._raw(row)
-        if self.sql_mode != "none":
-            statement = row.sql_statement
-            if type(statement) is str:
-                statement = statement.encode("utf-8", "surrogatepass")
-            if isinstance(statement, (bytes, msgspec.Raw)):
-                statement = hashlib.blake2b(statement, digest_size=16).digest()
-            key += (statement,)
-        return key
 
     def _make(self, writer: InstanceWriter, row: Any) -> tuple[dict[str, str], bytes]:
         [(labels, _)] = top_session_samples([row], sql_mode=self.sql_mode, hosts=self.hosts,

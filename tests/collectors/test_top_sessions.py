@@ -83,6 +83,7 @@ def test_the_selection_is_exactly_the_longest_eligible_rows(poll, count, min_dur
         stream(top, pages)
     selected = top.result()
     assert len(selected) <= count
+    assert top.entries() == [(one, top_sessions.parse_duration_value(one.duration)) for one in selected]
     assert seen(selected) == seen(reference(rows, count, min_duration))
     assert all(top_sessions.label_value(one.command) not in IDLE for one in selected)
 
@@ -180,6 +181,11 @@ def test_sessions_without_an_id_never_enter():
     assert [one.id for one in selector.result()] == ["7"]
 
 
+def _entries(rows):
+    """Rows with their durations, as TopSessions.entries gives them."""
+    return [(row, float(row.duration)) for row in rows]
+
+
 def test_lines_are_the_writers_and_a_session_seen_again_reuses_its_labels():
     from htap_exporter.exposition.writer import InstanceIdentity
 
@@ -191,20 +197,20 @@ def test_lines_are_the_writers_and_a_session_seen_again_reuses_its_labels():
          "database": 'd"b', "sql_statement": "select 'secret'"},
         {"id": "2", "user": "u", "command": "Query", "duration": 4100.5, "sql_statement": None}]}).encode()
     rows = decode_page(body, with_sql=True).rows
-    samples, text = lines.render(writer, rows)
+    samples, text = lines.render(writer, _entries(rows))
     expected = top_session_samples(rows, sql_mode="digest", hosts=True, max_label_length=128)
     assert list(samples) == expected
     assert text == writer.samples("htap_top_session_duration_seconds", expected)
     assert b"secret" not in text
     # The next poll: the same sessions, longer; their label sets are the ones made before.
     later = decode_page(body.replace(b"120", b"125"), with_sql=True).rows
-    again, text = lines.render(writer, later)
+    again, text = lines.render(writer, _entries(later))
     assert [value for _, value in again] == [125.0, 4100.5]
     assert all(new[0] is old[0] for new, old in zip(again, samples))
     assert text == writer.samples("htap_top_session_duration_seconds", list(again))
     # Another statement is another digest, however alike the rest of the row.
     other = decode_page(body.replace(b"select 'secret'", b"update t set a = 1"), with_sql=True).rows
-    changed, _ = lines.render(writer, other)
+    changed, _ = lines.render(writer, _entries(other))
     assert changed[0][0]["sql_digest"] != samples[0][0]["sql_digest"] and changed[1][0] is again[1][0]
     lines.retain(set())
-    assert lines.render(writer, rows)[0][0][0] is not samples[0][0]
+    assert lines.render(writer, _entries(rows))[0][0][0] is not samples[0][0]

@@ -75,7 +75,7 @@ class SessionsCollector:
         samples = session_samples(instance.writer, stats)
         if selector is None or self.top_lines is None:
             return CollectorOutput(samples, sessions=stats.sessions)
-        longest, lines = self.top_lines.render(instance.writer, selector.result())
+        longest, lines = self.top_lines.render(instance.writer, selector.entries())
         rider = CollectorOutput({TOP_SESSIONS_FAMILY.name: lines} if longest else {})
         return CollectorOutput(samples, sessions=stats.sessions, top_sessions=longest, riders={TOP_SESSIONS: rider})
 
