@@ -64,8 +64,8 @@ class TopSessions:
         Only the rows at least as long as the shortest that could still enter (min_duration, or the
         selection's shortest once it is full) and among these rows' `count` longest (ties included)
         are looked at one by one. They are found by one C-speed sort of the durations (at most a
-        page's 100 numbers), then each by a C-speed scan for its duration; a page with none costs
-        the sort alone."""
+        page's 100 numbers), then each by a C-speed scan for its duration (or, when they are many,
+        by one C-speed pass over the page); a page with none costs the sort alone."""
         if durations is None or not durations:
             for row in rows:
                 self.offer(row)
@@ -82,7 +82,9 @@ class TopSessions:
             start = bisect.bisect_left(ordered, ordered[-count])
         wanted = ordered[start:]
         picked: list[tuple[Any, float | int]]
-        if len(wanted) > count:  # many equal durations at the cut: one pass over the page
+        if len(wanted) > count or len(wanted) * 8 > len(durations):
+            # Many rows (equal durations at the cut, or a large count) for the page's size: one
+            # pass over the page costs less than a scan for each (~8 scans of a page cost one pass).
             picked = list(itertools.compress(zip(rows, durations, strict=True),
                                              map(operator.le, itertools.repeat(wanted[0]), durations)))
         else:
