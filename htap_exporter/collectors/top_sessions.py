@@ -17,6 +17,7 @@ import bisect
 import hashlib
 import itertools
 import operator
+from dataclasses import dataclass
 from typing import Any, Iterable, Literal
 
 import msgspec
@@ -30,6 +31,10 @@ from htap_exporter.exposition.store import TopSession
 from htap_exporter.exposition.writer import InstanceWriter, number_text
 
 TOP_SESSIONS = "top_sessions"  # the collector's name
+_ROW, _SECONDS = operator.itemgetter(0), operator.itemgetter(1)  # of a (row, duration) entry
+# Below this, a non-negative float's repr is the text of Go's formatting (number_text): what `%r`
+# writes into a template.
+_REPR_BELOW = 1e6
 SqlMode = Literal["none", "digest", "fingerprint"]
 SQL_MODES = ("none", "digest", "fingerprint")
 
@@ -236,11 +241,25 @@ def _statement_key(statement: Any) -> Any:
     return statement
 
 
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """An instance's selection as its last poll wrote it: per selected session (longest first) its
+    key (raw values and a hash of the statement, never its text), label set and the text of its
+    line up to the value; and all the lines as one template with a `%r` for each value."""
+
+    keys: list[tuple[Any, ...]]
+    labels: list[dict[str, str]]
+    prefixes: list[bytes]
+    template: bytes
+
+
 class TopSessionLines:
     """Each instance's top sessions as samples and sample lines, made from what its last poll made:
     a long-running session keeps its labels poll after poll (only its duration moves), so its label
     set and the text of its line up to the value are made once, not every poll (cleaning five
-    values, a statement's digest and the line's escaping cost ~15 us a session; this ~2 us). Per
+    values, a statement's digest and the line's escaping cost ~15 us a session; this ~2 us). When
+    the selection holds the same sessions with the same labels as the last poll (long queries stay
+    on top), its lines are that poll's template filled with the new durations, at C speed. Per
     instance only its last poll's sessions are kept (at most `count`), keyed by their raw values and
     a hash of the statement (never its text); `retain` forgets the instances no longer polled."""
 
@@ -254,37 +273,54 @@ class TopSessionLines:
         self.max_label_length = max_label_length
         self.fingerprints = fingerprints
         self.labels_of = labels_of
-        self._last: dict[str, dict[Any, tuple[dict[str, str], bytes]]] = {}
+        self._last: dict[str, _Written] = {}
         # The raw values a session's labels are made of, read at C speed.
         self._raw = operator.attrgetter("id", "user", "database", "command", "state", *(("host",) if hosts else ()))
 
     def render(self, writer: InstanceWriter,
-               selected: Iterable[tuple[Any, float]]) -> tuple[tuple[TopSession, ...], bytes]:
+               selected: list[tuple[Any, float]]) -> tuple[tuple[TopSession, ...], bytes]:
         """The samples (for the landing page) and sample lines of the selected rows, given with their
-        durations (TopSessions.entries), longest first."""
+        durations (TopSessions.entries: plain non-negative floats), longest first."""
         instance_id = writer.identity.instance_id
-        last = self._last.get(instance_id, {})
-        made: dict[Any, tuple[dict[str, str], bytes]] = {}
-        samples: list[TopSession] = []
-        lines: list[bytes] = []
-        raw = self._raw
-        with_sql = self.sql_mode != "none"
-        for row, duration in selected:
-            key: tuple[Any, ...] = raw(row)
-            if with_sql:
-                key += (_statement_key(row.sql_statement),)
+        rows = list(map(_ROW, selected))
+        durations = list(map(_SECONDS, selected))
+        keys = list(map(self._raw, rows))
+        if self.sql_mode != "none":
+            keys = [key + (_statement_key(row.sql_statement),) for key, row in zip(keys, rows, strict=True)]
+        written = self._last.get(instance_id)
+        if written is None or written.keys != keys:
+            written = self._write(writer, rows, keys, written)
+            self._last[instance_id] = written
+        samples = tuple(zip(written.labels, durations, strict=True))
+        if not durations or max(durations) < _REPR_BELOW:
+            return samples, written.template % tuple(durations)
+        return samples, b"".join(prefix + number_text(duration).encode() + b"\n"
+                                 for prefix, duration in zip(written.prefixes, durations, strict=True))
+
+    def _write(self, writer: InstanceWriter, rows: list[Any], keys: list[tuple[Any, ...]],
+               last: _Written | None) -> _Written:
+        """The selection's labels and line texts, reusing those of the sessions the last poll wrote."""
+        known: dict[tuple[Any, ...], tuple[dict[str, str], bytes]] = {}
+        if last is not None:
+            for key, labels, prefix in zip(last.keys, last.labels, last.prefixes, strict=True):
+                try:
+                    known[key] = labels, prefix
+                except TypeError:  # a raw value that cannot be a key (a list): made afresh
+                    pass
+        labels_list: list[dict[str, str]] = []
+        prefixes: list[bytes] = []
+        for key, row in zip(keys, rows, strict=True):
             try:
-                found = last.get(key) or made.get(key)
-            except TypeError:  # a raw value that cannot be a key (a list): made afresh, not kept
+                found = known.get(key)
+            except TypeError:
+                found = None
+            if found is None:
                 found = self._make(writer, row)
-            else:
-                if found is None:
-                    found = self._make(writer, row)
-                made[key] = found
-            samples.append((found[0], duration))
-            lines += found[1], number_text(duration).encode(), b"\n"
-        self._last[instance_id] = made
-        return tuple(samples), b"".join(lines)
+            labels_list.append(found[0])
+            prefixes.append(found[1])
+        # A label value may hold a %: doubled in the template, so that only the values are filled in.
+        template = b"".join(prefix.replace(b"%", b"%%") + b"%r\n" for prefix in prefixes)
+        return _Written(keys, labels_list, prefixes, template)
 
     def _make(self, writer: InstanceWriter, row: Any) -> tuple[dict[str, str], bytes]:
         [(labels, _)] = top_session_samples([row], sql_mode=self.sql_mode, hosts=self.hosts,

@@ -214,3 +214,29 @@ def test_lines_are_the_writers_and_a_session_seen_again_reuses_its_labels():
     assert changed[0][0]["sql_digest"] != samples[0][0]["sql_digest"] and changed[1][0] is again[1][0]
     lines.retain(set())
     assert lines.render(writer, _entries(rows))[0][0][0] is not samples[0][0]
+
+
+label_texts = st.sampled_from(["u", "app%s", "100%", "%r%%", 'd"b', "a\\b", "ü", None, ""])
+seconds = st.one_of(st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=False),
+                    st.integers(0, 2 ** 40).map(float), st.sampled_from([0.0, 4095.0, 4096.0, 999999.5, 1e6]))
+
+
+@SETTINGS
+@given(polls_in_a_row=st.lists(
+    st.lists(st.tuples(st.sampled_from(["1", "2", "3", "4"]), label_texts, label_texts, seconds), max_size=4,
+             unique_by=lambda one: one[0]), min_size=1, max_size=5))
+def test_lines_equal_the_writers_poll_after_poll(polls_in_a_row):
+    """Whether a poll's lines are the last poll's template filled in or made afresh, they are what
+    the writer makes of the samples: label values with % or quotes, durations of every size."""
+    from htap_exporter.exposition.writer import InstanceIdentity
+
+    writer = InstanceIdentity("i1", "orders-htap", "p", "r").writer
+    lines = top_sessions.TopSessionLines("htap_top_session_duration_seconds", sql_mode="none", hosts=False,
+                                         max_label_length=128)
+    for selection in polls_in_a_row:
+        rows = [row(id, duration, "Query", user=user, database=database)
+                for id, user, database, duration in selection]
+        samples, text = lines.render(writer, [(one, one.duration) for one in rows])
+        expected = top_session_samples(rows, sql_mode="none", hosts=False, max_label_length=128)
+        assert list(samples) == expected
+        assert text == writer.samples("htap_top_session_duration_seconds", expected)
