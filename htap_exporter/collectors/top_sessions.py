@@ -56,6 +56,9 @@ class TopSessions:
         self._idle = frozenset(idle_commands)
         self._idle_raw: dict[Any, bool] = {}  # raw command -> idle, a handful per instance
         self._top: list[tuple[float, str, Any]] = []
+        # The shortest duration that may still enter: min_duration, then the selection's shortest
+        # once it is full (equal durations may still enter: a smaller id wins a tie).
+        self.floor = self.min_duration
         self._ids: set[str] = set()  # id labels of the selected rows: a row seen twice counts once
 
     def __len__(self) -> int:
@@ -75,12 +78,9 @@ class TopSessions:
             for row in rows:
                 self.offer(row)
             return
-        top = self._top
         count = self.count
-        threshold = -top[-1][0] if len(top) >= count else self.min_duration
         ordered = sorted(durations)
-        # Equal durations may still enter (a smaller id wins a tie): from the first equal one.
-        start = bisect.bisect_left(ordered, threshold)
+        start = bisect.bisect_left(ordered, self.floor)  # from the first equal one
         if start >= len(ordered):
             return
         if start < len(ordered) - count:
@@ -123,10 +123,10 @@ class TopSessions:
 
     def _push(self, row: Any, duration: float, key: str | bytes) -> None:
         """A row whose command is not idle, whose duration is usable and whose id has this key."""
+        if duration < self.floor:
+            return
         top = self._top
         full = len(top) >= self.count
-        if duration < self.min_duration or (full and duration < -top[-1][0]):
-            return
         # The id's label: the key itself when it is plain text (as label_value makes it).
         label = key if type(key) is str and key.isascii() and key.isprintable() else label_value(row.id, 1 << 31)
         if label in self._ids:
@@ -138,6 +138,8 @@ class TopSessions:
             self._ids.discard(top.pop()[1])
         bisect.insort(top, entry)
         self._ids.add(label)
+        if len(top) >= self.count:
+            self.floor = -top[-1][0]
 
     def _is_idle(self, command: Any) -> bool:
         idle = self._idle_raw.get(command) if type(command) is str or command is None else None

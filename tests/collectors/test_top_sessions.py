@@ -46,7 +46,7 @@ def polls(draw):
 
 def stream(top, pages):
     """Pages through the session counter, which hands the top sessions their rows (as a poll does)."""
-    counter = SessionCounter(MetricsConfig(idle_commands=IDLE), active_rows=top.offer_active)
+    counter = SessionCounter(MetricsConfig(idle_commands=IDLE), active_rows=top)
     for page in pages:
         counter.add(page_of([vars(one) for one in page], with_sql=True))
         assert len(top) <= top.count
@@ -167,7 +167,7 @@ def test_rows_of_a_page_decoded_with_statements_are_selected_and_fingerprinted()
     ]}).encode()
     page = decode_page(body, with_sql=True)
     top = TopSessions(5, 60, IDLE)
-    counter = SessionCounter(MetricsConfig(idle_commands=IDLE), active_rows=top.offer_active)
+    counter = SessionCounter(MetricsConfig(idle_commands=IDLE), active_rows=top)
     counter.add(page)
     samples = top_session_samples(top.result(), sql_mode="digest", hosts=False, max_label_length=128)
     assert [(labels["session_id"], labels["sql_digest"], value) for labels, value in samples] == [

@@ -64,7 +64,7 @@ class SessionsCollector:
         top = self.top
         selector = None if top is None else TopSessions(top.count, top.min_duration, self.metrics.idle_commands)
         counter = SessionCounter(self.metrics, labels=self.labels,
-                                 active_rows=None if selector is None else selector.offer_active)
+                                 active_rows=selector)
         result = await list_sessions(client, instance.instance_id, counter,
                                      with_sql=top is not None and top.sql != "none")
         stats = result.stats

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Protocol
 
 from htap_exporter.collectors.labels import DEFAULT_MAX_LABEL_LENGTH, LabelCache, label_value
 from htap_exporter.collectors.sessions.capping import MAX_ENUM_VALUES, cap_counts, cap_maxima
@@ -31,9 +31,17 @@ _INT = {int}
 _NUMBER = {int, float}
 _DURATION = operator.attrgetter("duration")
 
-# Sees each page's fresh non-idle rows, grouped as counting grouped them: (rows, their durations) when
-# the durations are plain numbers (aligned with the rows), (rows, None) for rows to be read one by one.
-ActiveRows = Callable[[list[Any], "list[float | int] | None"], None]
+
+
+class ActiveRows(Protocol):
+    """Sees each page's fresh non-idle rows, grouped as counting grouped them: (rows, their
+    durations) when the durations are plain numbers (aligned with the rows), (rows, None) for rows
+    to be read one by one. Of the commands whose durations are plain numbers, only those with a row
+    at least `floor` long are handed over: a shorter row cannot interest the rider."""
+
+    floor: float
+
+    def offer_active(self, rows: list[Any], durations: list[float | int] | None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +263,7 @@ class SessionCounter:
         to `active_rows`."""
         active: list[float | int] = []
         rider = self._active_rows
+        floor = rider.floor if rider is not None else math.inf
         plain_rows: list[Any] = []  # of the commands whose durations are all plain numbers
         plain_durations: list[float | int] = []
         odd_rows: list[Any] = []
@@ -283,17 +292,18 @@ class SessionCounter:
                 if rider is None:
                     continue
                 if numbers is durations:
-                    plain_rows += rows
-                    plain_durations += numbers
+                    if longest >= floor:
+                        plain_rows += rows
+                        plain_durations += numbers
                 else:
                     odd_rows += rows
         if active:
             self._active.add(active)
         if rider is not None:
             if plain_rows:
-                rider(plain_rows, plain_durations)
+                rider.offer_active(plain_rows, plain_durations)
             if odd_rows:
-                rider(odd_rows, None)
+                rider.offer_active(odd_rows, None)
 
     @property
     def has_ids(self) -> bool:
