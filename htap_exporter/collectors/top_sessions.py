@@ -44,9 +44,10 @@ class TopSessions:
 
     The selection is a list of at most `count` entries `(-duration, id label, row)`, kept sorted:
     best first (longer, then of equal durations the smaller session id, whatever the order of the
-    pages), so the worst is the last. Entries are compared as tuples, at C speed (bisect), and never
-    up to the row: ids are told apart by their label (two ids of one label would be one series
-    twice), so the list never holds two entries of one label."""
+    pages), so the worst is the last. Entries are compared as tuples, at C speed (a page's new ones
+    merged by one sort, a row offered alone by bisection), and never up to the row: ids are told
+    apart by their label (two ids of one label would be one series twice), so the list never holds
+    two entries of one label."""
 
     def __init__(self, count: int, min_duration: float, idle_commands: Iterable[str]) -> None:
         if count < 1:
@@ -99,17 +100,33 @@ class TopSessions:
                 index = durations.index(duration, after.get(duration, 0))
                 after[duration] = index + 1
                 picked.append((rows[index], duration))
-        push = self._push
+        top, ids = self._top, self._ids
+        entries: list[tuple[float, str, Any]] = []
         for row, duration in picked:
             key = session_id_key(row.id)
-            if key is not None:
-                push(row, duration + 0.0, key)
-            elif len(picked) < len(rows):
-                # Rows without a usable id never enter (see offer): they must not take the places
-                # of rows that can. Rare (the API gives every session an id): the slow way.
-                for row in rows:
-                    self.offer(row)
-                return
+            if key is None:
+                if len(picked) < len(rows):
+                    # Rows without a usable id never enter (see offer): they must not take the places
+                    # of rows that can. Rare (the API gives every session an id): the slow way.
+                    ids.difference_update([entry[1] for entry in entries])
+                    for row in rows:
+                        self.offer(row)
+                    return
+                continue
+            label = _id_label(key, row.id)
+            if label not in ids:  # a row seen twice counts once
+                ids.add(label)
+                entries.append((-(duration + 0.0), label, row))
+        if entries:
+            # Merged in one C-speed sort of at most twice `count` entries, never up to the row: the
+            # labels are distinct.
+            top += entries
+            top.sort()
+            if len(top) > count:
+                ids.difference_update([entry[1] for entry in top[count:]])
+                del top[count:]
+            if len(top) >= count:
+                self.floor = -top[-1][0]
 
     def offer(self, row: Any) -> None:
         duration = parse_duration_value(row.duration)
@@ -127,8 +144,7 @@ class TopSessions:
             return
         top = self._top
         full = len(top) >= self.count
-        # The id's label: the key itself when it is plain text (as label_value makes it).
-        label = key if type(key) is str and key.isascii() and key.isprintable() else label_value(row.id, 1 << 31)
+        label = _id_label(key, row.id)
         if label in self._ids:
             return
         entry = (-duration, label, row)
@@ -156,6 +172,11 @@ class TopSessions:
     def entries(self) -> list[tuple[Any, float]]:
         """The selected rows with their durations (as TopSessionLines.render takes them), longest first."""
         return [(row, -negated) for negated, _, row in self._top]
+
+
+def _id_label(key: str | bytes, raw_id: Any) -> str:
+    """The label of a session id: its key itself when that is plain text (as label_value makes it)."""
+    return key if type(key) is str and key.isascii() and key.isprintable() else label_value(raw_id, 1 << 31)
 
 
 class FingerprintCache:
