@@ -105,6 +105,34 @@ def test_a_row_seen_on_two_pages_is_selected_once():
     assert [(one.id, one.duration) for one in top.result()] == [("1", 100), ("2", 50), ("3", 10)]
 
 
+def test_the_counter_hands_over_only_commands_that_reach_the_floor():
+    """Once the selection is full, a command whose longest row is shorter than its shortest is not
+    handed over at all; one that reaches it is, whole (the selection narrows it itself)."""
+
+    class Rider:
+        floor = 0.0
+
+        def __init__(self):
+            self.seen = []
+
+        def offer_active(self, rows, durations):
+            self.seen.append(sorted(one.id for one in rows))
+
+    rider = Rider()
+    counter = SessionCounter(MetricsConfig(idle_commands=IDLE), active_rows=rider)
+    page = [row("1", 500, "Query"), row("2", 30, "Execute"), row("3", 40, "Execute"), row("4", 900, "Sleep")]
+    counter.add(page_of([vars(one) for one in page]))
+    assert rider.seen == [["1", "2", "3"]]  # idle commands never
+    rider.floor = 100.0
+    later = [row("5", 99, "Execute"), row("6", 100, "Query"), row("7", 5, "Query")]
+    counter.add(page_of([vars(one) for one in later]))
+    assert rider.seen[1:] == [["6", "7"]]
+    rider.floor = 1000.0
+    counter.add(page_of([vars(row("8", 999, "Query"))]))
+    assert len(rider.seen) == 2
+    assert counter.result().max_duration_by_command["Query"] == 999.0  # counted all the same
+
+
 def test_ties_are_broken_by_session_id_whatever_the_order():
     rows = [row(str(number), 70) for number in (5, 3, 9, 1)]
     for ordered in (rows, rows[::-1]):
