@@ -118,8 +118,8 @@ class TopSessions:
                 ids.add(label)
                 entries.append((-(duration + 0.0), label, row))
         if entries:
-            # Merged in one C-speed sort of at most twice `count` entries, never up to the row: the
-            # labels are distinct.
+            # Merged by one C-speed sort of the selection and the page's few new entries, never up
+            # to the row: the labels are distinct.
             top += entries
             top.sort()
             if len(top) > count:

@@ -32,7 +32,6 @@ _NUMBER = {int, float}
 _DURATION = operator.attrgetter("duration")
 
 
-
 class ActiveRows(Protocol):
     """Sees each page's fresh non-idle rows, grouped as counting grouped them: (rows, their
     durations) when the durations are plain numbers (aligned with the rows), (rows, None) for rows
