@@ -65,42 +65,54 @@ class TopSessions:
     def __len__(self) -> int:
         return len(self._top)
 
-    def offer_active(self, rows: list[Any], durations: list[float | int] | None) -> None:
+    def offer_active(self, rows: list[Any], durations: list[float | int] | None,
+                     ordered: list[float | int] | None = None) -> None:
         """Offer rows that are new in this poll and whose command is not idle, as the session counter
         hands them over (SessionCounter's `active_rows`): with `durations`, their durations, plain
-        non-negative numbers aligned with the rows; without, rows to be read one by one.
+        non-negative numbers aligned with the rows; without, rows to be read one by one. `ordered`:
+        these durations sorted, or a sorted list whose numbers of at least `floor` are exactly
+        theirs (the session counter's histogram sorts the page's non-idle durations anyway).
 
         Only the rows at least as long as the shortest that could still enter (min_duration, or the
         selection's shortest once it is full) and among these rows' `count` longest (ties included)
-        are looked at one by one. They are found by one C-speed sort of the durations (at most a
-        page's 100 numbers), then each by a C-speed scan for its duration (or, when they are many,
-        by one C-speed pass over the page); a page with none costs the sort alone."""
+        are looked at one by one. They are found in the sorted durations (at most a page's 100
+        numbers), then each by a C-speed scan for its duration (or, when they are many, by one
+        C-speed pass over the page); a page with none costs two bisections."""
         if durations is None or not durations:
             for row in rows:
                 self.offer(row)
             return
+        picked = self._reaching(rows, durations, sorted(durations) if ordered is None else ordered)
+        if picked:
+            self._merge(picked, rows)
+
+    def _reaching(self, rows: list[Any], durations: list[float | int],
+                  ordered: list[float | int]) -> list[tuple[Any, float | int]]:
+        """The rows at least `floor` long and among the `count` longest (ties included), with
+        their durations, longest first when found by scans."""
         count = self.count
-        ordered = sorted(durations)
         start = bisect.bisect_left(ordered, self.floor)  # from the first equal one
         if start >= len(ordered):
-            return
+            return []
         if start < len(ordered) - count:
             start = bisect.bisect_left(ordered, ordered[-count])
         wanted = ordered[start:]
-        picked: list[tuple[Any, float | int]]
         if len(wanted) > count or len(wanted) * 8 > len(durations):
             # Many rows (equal durations at the cut, or a large count) for the page's size: one
             # pass over the page costs less than a scan for each (~8 scans of a page cost one pass).
-            picked = list(itertools.compress(zip(rows, durations, strict=True),
-                                             map(operator.le, itertools.repeat(wanted[0]), durations)))
-        else:
-            picked = []
-            after: dict[float | int, int] = {}  # a duration -> where to look for its next row
-            for duration in reversed(wanted):  # longest first: the later ones often no longer enter
-                index = durations.index(duration, after.get(duration, 0))
-                after[duration] = index + 1
-                picked.append((rows[index], duration))
-        top, ids = self._top, self._ids
+            return list(itertools.compress(zip(rows, durations, strict=True),
+                                           map(operator.le, itertools.repeat(wanted[0]), durations)))
+        picked = []
+        after: dict[float | int, int] = {}  # a duration -> where to look for its next row
+        for duration in reversed(wanted):  # longest first
+            index = durations.index(duration, after.get(duration, 0))
+            after[duration] = index + 1
+            picked.append((rows[index], duration))
+        return picked
+
+    def _merge(self, picked: list[tuple[Any, float | int]], rows: list[Any]) -> None:
+        """Rows that may enter, merged into the selection; `rows`: all those of their offer."""
+        top, ids, count = self._top, self._ids, self.count
         entries: list[tuple[float, str, Any]] = []
         for row, duration in picked:
             key = session_id_key(row.id)
@@ -118,7 +130,7 @@ class TopSessions:
                 ids.add(label)
                 entries.append((-(duration + 0.0), label, row))
         if entries:
-            # Merged by one C-speed sort of the selection and the page's few new entries, never up
+            # Merged by one C-speed sort of the selection and the offer's few new entries, never up
             # to the row: the labels are distinct.
             top += entries
             top.sort()

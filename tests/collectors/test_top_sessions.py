@@ -115,8 +115,11 @@ def test_the_counter_hands_over_only_commands_that_reach_the_floor():
         def __init__(self):
             self.seen = []
 
-        def offer_active(self, rows, durations):
+        def offer_active(self, rows, durations, ordered=None):
             self.seen.append(sorted(one.id for one in rows))
+            # What the histogram sorted: the same durations from the floor up.
+            assert ordered is None or ([one for one in ordered if one >= self.floor]
+                                       == sorted(one for one in durations if one >= self.floor))
 
     rider = Rider()
     counter = SessionCounter(MetricsConfig(idle_commands=IDLE), active_rows=rider)

@@ -36,11 +36,14 @@ class ActiveRows(Protocol):
     """Sees each page's fresh non-idle rows, grouped as counting grouped them: (rows, their
     durations) when the durations are plain numbers (aligned with the rows), (rows, None) for rows
     to be read one by one. Of the commands whose durations are plain numbers, only those with a row
-    at least `floor` long are handed over: a shorter row cannot interest the rider."""
+    at least `floor` long are handed over: a shorter row cannot interest the rider. With the plain
+    rows, `ordered` (when not None): the page's non-idle durations sorted, as the histogram sorted
+    them; those of at least `floor` are exactly the handed-over ones'."""
 
     floor: float
 
-    def offer_active(self, rows: list[Any], durations: list[float | int] | None) -> None: ...
+    def offer_active(self, rows: list[Any], durations: list[float | int] | None,
+                     ordered: list[float | int] | None = None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,10 +300,12 @@ class SessionCounter:
                 else:
                     odd_rows += rows
         if active:
-            self._active.add(active)
+            self._active.add(active)  # sorts `active`
         if rider is not None:
             if plain_rows:
-                rider.offer_active(plain_rows, plain_durations)
+                # `active` holds the plain durations and those of the commands left out (all below
+                # the floor), and, only when there are odd rows, numbers read from their values.
+                rider.offer_active(plain_rows, plain_durations, None if odd_rows else active)
             if odd_rows:
                 rider.offer_active(odd_rows, None)
 
