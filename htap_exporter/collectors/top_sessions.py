@@ -276,6 +276,22 @@ def _statement_key(statement: Any) -> Any:
     return statement
 
 
+_MSGPACK = msgspec.msgpack.Encoder()
+
+
+def _signature(keys: list[tuple[Any, ...]] | tuple[Any, ...]) -> bytes | None:
+    """Keys (the selection's, or one session's) as one msgpack string, compared with the last
+    poll's at C speed in one piece: the keys' strings are new objects every poll, and comparing
+    them one by one with the last poll's (kept for a whole interval, far from the processor's
+    caches) costs more. msgpack tells apart what == does not (True and 1, 1 and 1.0, which are
+    other labels) and what JSON does not (inf and null). None for a value msgpack cannot write (an
+    integer beyond 64 bits): the keys are compared with == then, or the labels made afresh."""
+    try:
+        return _MSGPACK.encode(keys)
+    except (TypeError, OverflowError, ValueError):
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class _Written:
     """An instance's selection as its last poll wrote it: per selected session (longest first) its
@@ -283,6 +299,7 @@ class _Written:
     line up to the value; and all the lines as one template with a `%r` for each value."""
 
     keys: list[tuple[Any, ...]]
+    signature: bytes | None  # the keys in msgpack (see _signature)
     labels: list[dict[str, str]]
     prefixes: list[bytes]
     template: bytes
@@ -322,9 +339,10 @@ class TopSessionLines:
         keys = list(map(self._raw, rows))
         if self.sql_mode != "none":
             keys = [key + (_statement_key(row.sql_statement),) for key, row in zip(keys, rows, strict=True)]
+        signature = _signature(keys)
         written = self._last.get(instance_id)
-        if written is None or written.keys != keys:
-            written = self._write(writer, rows, keys, written)
+        if written is None or (written.signature != signature if signature is not None else written.keys != keys):
+            written = self._write(writer, rows, keys, signature, written)
             self._last[instance_id] = written
         samples = tuple(zip(written.labels, durations, strict=True))
         if not durations or max(durations) < _REPR_BELOW:
@@ -332,30 +350,25 @@ class TopSessionLines:
         return samples, b"".join(prefix + number_text(duration).encode() + b"\n"
                                  for prefix, duration in zip(written.prefixes, durations, strict=True))
 
-    def _write(self, writer: InstanceWriter, rows: list[Any], keys: list[tuple[Any, ...]],
+    def _write(self, writer: InstanceWriter, rows: list[Any], keys: list[tuple[Any, ...]], signature: bytes | None,
                last: _Written | None) -> _Written:
         """The selection's labels and line texts, reusing those of the sessions the last poll wrote."""
-        known: dict[tuple[Any, ...], tuple[dict[str, str], bytes]] = {}
+        # By each key's own signature: equal raw values of other types (True and 1) are other labels.
+        known: dict[bytes | None, tuple[dict[str, str], bytes]] = {}
         if last is not None:
-            for key, labels, prefix in zip(last.keys, last.labels, last.prefixes, strict=True):
-                try:
-                    known[key] = labels, prefix
-                except TypeError:  # a raw value that cannot be a key (a list): made afresh
-                    pass
+            known = dict(zip(map(_signature, last.keys), zip(last.labels, last.prefixes, strict=True), strict=True))
+            known.pop(None, None)  # a key msgpack could not write: made afresh
         labels_list: list[dict[str, str]] = []
         prefixes: list[bytes] = []
         for key, row in zip(keys, rows, strict=True):
-            try:
-                found = known.get(key)
-            except TypeError:
-                found = None
+            found = known.get(_signature(key))
             if found is None:
                 found = self._make(writer, row)
             labels_list.append(found[0])
             prefixes.append(found[1])
         # A label value may hold a %: doubled in the template, so that only the values are filled in.
         template = b"".join(prefix.replace(b"%", b"%%") + b"%r\n" for prefix in prefixes)
-        return _Written(keys, labels_list, prefixes, template)
+        return _Written(keys, signature, labels_list, prefixes, template)
 
     def _make(self, writer: InstanceWriter, row: Any) -> tuple[dict[str, str], bytes]:
         [(labels, _)] = top_session_samples([row], sql_mode=self.sql_mode, hosts=self.hosts,

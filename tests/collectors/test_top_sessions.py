@@ -271,3 +271,21 @@ def test_lines_equal_the_writers_poll_after_poll(polls_in_a_row):
         expected = top_session_samples(rows, sql_mode="none", hosts=False, max_label_length=128)
         assert list(samples) == expected
         assert text == writer.samples("htap_top_session_duration_seconds", expected)
+
+
+def test_raw_values_equal_in_python_but_not_as_labels_are_never_taken_for_each_other():
+    """True == 1 == 1.0, but they are three labels: a session whose user went from one to the other
+    gets the new label, whether the last poll's lines are reused or made again; a value msgpack
+    cannot write (an integer beyond 64 bits) is compared the plain way."""
+    from htap_exporter.exposition.writer import InstanceIdentity
+
+    writer = InstanceIdentity("i1", "orders-htap", "p", "r").writer
+    lines = top_sessions.TopSessionLines("htap_top_session_duration_seconds", sql_mode="none", hosts=False,
+                                         max_label_length=128)
+    users = [True, 1, 1.0, 10 ** 30, 10 ** 30, "app"]
+    for seconds, user in enumerate(users, 100):
+        rows = [row("1", float(seconds), "Query", user=user), row("2", 50.0, "Query", user=True)]
+        samples, text = lines.render(writer, [(one, one.duration) for one in rows])
+        expected = top_session_samples(rows, sql_mode="none", hosts=False, max_label_length=128)
+        assert list(samples) == expected
+        assert text == writer.samples("htap_top_session_duration_seconds", expected)
