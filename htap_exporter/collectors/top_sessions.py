@@ -44,10 +44,9 @@ class TopSessions:
 
     The selection is a list of at most `count` entries `(-duration, id label, row)`, kept sorted:
     best first (longer, then of equal durations the smaller session id, whatever the order of the
-    pages), so the worst is the last. Entries are compared as tuples, at C speed (a page's new ones
-    merged by one sort, a row offered alone by bisection), and never up to the row: ids are told
-    apart by their label (two ids of one label would be one series twice), so the list never holds
-    two entries of one label."""
+    pages), so the worst is the last. Entries are compared as tuples, at C speed (new ones merged
+    by one sort), and never up to the row: ids are told apart by their label (two ids of one label
+    would be one series twice), so the list never holds two entries of one label."""
 
     def __init__(self, count: int, min_duration: float, idle_commands: Iterable[str]) -> None:
         if count < 1:
@@ -116,10 +115,10 @@ class TopSessions:
         entries: list[tuple[float, str, Any]] = []
         for row, duration in picked:
             key = session_id_key(row.id)
-            if key is None:
+            if key is None:  # a session without an id can be neither named nor ended
                 if len(picked) < len(rows):
-                    # Rows without a usable id never enter (see offer): they must not take the places
-                    # of rows that can. Rare (the API gives every session an id): the slow way.
+                    # Rows without a usable id never enter: they must not take the places of rows
+                    # that can. Rare (the API gives every session an id): the slow way.
                     ids.difference_update([entry[1] for entry in entries])
                     for row in rows:
                         self.offer(row)
@@ -141,33 +140,11 @@ class TopSessions:
                 self.floor = -top[-1][0]
 
     def offer(self, row: Any) -> None:
+        """One row, read on its own (rows that counting could not check)."""
         duration = parse_duration_value(row.duration)
-        if duration is None or self._is_idle(row.command):
+        if duration is None or duration < self.floor or self._is_idle(row.command):
             return
-        key = session_id_key(row.id)
-        if key is not None:
-            # Without an id a session cannot be named nor ended, and two of them would be two
-            # series with the same labels.
-            self._push(row, duration + 0.0, key)
-
-    def _push(self, row: Any, duration: float, key: str | bytes) -> None:
-        """A row whose command is not idle, whose duration is usable and whose id has this key."""
-        if duration < self.floor:
-            return
-        top = self._top
-        full = len(top) >= self.count
-        label = _id_label(key, row.id)
-        if label in self._ids:
-            return
-        entry = (-duration, label, row)
-        if full:
-            if not entry < top[-1]:  # as long as the worst, with a larger id
-                return
-            self._ids.discard(top.pop()[1])
-        bisect.insort(top, entry)
-        self._ids.add(label)
-        if len(top) >= self.count:
-            self.floor = -top[-1][0]
+        self._merge([(row, duration)], [row])  # which leaves a row without an id out
 
     def _is_idle(self, command: Any) -> bool:
         idle = self._idle_raw.get(command) if type(command) is str or command is None else None
