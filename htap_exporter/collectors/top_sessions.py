@@ -154,12 +154,9 @@ class TopSessions:
                 self._idle_raw[command] = idle
         return idle
 
-    def result(self) -> list[Any]:
-        """The selected rows, longest first (equal durations: smaller session id first)."""
-        return [row for _, _, row in self._top]
-
     def entries(self) -> list[tuple[Any, float]]:
-        """The selected rows with their durations (as TopSessionLines.render takes them), longest first."""
+        """The selected rows with their durations (as TopSessionLines.render takes them), longest
+        first (equal durations: smaller session id first)."""
         return [(row, -negated) for negated, _, row in self._top]
 
 

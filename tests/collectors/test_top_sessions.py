@@ -53,6 +53,10 @@ def stream(top, pages):
     return top
 
 
+def selected_rows(top):
+    return [one for one, _ in top.entries()]
+
+
 def seen(rows):
     return [(one.id, one.duration, one.command) for one in rows]
 
@@ -81,7 +85,7 @@ def test_the_selection_is_exactly_the_longest_eligible_rows(poll, count, min_dur
             assert len(top) <= count
     else:
         stream(top, pages)
-    selected = top.result()
+    selected = selected_rows(top)
     assert len(selected) <= count
     assert top.entries() == [(one, top_sessions.parse_duration_value(one.duration)) for one in selected]
     assert seen(selected) == seen(reference(rows, count, min_duration))
@@ -94,7 +98,7 @@ def test_under_churn_each_poll_has_at_most_count_series_and_only_its_own(polls_i
     """A new selection each poll: a session that left the top (or the list) is gone at once."""
     for rows, pages in polls_in_a_row:
         top = stream(TopSessions(count, 60, IDLE), pages)
-        samples = top_session_samples(top.result(), sql_mode="none", hosts=False, max_label_length=128)
+        samples = top_session_samples(selected_rows(top), sql_mode="none", hosts=False, max_label_length=128)
         assert len(samples) <= count
         assert [labels["session_id"] for labels, _ in samples] == [
             top_sessions.label_value(one.id) for one in reference(rows, count, 60)]
@@ -102,7 +106,7 @@ def test_under_churn_each_poll_has_at_most_count_series_and_only_its_own(polls_i
 
 def test_a_row_seen_on_two_pages_is_selected_once():
     top = stream(TopSessions(3, 0, IDLE), [[row("1", 100), row("2", 50)], [row("1", 101), row("3", 10)]])
-    assert [(one.id, one.duration) for one in top.result()] == [("1", 100), ("2", 50), ("3", 10)]
+    assert [(one.id, one.duration) for one in selected_rows(top)] == [("1", 100), ("2", 50), ("3", 10)]
 
 
 def test_the_counter_hands_over_only_commands_that_reach_the_floor():
@@ -140,7 +144,7 @@ def test_ties_are_broken_by_session_id_whatever_the_order():
     rows = [row(str(number), 70) for number in (5, 3, 9, 1)]
     for ordered in (rows, rows[::-1]):
         top = stream(TopSessions(2, 60, IDLE), [ordered])
-        assert [one.id for one in top.result()] == ["1", "3"]
+        assert [one.id for one in selected_rows(top)] == ["1", "3"]
 
 
 def test_count_must_be_positive():
@@ -200,7 +204,7 @@ def test_rows_of_a_page_decoded_with_statements_are_selected_and_fingerprinted()
     top = TopSessions(5, 60, IDLE)
     counter = SessionCounter(MetricsConfig(idle_commands=IDLE), active_rows=top)
     counter.add(page)
-    samples = top_session_samples(top.result(), sql_mode="digest", hosts=False, max_label_length=128)
+    samples = top_session_samples(selected_rows(top), sql_mode="digest", hosts=False, max_label_length=128)
     assert [(labels["session_id"], labels["sql_digest"], value) for labels, value in samples] == [
         ("1", sql_text.digest("SELECT ?"), 120.0), ("3", sql_text.digest("SELECT ?"), 75.0)]
 
@@ -209,7 +213,7 @@ def test_sessions_without_an_id_never_enter():
     """Four id-less sessions alike would be four samples with one label set (a duplicate series)."""
     selector = stream(top_sessions.TopSessions(5, 0, IDLE),
                       [[row(None, 100 + n, "Query") for n in range(4)] + [row("", 50, "Query"), row("7", 10, "Query")]])
-    assert [one.id for one in selector.result()] == ["7"]
+    assert [one.id for one in selected_rows(selector)] == ["7"]
 
 
 def _entries(rows):
