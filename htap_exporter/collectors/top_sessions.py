@@ -259,7 +259,7 @@ def _signature(keys: list[tuple[Any, ...]] | tuple[Any, ...]) -> bytes | None:
     them one by one with the last poll's (kept for a whole interval, far from the processor's
     caches) costs more. msgpack tells apart what == does not (True and 1, 1 and 1.0, which are
     other labels) and what JSON does not (inf and null). None for a value msgpack cannot write (an
-    integer beyond 64 bits): the keys are compared with == then, or the labels made afresh."""
+    integer beyond 64 bits): such a selection is written again, such a session's labels made afresh."""
     try:
         return _MSGPACK.encode(keys)
     except (TypeError, OverflowError, ValueError):
@@ -268,12 +268,13 @@ def _signature(keys: list[tuple[Any, ...]] | tuple[Any, ...]) -> bytes | None:
 
 @dataclass(frozen=True, slots=True)
 class _Written:
-    """An instance's selection as its last poll wrote it: per selected session (longest first) its
-    key (raw values and a hash of the statement, never its text), label set and the text of its
-    line up to the value; and all the lines as one template with a `%r` for each value."""
+    """An instance's selection as its last poll wrote it: per selected session (longest first) the
+    signature of its key (raw values and a hash of the statement, never its text), its label set
+    and the text of its line up to the value; the whole selection's signature; and all the lines as
+    one template with a `%r` for each value."""
 
-    keys: list[tuple[Any, ...]]
-    signature: bytes | None  # the keys in msgpack (see _signature)
+    row_signatures: list[bytes | None]
+    signature: bytes | None
     labels: list[dict[str, str]]
     prefixes: list[bytes]
     template: bytes
@@ -286,8 +287,9 @@ class TopSessionLines:
     values, a statement's digest and the line's escaping cost ~15 us a session; this ~2 us). When
     the selection holds the same sessions with the same labels as the last poll (long queries stay
     on top), its lines are that poll's template filled with the new durations, at C speed. Per
-    instance only its last poll's sessions are kept (at most `count`), keyed by their raw values and
-    a hash of the statement (never its text); `retain` forgets the instances no longer polled."""
+    instance only its last poll's sessions are kept (at most `count`), by the signatures of their
+    raw values and a hash of the statement (never its text); `retain` forgets the instances no
+    longer polled."""
 
     def __init__(self, family: str, *, sql_mode: SqlMode, hosts: bool, max_label_length: int,
                  fingerprints: FingerprintCache | None = None, labels_of: LabelCache | None = None) -> None:
@@ -315,7 +317,7 @@ class TopSessionLines:
             keys = [key + (_statement_key(row.sql_statement),) for key, row in zip(keys, rows, strict=True)]
         signature = _signature(keys)
         written = self._last.get(instance_id)
-        if written is None or (written.signature != signature if signature is not None else written.keys != keys):
+        if written is None or signature is None or written.signature != signature:
             written = self._write(writer, rows, keys, signature, written)
             self._last[instance_id] = written
         samples = tuple(zip(written.labels, durations, strict=True))
@@ -330,19 +332,20 @@ class TopSessionLines:
         # By each key's own signature: equal raw values of other types (True and 1) are other labels.
         known: dict[bytes | None, tuple[dict[str, str], bytes]] = {}
         if last is not None:
-            known = dict(zip(map(_signature, last.keys), zip(last.labels, last.prefixes, strict=True), strict=True))
+            known = dict(zip(last.row_signatures, zip(last.labels, last.prefixes, strict=True), strict=True))
             known.pop(None, None)  # a key msgpack could not write: made afresh
+        row_signatures = list(map(_signature, keys))
         labels_list: list[dict[str, str]] = []
         prefixes: list[bytes] = []
-        for key, row in zip(keys, rows, strict=True):
-            found = known.get(_signature(key))
+        for row_signature, row in zip(row_signatures, rows, strict=True):
+            found = known.get(row_signature)
             if found is None:
                 found = self._make(writer, row)
             labels_list.append(found[0])
             prefixes.append(found[1])
         # A label value may hold a %: doubled in the template, so that only the values are filled in.
         template = b"".join(prefix.replace(b"%", b"%%") + b"%r\n" for prefix in prefixes)
-        return _Written(keys, signature, labels_list, prefixes, template)
+        return _Written(row_signatures, signature, labels_list, prefixes, template)
 
     def _make(self, writer: InstanceWriter, row: Any) -> tuple[dict[str, str], bytes]:
         [(labels, _)] = top_session_samples([row], sql_mode=self.sql_mode, hosts=self.hosts,

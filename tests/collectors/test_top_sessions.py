@@ -279,8 +279,8 @@ def test_lines_equal_the_writers_poll_after_poll(polls_in_a_row):
 
 def test_raw_values_equal_in_python_but_not_as_labels_are_never_taken_for_each_other():
     """True == 1 == 1.0, but they are three labels: a session whose user went from one to the other
-    gets the new label, whether the last poll's lines are reused or made again; a value msgpack
-    cannot write (an integer beyond 64 bits) is compared the plain way."""
+    gets the new label, whether the last poll's lines are reused or made again; with a value msgpack
+    cannot write (an integer beyond 64 bits) the lines are written again."""
     from htap_exporter.exposition.writer import InstanceIdentity
 
     writer = InstanceIdentity("i1", "orders-htap", "p", "r").writer
