@@ -51,17 +51,22 @@ class SeenIds:
         """The rows whose id was not seen before in this poll (rows without one count), and how
         many new ids they had. `checked`: the ids are known to be strings of at most MAX_ID_LENGTH."""
         seen = self._seen
-        ids = list(map(_ROW_ID, rows))
         # The usual page, at C speed: string ids (str.strip refuses anything else), short (a checked
-        # page's are), none empty, none repeated, all new.
+        # page's are), none in an earlier page, none empty, none repeated. No set of the page's own
+        # is built: its ids go straight into the poll's, and back out if the page is not usual
+        # (none of them was there before).
         try:
-            keys = set(map(str.strip, ids))
+            keys = list(map(str.strip, map(_ROW_ID, rows)))
         except TypeError:
             keys = None
-        if (keys is not None and len(keys) == len(ids) and "" not in keys and seen.isdisjoint(keys)
-                and (checked or not ids or max(map(len, ids)) <= MAX_ID_LENGTH)):
-            seen |= keys
-            return rows, len(keys)
+        if (keys is not None and (checked or not keys or max(map(len, keys)) <= MAX_ID_LENGTH)
+                and seen.isdisjoint(keys)):
+            before = len(seen)
+            seen.update(keys)
+            if len(seen) - before == len(keys) and "" not in seen:
+                return rows, len(keys)
+            seen.difference_update(keys)
+        ids = list(map(_ROW_ID, rows))
         before = len(seen)
         fresh = []
         for row, raw_id in zip(rows, ids, strict=True):

@@ -187,6 +187,18 @@ def test_ids_are_deduplicated_across_pages_and_long_ids_kept_as_digests():
     assert all(len(key) <= 64 for key in counter._ids._seen)
 
 
+def test_a_page_of_new_ids_that_is_not_usual_leaves_the_ids_seen_as_they_were():
+    """The usual page's ids go into the poll's set at once; a page of ids new to the poll that
+    repeats one, or has an empty one, is taken back out and counted the careful way."""
+    counter = SessionCounter(MetricsConfig())
+    assert counter.add_page([{"id": "a"}, {"id": "b"}]) == 2
+    assert counter.add_page([{"id": "c"}, {"id": " c"}, {"id": "d"}]) == 2  # "c" twice in the page
+    assert counter.add_page([{"id": "f"}, {"id": " "}]) == 1  # an empty id: a row without one
+    assert counter.add_page([{"id": "c"}, {"id": "f"}, {"id": "e"}]) == 1
+    assert counter.sessions == 2 + 2 + 2 + 1
+    assert counter._ids._seen == {"a", "b", "c", "d", "e", "f"}
+
+
 def test_a_label_cache_shared_by_polls_counts_alike_and_stays_bounded():
     config = MetricsConfig(max_users=3, max_label_length=32)
     cache = LabelCache(config.max_label_length, limit=10)
