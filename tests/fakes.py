@@ -306,6 +306,7 @@ def render_instance(identity: Any, state: PollState) -> Any:
         output = CollectorOutput(session_samples(identity.writer, state.stats), sessions=state.stats.sessions)
     run = RunState(up=state.up, output=output, run_duration=state.poll_duration, last_success=state.last_success,
                    errors={reason: state.errors.get(reason, 0) for reason in REASONS},
+                   failed_runs=sum(state.errors.values()),
                    skipped_ticks=state.skipped_ticks, last_error_reason=state.last_error_reason, pending=state.pending)
     return render_block(identity, "sessions", run, reports_up=True)
 

@@ -204,7 +204,7 @@ def _failed(state: RunState, reason: str) -> None:
     state.up = False
     state.output = None  # no stale data served as current
     state.last_error_reason = reason
-    state.errors[reason] = state.errors.get(reason, 0) + 1
+    state.count_failure(reason)
 
 
 class Scheduler:

@@ -52,12 +52,17 @@ class RunState:
     run_duration: float | None = None
     last_success: float | None = None
     errors: dict[str, int] = field(default_factory=lambda: {reason: 0 for reason in REASONS})
+    failed_runs: int = 0  # the sum of `errors` (count_failure): their lines change only when it does
     skipped_ticks: int = 0
     last_error_reason: str | None = None  # None after a success, or before the first run
     # True from the moment the loop starts until its first run ends: the instance is listed
     # (htap_instance_info, counters at 0) but has no htap_up yet, as a target has no `up` before
     # its first scrape; dashboards list it, `htap_up == 0` alerts do not fire for it.
     pending: bool = False
+
+    def count_failure(self, reason: str) -> None:
+        self.errors[reason] = self.errors.get(reason, 0) + 1
+        self.failed_runs += 1
 
 
 def render_block(identity: InstanceIdentity, collector: str, state: RunState, *, reports_up: bool,
@@ -67,7 +72,6 @@ def render_block(identity: InstanceIdentity, collector: str, state: RunState, *,
     family for them all, instead of a block each that would change on every run."""
     writer = identity.writer
     output = state.output if state.up else None  # no stale data served as current
-    errors = _errors(state)
     samples: dict[str, bytes] = {}
     states = ((collector, state), *riders.items()) if riders else ((collector, state),)
     if reports_up:
@@ -85,7 +89,10 @@ def render_block(identity: InstanceIdentity, collector: str, state: RunState, *,
         if state.last_success is not None:
             samples["htap_last_poll_success_timestamp_seconds"] = writer.single(
                 "htap_last_poll_success_timestamp_seconds", state.last_success)
-        samples["htap_poll_errors"] = writer.by_label("htap_poll_errors_total", "reason", errors, REASONS)
+        # Written again only after a failure: not a dict of every reason made and compared each run.
+        samples["htap_poll_errors"] = writer.cached(
+            "htap_poll_errors", state.failed_runs,
+            lambda: writer.by_label("htap_poll_errors_total", "reason", _errors(state), REASONS))
         samples["htap_poll_skipped_ticks"] = writer.single("htap_poll_skipped_ticks_total", state.skipped_ticks)
     if not state.pending:
         samples["htap_collector_success"] = writer.by_label(
@@ -96,12 +103,11 @@ def render_block(identity: InstanceIdentity, collector: str, state: RunState, *,
             "htap_collector_last_success_timestamp_seconds", "collector",
             {name: each.last_success for name, each in states if each.last_success is not None},
             key=("last_success", collector))
-    every_errors = {collector: errors, **{name: _errors(each) for name, each in states[1:]}}
     samples["htap_collector_errors"] = writer.cached(
-        ("errors", collector), every_errors, lambda: writer.samples(
+        ("errors", collector), tuple([(name, each.failed_runs) for name, each in states]), lambda: writer.samples(
             "htap_collector_errors_total",
             [({"collector": name, "reason": reason}, count)
-             for name, figures in every_errors.items() for reason, count in figures.items()]))
+             for name, each in states for reason, count in _errors(each).items()]))
     status = None
     if reports_up:
         status = InstanceStatus(identity.instance_id, identity.instance_name, identity.project_id, identity.region,

@@ -35,7 +35,7 @@ def test_a_rider_is_written_in_its_carriers_block_and_fails_with_it():
     # The session list fails: so does the rider, whose samples go with the carrier's.
     for state in (main, rider):
         state.up, state.output = False, None
-        state.errors["http"] += 1
+        state.count_failure("http")
     failed = samples_of(render_block(IDENTITY, "sessions", main, reports_up=True,
                                      riders={"top_sessions": rider}).samples)
     assert not any(name == TOP for name, _ in failed)
