@@ -135,13 +135,14 @@ async def test_first_polls_spread_over_the_interval(env):
         [0.0, 20.0, 40.0], [5.0, 25.0, 45.0], [10.0, 30.0, 50.0], [15.0, 35.0, 55.0]]
 
 
-def test_the_grid_is_a_twentieth_of_the_interval_at_most_half_a_second():
-    assert [on_grid(1000.01, interval) for interval in (2.0, 5.0, 30.0, 600.0)] == [1000.1, 1000.25, 1000.5, 1000.5]
+def test_the_grid_is_half_a_second_or_a_tenth_of_a_shorter_interval():
+    assert [on_grid(1000.01, interval) for interval in (1.0, 2.0, 5.0, 30.0, 600.0)] == [
+        1000.1, 1000.2, 1000.5, 1000.5, 1000.5]
     assert on_grid(1000.0, 5.0) == 1000.0  # a moment on the grid stays
     rng = random.Random(5)
     for _ in range(1000):
         moment, interval = rng.uniform(0, 1e6), rng.choice([1.0, 5.0, 7.0, 30.0, 3600.0])
-        step = min(0.5, interval / 20)
+        step = min(0.5, interval / 10)
         start = on_grid(moment, interval)
         assert moment <= start < moment + step + 1e-6
         assert abs(start / step - round(start / step)) < 1e-6
@@ -149,11 +150,11 @@ def test_the_grid_is_a_twentieth_of_the_interval_at_most_half_a_second():
 
 async def test_runs_start_on_the_grid_once_per_interval_in_their_place(env):
     """Seven instances every 5 s: each run starts at its place in the interval rounded up to the grid
-    (0.25 s), and the next one an interval later, never drifting by the rounding."""
+    (0.5 s), and the next one an interval later, never drifting by the rounding."""
     instances = [(iid(n), f"i{n}") for n in range(7)]
     await env.apply(config(project(P1, *instances), interval=5.0))
     await env.run_until(14.9)
-    places = [0.0, 0.75, 1.5, 2.25, 3.0, 3.75, 4.5]  # 5 * n / 7 rounded up to a quarter of a second
+    places = [0.0, 1.0, 1.5, 2.5, 3.0, 4.0, 4.5]  # 5 * n / 7 rounded up to half a second
     assert [env.calls(instance_id) for instance_id, _ in instances] == [
         [place, place + 5.0, place + 10.0] for place in places]
 
