@@ -437,7 +437,7 @@ def scrape(url: str, window: float) -> list[float]:
 class BareLoop:
     """The baseline in a process of its own, polling the same simulator on the same schedule: its
     loops start spread over one interval, and each fetch starts on the exporter's grid (runs
-    gathered so cost a quarter less CPU a page, the bare loop's as the exporter's); then it says
+    gathered so cost about a third less CPU a page, the bare loop's as the exporter's); then it says
     "window" and measures one window."""
 
     def __init__(self, base_url: str, instances: int, interval: float, concurrency: int, window: float) -> None:
