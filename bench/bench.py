@@ -176,21 +176,29 @@ def sim_requests(base_url: str) -> int:
 
 @dataclass
 class Pauses:
-    """Gaps between consecutive API requests reaching the simulator, ms: the longest in a typical
-    second (the median over the window's seconds of each second's longest gap: a pause that every
-    scrape causes raises it, a rare collector run or scheduling hiccup does not) and the longest."""
+    """Pauses in polling as the simulator saw the API requests arrive, ms: the longest in a typical
+    second (the median over the window's seconds of each second's longest pause: a pause that every
+    scrape causes raises it, a rare collector run or scheduling hiccup does not) and the longest.
+    Polls start on the exporter's grid (runtime.scheduler.on_grid), so a quiet time between two steps
+    of it is the schedule's, not a pause: a pause is the gap between two requests within a step, or
+    from the start of a step to its first request (how late that step's polls went out)."""
 
     typical: float
     longest: float
 
     @classmethod
-    def between(cls, base_url: str, since: float, until: float) -> Pauses:
+    def between(cls, base_url: str, since: float, until: float, step: float) -> Pauses:
         import json
         times = [t for t in json.loads(get(f"{base_url}/_sim/arrivals?since={since!r}")[1]) if t <= until]
+        # The grid is on the monotonic clock, which the exporter and this process share; arrivals are
+        # unix times.
+        offset = time.time() - time.monotonic()
         by_second: dict[int, float] = {}
         for earlier, later in zip(times, times[1:], strict=False):
+            step_start = math.floor((later - offset) / step) * step + offset
+            pause = later - max(earlier, step_start)
             second = int(later - since)
-            by_second[second] = max(by_second.get(second, 0.0), 1000 * (later - earlier))
+            by_second[second] = max(by_second.get(second, 0.0), 1000 * pause)
         if not by_second:
             return cls(float("nan"), float("nan"))
         return cls(statistics.median(by_second.values()), max(by_second.values()))
@@ -524,7 +532,7 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
         calls = {api: count - calls_before.get(api, 0) for api, count in api_calls(metrics_url).items()}
         calls = {api: count for api, count in calls.items() if count}
         sim_busy = (cpu_seconds(sim.pid) - sim_cpu) / window
-        quiet_pauses = Pauses.between(base_url, quiet_since, time.time())
+        quiet_pauses = Pauses.between(base_url, quiet_since, time.time(), grid_step(interval))
 
         # 2. with other collectors, against the session poll alone, side by side
         versus = (versus_sessions(config, tree, base_url, instances, interval, concurrency, window, exporter,
@@ -535,7 +543,7 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
         # exporter's doing (Prometheus does not run on the exporter's machine).
         scrape_since = time.time()
         latencies = scrape(metrics_url + "/metrics", scrape_window)
-        scrape_pauses = Pauses.between(base_url, scrape_since, time.time())
+        scrape_pauses = Pauses.between(base_url, scrape_since, time.time(), grid_step(interval))
         status, body = get(metrics_url + "/metrics")
         assert status == 200, status
         size = len(body)
