@@ -17,7 +17,7 @@ from htap_exporter.exposition import store as store_module
 from htap_exporter.exposition.writer import InstanceIdentity
 from tests.fakes import make_store
 from tests.fakes import PollState, render_instance
-from htap_exporter.web.sending import BodySender
+from htap_exporter.web.sending import SEND_BUFFER_BYTES, BodySender, send_buffer_size, widen_send_buffer
 from htap_exporter.web.server import ServerState, make_app
 from htap_exporter.exposition.store import Store
 from tests.webtls import Pki
@@ -310,3 +310,19 @@ def test_a_body_as_pieces_is_the_body_and_no_big_family_is_joined(monkeypatch):
         assert column.size == sum(len(slot) if isinstance(slot, bytes) else sum(map(len, slot)) for slot in column.slots)
     parts, size = store.pieces()
     assert flat(parts) == store.render() and size == len(flat(parts)) and b'"id4"' not in flat(parts)
+
+
+def test_a_big_bodys_socket_gets_a_wider_send_buffer_only_where_the_system_allows_it(tmp_path: Path):
+    limit = tmp_path / "wmem_max"
+    limit.write_text(f"{SEND_BUFFER_BYTES}\n")
+    assert send_buffer_size(limit) == SEND_BUFFER_BYTES
+    limit.write_text("212992\n")  # the usual default: a fixed buffer that small would be slower
+    assert send_buffer_size(limit) is None
+    limit.write_text("not a number")
+    assert send_buffer_size(limit) is None
+    assert send_buffer_size(tmp_path / "missing") is None
+    one, other = socket.socketpair()
+    with one, other:
+        before = one.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        widen_send_buffer(one, 2 * before)
+        assert one.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) > before
