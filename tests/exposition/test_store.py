@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import subprocess
+from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -196,13 +197,16 @@ def test_fast_writer_equals_prometheus_client_in_both_formats(items):
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_an_instance_polled_again_is_written_as_if_for_the_first_time(data):
     """The writer keeps a family's lines while its figures stay the same: every poll's output must
-    still equal what a new writer (the one the oracle test checks) writes for the same state."""
+    still equal what a new writer (the one the oracle test checks) writes for the same state.
+    The states follow one another as one instance's runs do: its error counts only grow."""
     items = data.draw(instance_states())
     identity = items[0][0]
     states = [state for _, state in items] + data.draw(st.lists(st.sampled_from([state for _, state in items]),
                                                                 max_size=4))
+    errors: Counter[str] = Counter()
     for state in states:
-        again = dataclasses.replace(state, poll_duration=data.draw(st.none() | numbers))
+        errors.update(state.errors)
+        again = dataclasses.replace(state, poll_duration=data.draw(st.none() | numbers), errors=dict(errors))
         fresh = dataclasses.replace(identity)  # equal, but with a writer of its own
         assert render_instance(identity, again) == render_instance(fresh, again)
 
