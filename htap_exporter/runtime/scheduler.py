@@ -308,8 +308,13 @@ class Scheduler:
                 self._states.pop(key, None)
 
     async def stop(self) -> None:
-        """Stop every loop; the series stay (a stop is not a removal)."""
+        """Stop every loop; the series stay (a stop is not a removal). Every loop is cancelled
+        before any is waited for: stopped a chunk at a time, the loops not yet reached went on
+        polling meanwhile (80,000 loops, 20,000 instances with every collector, took 3-4 s)."""
         started = time.monotonic()
         count = len(self._loops)
+        for loop in self._loops.values():
+            if loop.task is not None:
+                loop.task.cancel()
         await self._stop_loops(list(self._loops), {key: loop.spec for key, loop in self._loops.items()})
         log.info("polling stopped", extra={"loops": count, "seconds": round(time.monotonic() - started, 3)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass, field
 
@@ -11,7 +12,7 @@ from aioresponses import CallbackResult, aioresponses
 
 from htap_exporter.config import (Config, InstanceConfig, MetricsConfig, PollConfig, ProjectConfig, Secret, SecretSource,
                              TokenAuth)
-from htap_exporter.runtime.scheduler import JITTER, MAX_RETRY_AFTER, Scheduler, backoff_delay, on_grid
+from htap_exporter.runtime.scheduler import APPLY_CHUNK, JITTER, MAX_RETRY_AFTER, Scheduler, backoff_delay, on_grid
 from htap_exporter.cloud.clients import ClientFactory
 from htap_exporter.collectors.registry import CollectorSet
 from htap_exporter.redact import Redactor
@@ -345,6 +346,21 @@ async def test_apply_with_nothing_to_poll_is_ready_and_stop_ends_loops(env):
     assert env.poller.ready.is_set()
     assert task.cancelled()
     assert env.stored_instances() == set()
+
+
+async def test_stop_cancels_every_loop_before_it_waits_for_any(env):
+    """Stopped a chunk at a time, the loops of the later chunks went on polling while the earlier
+    ones were waited for: a stop cancels them all first."""
+    many = [(iid(n), f"db{n}") for n in range(1, 2 * APPLY_CHUNK + 2)]
+    await env.apply(config(project(P1, *many)))
+    await env.run_until(1)
+    tasks = [loop.task for loop in env.poller._loops.values()]
+    assert len(tasks) == len(many) and not any(task.done() for task in tasks)
+    stopping = asyncio.create_task(env.poller.stop())
+    await asyncio.sleep(0)  # the stop runs up to its first wait: for the first chunk
+    assert all(task.cancelling() or task.done() for task in tasks)
+    await stopping
+    assert all(task.cancelled() for task in tasks)
 
 
 def test_polls_share_one_label_cache_until_the_label_length_changes():
