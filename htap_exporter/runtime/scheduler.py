@@ -275,14 +275,18 @@ class Scheduler:
     async def _stop_loops(self, keys: list[LoopKey], wanted: dict[LoopKey, LoopSpec]) -> None:
         """Stop these loops together: cancel every task first, then wait for all of them at once
         (one at a time, 10,000 loops took seconds to stop). Loops still wanted keep their state,
-        so counters stay monotonic across the restart; the others' series vanish. A chunk at a time,
-        the event loop runs between them."""
+        so counters stay monotonic across the restart; the others' series vanish. Waited for a
+        chunk at a time, the event loop runs between them; all are cancelled before the first wait,
+        or the loops not yet reached would go on polling meanwhile (80,000 loops, 20,000 instances
+        with every collector, took 3-4 s to stop)."""
+        for key in keys:
+            task = self._loops[key].task
+            if task is not None:
+                task.cancel()
         for start in range(0, len(keys), APPLY_CHUNK):
             # Taken out of the scheduler a chunk at a time: a stop that cancels this one finds the rest.
             chunk = [self._loops.pop(key) for key in keys[start:start + APPLY_CHUNK]]
             tasks = [loop.task for loop in chunk if loop.task is not None]
-            for task in tasks:
-                task.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             for loop in chunk:
@@ -308,13 +312,8 @@ class Scheduler:
                 self._states.pop(key, None)
 
     async def stop(self) -> None:
-        """Stop every loop; the series stay (a stop is not a removal). Every loop is cancelled
-        before any is waited for: stopped a chunk at a time, the loops not yet reached went on
-        polling meanwhile (80,000 loops, 20,000 instances with every collector, took 3-4 s)."""
+        """Stop every loop; the series stay (a stop is not a removal)."""
         started = time.monotonic()
         count = len(self._loops)
-        for loop in self._loops.values():
-            if loop.task is not None:
-                loop.task.cancel()
         await self._stop_loops(list(self._loops), {key: loop.spec for key, loop in self._loops.items()})
         log.info("polling stopped", extra={"loops": count, "seconds": round(time.monotonic() - started, 3)})
