@@ -14,16 +14,17 @@ the bench measures, in this order:
      alone, both polling the same simulator in the same seconds (two windows). Two exporters alike
      measured so differ by 1-4 % a window, where two windows a minute apart differ by 10-15 % (the
      machine's pace drifts: other tenants, clock speed);
-  3. scrapes while polling: /metrics latency p50/p99 (one scraper at nice 19, one scrape a
+  3. baseline "bare loop": aiohttp + orjson GETting and parsing the same pages on the same schedule
+     (every instance once per interval, spread evenly, starting on the exporter's grid of run
+     starts, the same concurrency), CPU per page, in a process of its own beside the polling
+     exporter: one window in which both are measured, the exporter's CPU per call against the
+     bare loop's per page (the ratio). Measured in the same seconds, both see the same machine:
+     its pace drifts by 10-15 % from one minute to the next, which made the ratio of a bare loop
+     measured before and after the exporter move by as much from run to run;
+  4. scrapes while polling: /metrics latency p50/p99 (one scraper at nice 19, one scrape a
      second), and the pauses between API requests again: what scraping adds to them is how long
      scrapes hold the exporter's event loop;
-  4. RSS, then SIGTERM: seconds until the process has exited;
-  5. baseline "bare loop": aiohttp + orjson GETting and parsing the same pages on the same schedule
-     (every instance once per interval, spread evenly, starting on the exporter's grid of run
-     starts, the same concurrency), CPU per page; run
-     once before the exporter starts and once after it stops, and the two added up (run beside
-     the exporter instead, it shares the machine's two cores with it and the simulator, and the
-     exporter, the busier of the two, loses more to that than the bare loop does);
+  5. RSS, then SIGTERM: seconds until the process has exited;
   6. baseline generate_latest: prometheus_client rendering the same series (parsed from a scrape).
 Also: seconds from the exporter's start until every instance is up, and the API calls of the
 window by API (the exporter's htap_api_requests_total). With `--collectors all` every collector is
@@ -79,6 +80,8 @@ class Result:
     load: str
     sim_busy: float  # the simulator's CPU share during the poll window (1.0: one core)
     bare_demanded: int
+    # The exporter's CPU per call in the bare loop's window, side by side with it (the ratio's).
+    beside_cpu_per_call_ms: float
     # Pauses in the API requests without scrapes, and while scraping. Polling runs on the
     # exporter's one event loop, so anything that holds the loop (a scrape's join or copy) shows as
     # a pause in the requests reaching the simulator.
@@ -95,7 +98,7 @@ class Result:
 
     @property
     def ratio(self) -> float:
-        return self.cpu_per_page_ms / self.bare_cpu_per_page_ms if self.bare_cpu_per_page_ms else float("nan")
+        return self.beside_cpu_per_call_ms / self.bare_cpu_per_page_ms if self.bare_cpu_per_page_ms else float("nan")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -448,6 +451,21 @@ class BareLoop:
     gathered so cost about a third less CPU a page, the bare loop's as the exporter's); then it says
     "window" and measures one window."""
 
+    @classmethod
+    def beside(cls, exporter: Process, metrics_url: str, base_url: str, instances: int, interval: float,
+               concurrency: int, window: float) -> tuple[float, int, float]:
+        """One window of the bare loop beside the polling exporter: the bare loop's CPU seconds and
+        pages, and the exporter's CPU per API call (ms) in the same seconds."""
+        bare = cls(base_url, instances, interval, concurrency, window)
+        assert bare.process.stdout is not None
+        line = bare.process.stdout.readline()
+        if line.strip() != "window":
+            bare.fail(line)
+        cpu, calls = cpu_seconds(exporter.pid), sum(api_calls(metrics_url).values())
+        bare_cpu, bare_pages = bare.result()
+        cpu, calls = cpu_seconds(exporter.pid) - cpu, sum(api_calls(metrics_url).values()) - calls
+        return bare_cpu, bare_pages, 1000 * cpu / max(1, calls)
+
     def __init__(self, base_url: str, instances: int, interval: float, concurrency: int, window: float) -> None:
         self.window = window
         self.process = subprocess.Popen(
@@ -516,7 +534,6 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
                                     "--config.check"],
                                    capture_output=True, text=True, cwd=tree)
             effective = int(re.search(r"concurrency=(\d+)", check.stdout).group(1))  # type: ignore[union-attr]
-        bare_before = BareLoop(base_url, instances, interval, effective, window).result()
         launched = time.monotonic()
         exporter, metrics_url = start_exporter(config, tree, instances, interval)
         all_up = time.monotonic() - launched
@@ -538,7 +555,11 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
         versus = (versus_sessions(config, tree, base_url, instances, interval, concurrency, window, exporter,
                                   metrics_url) if collectors != "sessions" else float("nan"))
 
-        # 3. scrapes while polling, by a client at the lowest CPU priority: on two cores it would
+        # 3. the bare loop beside the polling exporter (before the scrapes, which take CPU)
+        bare_cpu, bare_pages, beside = BareLoop.beside(exporter, metrics_url, base_url, instances, interval,
+                                                       effective, window)
+
+        # 4. scrapes while polling, by a client at the lowest CPU priority: on two cores it would
         # otherwise take CPU from the exporter's event loop and show as pauses that are not the
         # exporter's doing (Prometheus does not run on the exporter's machine).
         scrape_since = time.time()
@@ -552,22 +573,20 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
         # (py-spy after the measured windows: sampling costs the exporter a little CPU)
         profile = py_spy(exporter.pid, profile_seconds) if profile_seconds else None
 
-        # 4. RSS, SIGTERM
+        # 5. RSS, SIGTERM
         rss = rss_mb(exporter.pid)
         sigterm = exporter.stop()
         exporter = None
 
-        # 5., 6. the baselines
-        bare_after = BareLoop(base_url, instances, interval, effective, window).result()
-        bare_cpu, bare_pages = bare_before[0] + bare_after[0], bare_before[1] + bare_after[1]
+        # 6. the other baseline
         rendering = generate_latest_ms(body)
         # Per call: with other collectors on, their calls share the CPU.
         return Result(instances, interval, effective, 1000 * cpu / max(1, sum(calls.values())), fetched,
                       round(demanded),
                       1000 * statistics.median(latencies), 1000 * percentile(latencies, 0.99), size / 1e6, rss,
                       sigterm, 1000 * bare_cpu / max(1, bare_pages), bare_pages, rendering, load, sim_busy,
-                      2 * round(demanded), quiet_pauses, scrape_pauses, collectors, all_up, calls, window, cpu,
-                      profile, versus)
+                      round(demanded), beside, quiet_pauses, scrape_pauses, collectors, all_up, calls, window,
+                      cpu, profile, versus)
     finally:
         if exporter is not None:
             exporter.stop()
@@ -579,7 +598,8 @@ def other_calls(calls: dict[str, int]) -> int:
     return sum(count for api, count in calls.items() if api != "list_sessions")
 
 
-HEADER = ("| instances | interval | collectors | concurrency | CPU/call exporter | CPU/page bare loop | ratio"
+HEADER = ("| instances | interval | collectors | concurrency | CPU/call exporter alone"
+          " | side by side: CPU/call exporter / CPU/page bare loop | ratio"
           " | CPU/call vs the session poll alone"
           " | pages fetched / demanded | other API calls (window) | all up after"
           " | /metrics p50 / p99 (size) | generate_latest | p50 / generate_latest"
@@ -590,7 +610,9 @@ HEADER = ("| instances | interval | collectors | concurrency | CPU/call exporter
 def row(result: Result) -> str:
     others = ", ".join(f"{api} {count:,}" for api, count in sorted(result.calls.items()) if api != "list_sessions")
     return (f"| {result.instances:,} | {result.interval:g} s | {result.collectors} | {result.concurrency}"
-            f" | {result.cpu_per_page_ms:.3f} ms | {result.bare_cpu_per_page_ms:.3f} ms | {result.ratio:.2f}x"
+            f" | {result.cpu_per_page_ms:.3f} ms"
+            f" | {result.beside_cpu_per_call_ms:.3f} / {result.bare_cpu_per_page_ms:.3f} ms"
+            f" | {result.ratio:.2f}x"
             f" | {'-' if math.isnan(result.versus_sessions) else f'{result.versus_sessions:.3f}x'}"
             f" | {result.pages_fetched:,} / {result.pages_demanded:,}"
             f" ({result.pages_fetched / max(1, result.pages_demanded):.2f})"
@@ -692,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
                              args.profile)
                 print(row(result), flush=True)
                 results.append(result)
-    notes = [f"{result.instances:,} instances, {result.collectors}: the bare loop (two runs) fetched"
+    notes = [f"{result.instances:,} instances, {result.collectors}: the bare loop (beside the exporter) fetched"
              f" {result.bare_pages:,} / "
              f"{result.bare_demanded:,} pages; the simulator used {100 * result.sim_busy:.0f} % of a core"
              for result in results]
