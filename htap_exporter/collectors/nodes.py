@@ -182,12 +182,13 @@ class NodesCollector:
     families: tuple[Family, ...] = declare(FAMILIES)
     riders: tuple[str, ...] = ()
     reports_up: bool = False
-    # Instances already told about (once each): no TaurusDB id, so roles only.
+    # Projects already told about (once each): their instances without a TaurusDB id export roles
+    # only. Once per project, not per instance: a fleet listed without the ids would otherwise log
+    # a line per instance (20,000 at 20,000 instances), all saying the same.
     _told: set[str] = field(default_factory=set, compare=False, repr=False)
 
     def retain(self, instance_ids: set[str]) -> None:
-        """Forget the instances no longer polled: one that comes back is told again."""
-        self._told.intersection_update(instance_ids)
+        """Nothing kept per instance (the roles-only line is said once per project)."""
 
     async def collect(self, instance: InstanceIdentity, client: ProjectClient) -> CollectorOutput:
         base = f"/v3/{client.project_id}/instances"
@@ -196,11 +197,13 @@ class NodesCollector:
         statuses = None
         taurus_id = instance.taurus_instance_id
         if taurus_id is None:
-            if instance.instance_id not in self._told:
-                self._told.add(instance.instance_id)
-                log.info("node status needs the TaurusDB instance id: exporting node roles only (set"
-                         " taurus_instance_id on the instance, or use discovery)",
-                         extra={"instance_id": instance.instance_id, "instance_name": instance.instance_name})
+            if client.project_id not in self._told:
+                self._told.add(client.project_id)
+                log.info("node status needs the TaurusDB instance id: exporting node roles only for the"
+                         " instances of this project listed without it, this one the first (set"
+                         " taurus_instance_id on them, or use discovery); said once per project",
+                         extra={"project_id": client.project_id, "instance_id": instance.instance_id,
+                                "instance_name": instance.instance_name})
         else:
             document = await get_json(client, SHOW_INSTANCE_API, f"{base}/{taurus_id}/starrocks/{instance.instance_id}")
             statuses = parse_instance_info(document, instance.instance_id)

@@ -97,21 +97,23 @@ async def test_garbage_from_one_endpoint_is_bad_response_for_that_collector(sim:
         assert "Traceback" not in exporter.logs()
 
 
-async def test_node_status_needs_the_taurus_id_and_says_so_once(sim: RunningSimulator, tmp_path: Path):
-    instance = instance_id_for(0)
+async def test_node_status_needs_the_taurus_id_and_says_so_once_per_project(sim: RunningSimulator, tmp_path: Path):
+    instances = [instance_id_for(0), instance_id_for(1)]
     config = write_config(tmp_path / "config.yaml", config_text(
-        sim, [instance], collectors="collectors:\n  nodes: {enabled: true, interval: 1s}\n", taurus=False))
+        sim, instances, collectors="collectors:\n  nodes: {enabled: true, interval: 1s}\n", taurus=False))
     async with Exporter(["--config.file", str(config)]) as exporter:
-        async def three_runs() -> bool:
-            return sim.sim.observed.calls.get("list_nodes", 0) >= 3
-        await wait_until(three_runs, what="three runs of the node collector")
+        async def three_runs_each() -> bool:
+            return sim.sim.observed.calls.get("list_nodes", 0) >= 6
+        await wait_until(three_runs_each, what="three runs of the node collector for each instance")
         samples = parse_samples(await exporter.scrape())
         logs = exporter.logs()
-    assert value(samples, "htap_nodes", instance_id=instance, role="fe-leader") == 1
+    for instance in instances:
+        assert value(samples, "htap_nodes", instance_id=instance, role="fe-leader") == 1
     assert not any(sample.name == "htap_node_status" for sample in samples)
     assert sim.sim.observed.calls.get("show_starrocks_instance", 0) == 0
+    # One line for the project, not one per instance.
     assert logs.count("node status needs the TaurusDB instance id") == 1
-    assert taurus_id_for(0) not in logs
+    assert taurus_id_for(0) not in logs and taurus_id_for(1) not in logs
 
 
 async def test_top_sessions_are_bounded_and_no_sql_text_leaves(sim: RunningSimulator, tmp_path: Path):
