@@ -15,7 +15,7 @@ from htap_exporter.cloud.errors import REASONS
 from htap_exporter.collectors.base import CollectorOutput
 from htap_exporter.exposition.families import COUNTER, GAUGE, Family
 from htap_exporter.exposition.store import InstanceBlock, InstanceStatus
-from htap_exporter.exposition.writer import InstanceIdentity
+from htap_exporter.exposition.writer import InstanceIdentity, number_text
 
 HEAD_FAMILIES = (
     Family("htap_up", GAUGE, "1 if the last poll of this instance succeeded, else 0."),
@@ -72,6 +72,9 @@ def render_block(identity: InstanceIdentity, collector: str, state: RunState, *,
     family for them all, instead of a block each that would change on every run."""
     writer = identity.writer
     output = state.output if state.up else None  # no stale data served as current
+    # The run's success time, in its text once: written for the poll and for each collector of the
+    # block (riders succeed with their carrier, at the same time).
+    stamp = number_text(state.last_success) if state.last_success is not None else ""
     samples: dict[str, bytes] = {}
     states = ((collector, state), *riders.items()) if riders else ((collector, state),)
     if reports_up:
@@ -87,8 +90,8 @@ def render_block(identity: InstanceIdentity, collector: str, state: RunState, *,
         if state.run_duration is not None:
             samples["htap_poll_duration_seconds"] = writer.single("htap_poll_duration_seconds", state.run_duration)
         if state.last_success is not None:
-            samples["htap_last_poll_success_timestamp_seconds"] = writer.single(
-                "htap_last_poll_success_timestamp_seconds", state.last_success)
+            samples["htap_last_poll_success_timestamp_seconds"] = writer.single_text(
+                "htap_last_poll_success_timestamp_seconds", stamp)
         # Written again only after a failure: not a dict of every reason made and compared each run.
         samples["htap_poll_errors"] = writer.cached(
             "htap_poll_errors", state.failed_runs,
@@ -99,9 +102,10 @@ def render_block(identity: InstanceIdentity, collector: str, state: RunState, *,
             "htap_collector_success", "collector", {name: 1 if each.up else 0 for name, each in states},
             key=("success", collector))
     if state.last_success is not None:
-        samples["htap_collector_last_success_timestamp_seconds"] = writer.by_label(
+        samples["htap_collector_last_success_timestamp_seconds"] = writer.by_label_text(
             "htap_collector_last_success_timestamp_seconds", "collector",
-            {name: each.last_success for name, each in states if each.last_success is not None},
+            {name: stamp if each.last_success == state.last_success else number_text(each.last_success)
+             for name, each in states if each.last_success is not None},
             key=("last_success", collector))
     samples["htap_collector_errors"] = writer.cached(
         ("errors", collector), tuple([(name, each.failed_runs) for name, each in states]), lambda: writer.samples(

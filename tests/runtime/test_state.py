@@ -42,3 +42,23 @@ def test_a_rider_is_written_in_its_carriers_block_and_fails_with_it():
     for collector in ("sessions", "top_sessions"):
         assert failed[("htap_collector_success", (("collector", collector),))] == 0
         assert failed[("htap_collector_errors_total", (("collector", collector), ("reason", "http")))] == 1
+
+
+def test_each_collector_of_a_block_shows_its_own_last_success():
+    last = ("htap_collector_last_success_timestamp_seconds",)
+    main = RunState(up=True, output=CollectorOutput({}, sessions=3), last_success=1.7e9 + 30.5)
+    # The rider's part of the last run was refused: it keeps the time of its last success.
+    rider = RunState(up=False, last_success=1.7e9 + 0.25)
+    rider.count_failure("bad_response")
+    found = samples_of(render_block(IDENTITY, "sessions", main, reports_up=True, riders={"top_sessions": rider}).samples)
+    assert found[(*last, (("collector", "sessions"),))] == 1.7e9 + 30.5
+    assert found[(*last, (("collector", "top_sessions"),))] == 1.7e9 + 0.25
+    assert found[("htap_last_poll_success_timestamp_seconds", ())] == 1.7e9 + 30.5
+
+    # Both succeed in the next run, at the same time.
+    main.last_success = 1.7e9 + 60.125
+    rider.up, rider.output, rider.last_success = True, CollectorOutput({}), 1.7e9 + 60.125
+    found = samples_of(render_block(IDENTITY, "sessions", main, reports_up=True, riders={"top_sessions": rider}).samples)
+    for collector in ("sessions", "top_sessions"):
+        assert found[(*last, (("collector", collector),))] == 1.7e9 + 60.125
+    assert found[("htap_last_poll_success_timestamp_seconds", ())] == 1.7e9 + 60.125
