@@ -5,14 +5,15 @@ run's output of an instance's collector or the new one, never half of each. Each
 is kept apart, so one collector failing removes only its own series.
 
 The blocks are also kept by family: one column per part of the exposition (a family, or the
-OpenMetrics gauge histogram's three parts together), a list with a slot per instance. A column that
-did not change between two scrapes keeps its joined bytes until one of its slots changes to
-different bytes, so a scrape re-joins only the families that changed since the last one (an
-instance's info line, `htap_up` or error counters rarely do), and a body is sent as its families'
-joined parts, never joined into one. A big column that did change since the last scrape (session
-counts, with polls every few seconds) will most likely have changed again by the next one: its join
-is not kept past the scrape, which would hold a second copy of its bytes until the next one for
-nothing (at 20,000 instances the bench's RSS went from 779 to 740 MB).
+OpenMetrics gauge histogram's three parts together), a list with a slot per instance. A small
+column (up to KEEP_JOIN_BYTES) keeps its joined bytes until one of its slots changes to different
+bytes, so a scrape re-joins only the small families that changed since the last one, and a body is
+sent as its families' joined parts, never joined into one. A big column's join is never kept past
+its scrape: it would be a second copy of the column's bytes. Kept while the column stayed unchanged
+(as it was until 2026-12-06), the joins of a fleet whose families rarely change (a steady fleet, the
+simulator's static pages) were a second copy of the whole body after two gzip scrapes, Prometheus's
+usual kind: at 20,000 instances RSS went from 529 to 751-757 MB. Joining them again costs each such
+scrape a copy of the body in a thread at background priority, next to compressing it.
 Stale columns are copied (a list copy: pointers) in one step on the event loop, so every family of
 a body is as of the same moment, and joined in a thread at background priority once they are
 bigger than ~1 MB (bytes.join lets go of the GIL while it copies). At 10,000 instances gathering
@@ -36,7 +37,8 @@ from htap_exporter.threads import background_executor
 # Stale columns holding more slots than this in all (~120 instances, ~1 MB) are joined in a
 # thread: on the event loop, joining 1,000 instances' 8 MB held polling for ~3 ms.
 THREAD_PIECES = 2 * 1024
-# Joins up to this size are kept whatever their column does: a second copy of them costs little.
+# Joins up to this size are kept until their column changes (a second copy of them costs little);
+# bigger ones never are (see above).
 KEEP_JOIN_BYTES = 256 * 1024
 
 # One block's sample lines in a column: bytes, or the parts of an OpenMetrics gauge histogram.
@@ -80,7 +82,7 @@ class _Column:
     that a block has with no samples (no users yet) still counts: its HELP/TYPE are written, as
     prometheus_client writes them."""
 
-    __slots__ = ("slots", "slot_of", "free", "version", "size", "joined", "joined_version", "planned_version")
+    __slots__ = ("slots", "slot_of", "free", "version", "size", "joined", "joined_version")
 
     def __init__(self) -> None:
         # An OpenMetrics gauge histogram's column holds each instance's three parts as a tuple of
@@ -93,7 +95,6 @@ class _Column:
         self.size = 0  # bytes in all slots: a body's length without a pass over its pieces
         self.joined = b""
         self.joined_version = 0
-        self.planned_version = -1  # the version the last scrape's plan saw
 
     def set(self, key: Hashable, value: Slot | None) -> None:
         """The block's sample lines; None: the block does not have this family."""
@@ -128,7 +129,7 @@ def _length(slot: Slot) -> int:
 
 # Each family of a body: its header, column, the column's version, its current join or a copy of its
 # slots to join, and whether that join is to be kept (the column did not change since the last plan).
-_Plan = list[tuple[bytes, _Column, int, bytes | list[bytes], bool]]
+_Plan = list[tuple[bytes, _Column, int, bytes | list[bytes]]]
 
 
 def _pieces(slots: list[Slot], parts: int) -> list[bytes]:
@@ -214,12 +215,10 @@ class Store:
             column = self._columns[names]
             if not column.slot_of:
                 continue
-            steady = column.planned_version == column.version
-            column.planned_version = column.version
             if column.joined_version != column.version:
-                plan.append((header, column, column.version, _pieces(column.slots, len(names)), steady))
+                plan.append((header, column, column.version, _pieces(column.slots, len(names))))
             else:
-                plan.append((header, column, column.version, column.joined, True))
+                plan.append((header, column, column.version, column.joined))
         return plan
 
     def render(self, openmetrics: bool = False) -> bytes:
@@ -241,7 +240,7 @@ class Store:
         most of its ~190 MB."""
         parts: list[bytes | list[bytes]] = []
         size = 0
-        for header, column, version, part, _ in self._plan(openmetrics):
+        for header, column, version, part in self._plan(openmetrics):
             if isinstance(part, list) and column.size <= KEEP_JOIN_BYTES:
                 part = b"".join(part)
                 column.joined, column.joined_version = part, version
@@ -279,11 +278,11 @@ class Store:
         """The body's parts from the plan, the fresh joins kept in their columns for later scrapes."""
         fresh = iter(bodies)
         parts: list[bytes] = []
-        for header, column, version, part, keep in plan:
+        for header, column, version, part in plan:
             if isinstance(part, list):
                 body = next(fresh)
                 if column.joined_version < version:
-                    if keep or len(body) <= KEEP_JOIN_BYTES:
+                    if len(body) <= KEEP_JOIN_BYTES:
                         column.joined, column.joined_version = body, version
                     else:
                         column.joined, column.joined_version = b"", 0  # stale: let it go
@@ -295,7 +294,7 @@ class Store:
 
 def _copies(plan: _Plan) -> list[list[bytes]]:
     """The slot copies of a plan's families to join, in order."""
-    return [part for _, _, _, part, _ in plan if isinstance(part, list)]
+    return [part for _, _, _, part in plan if isinstance(part, list)]
 
 
 def _join_each(copies: list[list[bytes]]) -> list[bytes]:
