@@ -478,11 +478,9 @@ class BareLoop:
         self.process.stdin.close()
 
     def result(self) -> tuple[float, int]:
-        """Its window's CPU seconds and pages."""
+        """Its window's CPU seconds and pages (once its "window" line was read: see beside)."""
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
-        if line.strip() == "window":  # the window starts
-            line = self.process.stdout.readline()
         match = re.search(r"bare ([0-9.]+) (\d+)", line)
         self.process.wait(timeout=self.window + 120)
         if not match:

@@ -127,8 +127,8 @@ def _length(slot: Slot) -> int:
     return len(slot) if isinstance(slot, bytes) else sum(map(len, slot))
 
 
-# Each family of a body: its header, column, the column's version, its current join or a copy of its
-# slots to join, and whether that join is to be kept (the column did not change since the last plan).
+# Each family of a body: its header, column, the column's version, and its current join or a copy
+# of its slots to join.
 _Plan = list[tuple[bytes, _Column, int, bytes | list[bytes]]]
 
 

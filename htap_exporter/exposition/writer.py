@@ -106,17 +106,13 @@ class InstanceWriter:
         self._written[key] = (values, text)
         return text
 
-    def by_label_text(self, name: str, label: str, texts: Mapping[str, str], key: Hashable) -> bytes:
+    def by_label_text(self, name: str, label: str, texts: Mapping[str, str]) -> bytes:
         """`by_label` for values already in their text, sorted by label value: a run's success time
         is written several times a run (the poll's, each collector's of a block), and the text of a
-        timestamp costs ~2.4 us (Go's formatting of a float beyond 1e6), so it is made once."""
-        written = self._written.get(key)
-        if written is not None and written[0] == texts:
-            return written[1]  # type: ignore[no-any-return]
+        timestamp costs ~2.4 us (Go's formatting of a float beyond 1e6), so it is made once. Not
+        remembered: a success time changes with every successful run."""
         keys = sorted(texts)
-        text = self._label_lines(name, label, keys, [texts[k] for k in keys])
-        self._written[key] = (texts, text)
-        return text
+        return self._label_lines(name, label, keys, [texts[k] for k in keys])
 
     def _label_lines(self, name: str, label: str, keys: Iterable[str], numbers: list[str]) -> bytes:
         ids = self.ids

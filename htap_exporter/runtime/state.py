@@ -105,8 +105,7 @@ def render_block(identity: InstanceIdentity, collector: str, state: RunState, *,
         samples["htap_collector_last_success_timestamp_seconds"] = writer.by_label_text(
             "htap_collector_last_success_timestamp_seconds", "collector",
             {name: stamp if each.last_success == state.last_success else number_text(each.last_success)
-             for name, each in states if each.last_success is not None},
-            key=("last_success", collector))
+             for name, each in states if each.last_success is not None})
     samples["htap_collector_errors"] = writer.cached(
         ("errors", collector), tuple([(name, each.failed_runs) for name, each in states]), lambda: writer.samples(
             "htap_collector_errors_total",
