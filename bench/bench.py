@@ -11,8 +11,8 @@ the bench measures, in this order:
      pauses between API requests reaching the simulator (a typical second's longest, and the
      longest);
   2. with other collectors on: the exporter's CPU per call against an exporter of the session poll
-     alone, both polling the same simulator in the same seconds (two windows). Two exporters alike
-     measured so differ by 1-4 % a window, where two windows a minute apart differ by 10-15 % (the
+     alone, both polling the same simulator in the same seconds (at least a minute, --versus). Two
+     exporters alike measured so differ by 1-4 % a window, where two windows a minute apart differ by 10-15 % (the
      machine's pace drifts: other tenants, clock speed);
   3. baseline "bare loop": aiohttp + orjson GETting and parsing the same pages on the same schedule
      (every instance once per interval, spread evenly, starting on the exporter's grid of run
@@ -216,9 +216,11 @@ ALL_COLLECTORS = """collectors:
 """
 
 
-# Top sessions alone: what riding on the session pages costs a page.
+# Top sessions alone, as enabling them gives them (`sql: none`, the default): what riding on the
+# session pages costs a page. (`sql: digest` costs more: its rows keep their statements and each
+# selected one is hashed; the all row has it.)
 TOP_SESSIONS = """collectors:
-  top_sessions: {enabled: true, sql: digest}
+  top_sessions: {enabled: true}
 """
 
 
@@ -275,10 +277,11 @@ def start_exporter(config: Path, tree: Path, instances: int, interval: float) ->
 
 
 def versus_sessions(config: Path, tree: Path, base_url: str, instances: int, interval: float, concurrency: int | None,
-                    window: float, exporter: Process, metrics_url: str) -> float:
+                    window: float, exporter: Process, metrics_url: str, versus_seconds: float) -> float:
     """With other collectors on: the exporter's CPU per call against an exporter of the session poll
     alone, both polling the same simulator in the same seconds (measured so, two exporters alike
-    differ by 1-4 % a window). Two windows, their CPU and calls added up."""
+    differ by 1-4 % a window). At least a minute (two windows, four at 1,000 instances every 5 s),
+    the CPU and calls of it added up: two 15 s windows left the mean some 2.5 % either way."""
     reference_config = config.with_name(config.stem + "-reference.yaml")
     write_config(reference_config, base_url, instances, interval, concurrency)
     reference, reference_url = start_exporter(reference_config, tree, instances, interval)
@@ -287,7 +290,7 @@ def versus_sessions(config: Path, tree: Path, base_url: str, instances: int, int
         figures = []
         for process, url in ((exporter, metrics_url), (reference, reference_url)):
             figures.append((cpu_seconds(process.pid), sum(api_calls(url).values())))
-        time.sleep(2 * window)
+        time.sleep(max(2 * window, versus_seconds))
         per_call = [(cpu_seconds(process.pid) - cpu) / max(1, sum(api_calls(url).values()) - calls)
                     for (process, url), (cpu, calls) in zip(((exporter, metrics_url), (reference, reference_url)),
                                                             figures, strict=True)]
@@ -517,7 +520,7 @@ def generate_latest_ms(body: bytes) -> float:
 
 def run(instances: int, interval: float, concurrency: int | None, window: float, scrape_window: float,
         latency: float, low: int, spread: int, workdir: Path, tree: Path, collectors: str = "sessions",
-        profile_seconds: float = 0.0) -> Result:
+        profile_seconds: float = 0.0, versus_seconds: float = 60.0) -> Result:
     sim = Process([sys.executable, "-m", "htap_exporter.simulator", "--listen", "127.0.0.1:0", "--instances",
                    str(instances), "--sessions", str(low), "--sessions-spread", str(spread), "--static",
                    "--delay", str(latency)], r"simulator listening on (\S+)")
@@ -551,7 +554,7 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
 
         # 2. with other collectors, against the session poll alone, side by side
         versus = (versus_sessions(config, tree, base_url, instances, interval, concurrency, window, exporter,
-                                  metrics_url) if collectors != "sessions" else float("nan"))
+                                  metrics_url, versus_seconds) if collectors != "sessions" else float("nan"))
 
         # 3. the bare loop beside the polling exporter (before the scrapes, which take CPU)
         bare_cpu, bare_pages, beside = BareLoop.beside(exporter, metrics_url, base_url, instances, interval,
@@ -693,6 +696,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--collectors", default="sessions",
                         help="comma-separated: sessions (the session poll alone), top (with top sessions), apis"
                              " (with replication, nodes, query queue), all (every collector); default sessions")
+    parser.add_argument("--versus", type=float, default=60.0, metavar="SECONDS",
+                        help="with other collectors on: the least seconds of the comparison with the session poll"
+                             " alone (default 60; two windows when longer)")
     parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
                         help="py-spy the exporter this long after the measured windows (default: no profile)")
     parser.add_argument("--markdown", type=Path, help="also write the Performance and sizing page here")
@@ -709,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
                 window = args.window or 3 * interval
                 result = run(instances, interval, args.concurrency, window, args.scrape_window, args.latency,
                              low_n, high_n - low_n, Path(workdir), args.exporter_tree.resolve(), collectors,
-                             args.profile)
+                             args.profile, args.versus)
                 print(row(result), flush=True)
                 results.append(result)
     notes = [f"{result.instances:,} instances, {result.collectors}: the bare loop (beside the exporter) fetched"
