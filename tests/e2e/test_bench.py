@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy.tools import require
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,3 +35,21 @@ def test_bench_prints_a_complete_row_for_a_small_fleet_and_writes_the_sizing_pag
         assert all(cell and "nan" not in cell for cell in columns), row
     text = page.read_text()
     assert text.startswith("# Performance and sizing") and rows[0] in text and "## Sizing" in text
+
+
+@pytest.mark.slow
+def test_instructions_compares_each_configuration_with_the_session_poll_alone():
+    require("valgrind", "Debian package valgrind")  # skips a developer's run without it, fails CI
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "instructions.py"), "--instances", "5",
+                             "--interval", "2", "--window", "6", "--collectors", "top"],
+                            capture_output=True, text=True, timeout=400, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in result.stdout.splitlines()
+            if line.startswith("| sessions") or line.startswith("| top")]
+    assert [row[0] for row in rows] == ["sessions", "top"]
+    calls = [int(row[1].replace(",", "")) for row in rows]
+    per_call = [int(row[2].replace(",", "")) for row in rows]
+    assert min(calls) > 0 and min(per_call) > 100_000, rows
+    assert rows[0][3] == "1.000x"
+    # Top sessions do work of their own on every page: never free, never a multiple of the poll.
+    assert 1.0 < float(rows[1][3].rstrip("x")) < 1.5, rows
