@@ -10,7 +10,7 @@ it executes: an exporter of the session poll alone and one per --collectors entr
 sessions as enabling them gives them; digest: with `sql: digest`; apis: replication, nodes and
 query queue; all: every collector), all polling one simulator (bench.py's, static pages). Counting
 starts once every instance is up and runs for --window seconds; each is divided by the API calls
-of its window (every API's). Two runs agree to within ~0.1 %.
+of its window (every API's). Three runs of the session poll alone agreed to within 0.3 %.
 
 Callgrind runs a program ~50 times slower, so the fleet is small (40 instances every 10 s by
 default): the figures are per call, and a call's work does not depend on the fleet's size. What
