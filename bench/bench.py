@@ -12,8 +12,8 @@ the bench measures, in this order:
      longest);
   2. with other collectors on: the exporter's CPU per call against an exporter of the session poll
      alone, both polling the same simulator in the same seconds (at least a minute, --versus). Two
-     exporters alike measured so differ by 1-4 % a window, where two windows a minute apart differ by 10-15 % (the
-     machine's pace drifts: other tenants, clock speed);
+     exporters alike measured so differ by 1-4 % a window, where two windows a minute apart differ
+     by 10-15 % (the machine's pace drifts: other tenants, clock speed);
   3. baseline "bare loop": aiohttp + orjson GETting and parsing the same pages on the same schedule
      (every instance once per interval, spread evenly, starting on the exporter's grid of run
      starts, the same concurrency), CPU per page, in a process of its own beside the polling
@@ -48,6 +48,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,17 +233,18 @@ OTHER_APIS = """collectors:
 """
 
 
+# The `collectors:` section of each --collectors name (the session poll alone has none).
+COLLECTORS = {"sessions": "", "all": ALL_COLLECTORS, "top": TOP_SESSIONS, "apis": OTHER_APIS}
+
+
 def write_config(path: Path, base_url: str, instances: int, interval: float, concurrency: int | None,
-                 collectors: str = "sessions") -> None:
+                 collectors: str = "sessions", sections: Mapping[str, str] = COLLECTORS) -> None:
+    """The exporter's config for the simulator's fleet; `collectors` names its entry of `sections`
+    (a name that has none: the session poll alone)."""
     poll = f"poll:\n  interval: {interval:g}s\n  timeout: {min(10.0, interval):g}s\n"
     if concurrency is not None:
         poll += f"  concurrency: {concurrency}\n"
-    if collectors == "all":
-        poll += ALL_COLLECTORS
-    elif collectors == "top":
-        poll += TOP_SESSIONS
-    elif collectors == "apis":
-        poll += OTHER_APIS
+    poll += sections.get(collectors, "")
     listed = "".join(f"      - {instance_id_for(index)}\n" for index in range(instances))
     path.write_text(poll + "projects:\n"
                     f"  - project_id: {SIM_PROJECT_ID}\n    region: cn-north-4\n"
