@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,12 +40,15 @@ def test_bench_prints_a_complete_row_for_a_small_fleet_and_writes_the_sizing_pag
 
 @pytest.mark.slow
 def test_instructions_compares_each_configuration_with_the_session_poll_alone():
+    """Counted in instructions, and with `--simulate branches` the simulated branch predictor's
+    counts too, per call of each exporter and against the session poll alone."""
     require("valgrind", "Debian package valgrind")  # skips a developer's run without it, fails CI
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "instructions.py"), "--instances", "5",
-                             "--interval", "2", "--window", "6", "--collectors", "top"],
+                             "--interval", "2", "--window", "6", "--collectors", "top", "--simulate", "branches"],
                             capture_output=True, text=True, timeout=400, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in result.stdout.splitlines()
+    instructions, simulated = result.stdout.split("Simulated branches")
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in instructions.splitlines()
             if line.startswith("| sessions") or line.startswith("| top")]
     assert [row[0] for row in rows] == ["sessions", "top"]
     calls = [int(row[1].replace(",", "")) for row in rows]
@@ -53,3 +57,14 @@ def test_instructions_compares_each_configuration_with_the_session_poll_alone():
     assert rows[0][3] == "1.000x"
     # Top sessions do work of their own on every page: never free, never a multiple of the poll.
     assert 1.0 < float(rows[1][3].rstrip("x")) < 1.5, rows
+
+    lines = simulated.splitlines()
+    header = next(line for line in lines if line.startswith("| collectors"))
+    assert [cell.strip() for cell in header.strip("|").split("|")][1:] == [
+        "conditional branches", "conditional mispredicted", "indirect branches", "indirect mispredicted"]
+    branches = {cells[0]: cells[1:] for cells in ([cell.strip() for cell in line.strip("|").split("|")]
+                                                  for line in lines if line.startswith(("| sessions", "| top")))}
+    assert all(cell.endswith("(1.000x)") for cell in branches["sessions"]), branches
+    for cell in branches["top"]:
+        count, ratio = re.fullmatch(r"([\d,]+) \((\d+\.\d+)x\)", cell).groups()  # type: ignore[union-attr]
+        assert int(count.replace(",", "")) > 0 and 1.0 < float(ratio) < 1.5, branches
