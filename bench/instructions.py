@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What a collector costs the poll, counted in instructions: the same figure in every run.
 
-    .venv/bin/python bench/instructions.py [--collectors top,all] [--instances 40] [--simulate branches]
+    .venv/bin/python bench/instructions.py [--collectors top,all] [--instances 40] [--simulate branches] [--bare]
 
 The exporter's CPU time moves with the machine (10-15 % from one minute to the next on a shared
 2-core machine, a few % even between two exporters measured in the same seconds), which hides a
@@ -17,8 +17,11 @@ default): the figures are per call, and a call's work does not depend on the fle
 instructions do not show: the processor's caches and its branch prediction. `--simulate caches`
 or `--simulate branches` has callgrind simulate one of them (slower still) and adds a table of its
 counts per call: at 1,000 instances top sessions cost about twice their share of instructions in
-CPU time, and their mispredicted branches are the part of that found (docs/benchmarks.md). Needs
-valgrind.
+CPU time, and their mispredicted branches are the part of that found (docs/benchmarks.md).
+
+`--bare` counts bench.py's baseline too (the bare aiohttp + orjson loop, per page) in the same
+window, and lists the functions where the session poll's instructions exceed it: what is the
+exporter's own. Needs valgrind (callgrind_annotate for `--bare`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ import bench  # noqa: E402
 
 # bench.py's configurations, and top sessions with digests.
 CONFIGS = {**bench.COLLECTORS, "digest": "collectors:\n  top_sessions: {enabled: true, sql: digest}\n"}
+CONCURRENCY = 64  # the bare loop's requests in flight, as in bench.py
+FUNCTIONS = 15  # functions listed with --bare
 EVENTS = re.compile(r"^events: (.+)$", re.M)
 TOTALS = re.compile(r"^totals: ([\d ]+)$", re.M)
 # What callgrind simulates besides counting instructions, and what its event names mean.
@@ -50,20 +55,36 @@ EVENT_NAMES = {
 }
 
 
+BARE = "bare loop"  # the baseline's key among the results
+# A line of callgrind_annotate: instructions, share, then file:function and the object in brackets.
+ANNOTATED = re.compile(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(\S.*?)(?: \[(.*)\])?$")
+
+
+def callgrind(output: Path, simulate: str | None) -> list[str]:
+    options = [SIMULATIONS[simulate]] if simulate is not None else []
+    return ["valgrind", "--tool=callgrind", "--instr-atstart=no", *options, f"--callgrind-out-file={output}"]
+
+
+def instrument(process: subprocess.Popen[str] | bench.Process, on: bool) -> None:
+    subprocess.run(["callgrind_control", f"--instr={'on' if on else 'off'}", str(process.pid)], check=True,
+                   capture_output=True)
+
+
 def counted(workdir: Path, base_url: str, instances: int, interval: float, window: float,
-            all_collectors: list[str], tree: Path,
-            simulate: str | None = None) -> dict[str, tuple[int, dict[str, int]]]:
-    """Per collectors entry: (API calls, callgrind's counts by event: `Ir` the instructions, and
-    those of the `simulate` entry of SIMULATIONS) over one window, all exporters at once."""
+            all_collectors: list[str], tree: Path, simulate: str | None = None,
+            bare: bool = False) -> dict[str, tuple[int, Path]]:
+    """Per collectors entry: (API calls, callgrind's output file) over one window, all exporters at
+    once; with `bare`, also bench.py's bare loop under callgrind (its pages, its output) as BARE,
+    whose own window is then the one counted."""
     exporters: dict[str, tuple[bench.Process, str, Path]] = {}
+    baseline: subprocess.Popen[str] | None = None
+    measured = None
     try:
         for collectors in all_collectors:
             config = workdir / f"{collectors}.yaml"
             bench.write_config(config, base_url, instances, interval, None, collectors, CONFIGS)
             output = workdir / f"{collectors}.callgrind"
-            options = [SIMULATIONS[simulate]] if simulate is not None else []
-            process = bench.Process(["valgrind", "--tool=callgrind", "--instr-atstart=no", *options,
-                                     f"--callgrind-out-file={output}", sys.executable, "-m", "htap_exporter",
+            process = bench.Process([*callgrind(output, simulate), sys.executable, "-m", "htap_exporter",
                                      "--config.file", str(config), "--web.listen-address", "127.0.0.1:0"],
                                     r"listening on ([0-9A-Za-z.:\[\]]+)", cwd=tree)
             exporters[collectors] = (process, "", output)
@@ -71,28 +92,85 @@ def counted(workdir: Path, base_url: str, instances: int, interval: float, windo
             exporters[collectors] = (process, "http://" + process.wait_ready(600).group(1), output)
         for _, url, _ in exporters.values():
             bench.wait_until(lambda url=url: bench.instances_up(url) >= instances, 600, "every instance up")
-        time.sleep(2 * interval)  # past the first runs
+        if bare:
+            # The bare loop measures a window of its own once its loops are spread over an interval
+            # (it says "window", then "bare <cpu> <pages>"): the exporters are counted in the same.
+            baseline = subprocess.Popen(
+                [*callgrind(workdir / "bare.callgrind", simulate), sys.executable, "-c", bench.BARE_LOOP, base_url,
+                 bench.SIM_PROJECT_ID, bench.SIM_TOKEN, str(interval), str(CONCURRENCY), str(2 * interval),
+                 str(window), str(bench.grid_step(interval))],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert baseline.stdin is not None and baseline.stdout is not None
+            baseline.stdin.write("\n".join(bench.instance_id_for(index) for index in range(instances)))
+            baseline.stdin.close()
+            if baseline.stdout.readline().strip() != "window":
+                raise SystemExit("instructions: the bare loop did not start its window")
+        else:
+            time.sleep(2 * interval)  # past the first runs
         before = {}
         for collectors, (process, url, _) in exporters.items():
             before[collectors] = sum(bench.api_calls(url).values())
-            subprocess.run(["callgrind_control", "--instr=on", str(process.pid)], check=True, capture_output=True)
-        time.sleep(window)
+            instrument(process, True)
+        if baseline is not None:
+            instrument(baseline, True)
+            assert baseline.stdout is not None
+            measured = re.search(r"bare [0-9.]+ (\d+)", baseline.stdout.readline())
+            instrument(baseline, False)
+        else:
+            time.sleep(window)
         calls = {}
         for collectors, (process, url, _) in exporters.items():
-            subprocess.run(["callgrind_control", "--instr=off", str(process.pid)], check=True, capture_output=True)
+            instrument(process, False)
             calls[collectors] = sum(bench.api_calls(url).values()) - before[collectors]
     finally:
         for process, _, _ in exporters.values():
             process.stop(timeout=120)  # callgrind writes its counts as the process exits
-    results = {}
-    for collectors, (_, _, output) in exporters.items():
-        text = output.read_text(encoding="utf-8", errors="replace")
-        events, totals = EVENTS.search(text), TOTALS.search(text)
-        if events is None or totals is None:
-            raise SystemExit(f"instructions: no counts from callgrind for {collectors}")
-        counts = dict(zip(events.group(1).split(), map(int, totals.group(1).split()), strict=True))
-        results[collectors] = (calls[collectors], counts)
+        if baseline is not None:
+            baseline.wait(timeout=120)
+    results = {collectors: (calls[collectors], output) for collectors, (_, _, output) in exporters.items()}
+    if baseline is not None:
+        if measured is None:
+            raise SystemExit("instructions: the bare loop did not count its pages")
+        results[BARE] = (int(measured.group(1)), workdir / "bare.callgrind")
     return results
+
+
+def totals(output: Path) -> dict[str, int]:
+    """callgrind's counts in `output`, by event (`Ir`: instructions)."""
+    text = output.read_text(encoding="utf-8", errors="replace")
+    events, found = EVENTS.search(text), TOTALS.search(text)
+    if events is None or found is None:
+        raise SystemExit(f"instructions: no counts from callgrind in {output.name}")
+    return dict(zip(events.group(1).split(), map(int, found.group(1).split()), strict=True))
+
+
+def by_function(output: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """Instructions by function (own cost, `file:function`) and by the program or library that
+    holds it, as callgrind_annotate lists them; files and libraries without their directories."""
+    listing = subprocess.run(["callgrind_annotate", "--threshold=100", str(output)], capture_output=True,
+                             text=True, check=True).stdout
+    functions: dict[str, int] = {}
+    objects: dict[str, int] = {}
+    for line in listing.splitlines():
+        found = ANNOTATED.match(line)
+        if found is None or "PROGRAM TOTALS" in found.group(2):
+            continue
+        count = int(found.group(1).replace(",", ""))
+        name = found.group(2).rsplit("/", 1)[-1]
+        functions[name] = functions.get(name, 0) + count
+        library = (found.group(3) or "?").rsplit("/", 1)[-1]
+        objects[library] = objects.get(library, 0) + count
+    return functions, objects
+
+
+def excess_table(title: str, poll: dict[str, float], baseline: dict[str, float], rows: int) -> None:
+    """The `rows` names whose instructions per call exceed the baseline's most."""
+    names = sorted(poll.keys() | baseline.keys(), key=lambda name: baseline.get(name, 0) - poll.get(name, 0))
+    print(f"\n| {title} | session poll | {BARE} | more |")
+    print("|---|---|---|---|")
+    for name in names[:rows]:
+        mine, theirs = poll.get(name, 0), baseline.get(name, 0)
+        print(f"| `{name}` | {mine:,.0f} | {theirs:,.0f} | {mine - theirs:+,.0f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=60.0, help="counted seconds (default 60)")
     parser.add_argument("--simulate", choices=sorted(SIMULATIONS),
                         help="also simulate the caches or the branch predictor, and count their events")
+    parser.add_argument("--bare", action="store_true",
+                        help="also count bench.py's bare loop (per page), and where the session poll's"
+                             " instructions exceed it, by function")
     parser.add_argument("--exporter-tree", type=Path, default=bench.ROOT, help="run the exporter from this tree")
     args = parser.parse_args(argv)
     wanted = args.collectors.split(",")
@@ -119,29 +200,41 @@ def main(argv: list[str] | None = None) -> int:
         base_url = sim.wait_ready(120).group(1)
         with tempfile.TemporaryDirectory(prefix="htap-instructions-") as workdir:
             results = counted(Path(workdir), base_url, args.instances, args.interval, args.window,
-                              ["sessions", *wanted], args.exporter_tree.resolve(), args.simulate)
+                              ["sessions", *wanted], args.exporter_tree.resolve(), args.simulate, args.bare)
+            counts = {name: (calls, totals(output)) for name, (calls, output) in results.items()}
+            functions = ({name: by_function(results[name][1]) for name in ("sessions", BARE)}
+                         if args.bare else {})
     finally:
         sim.stop()
-    reference_calls, reference_counts = results["sessions"]
+    reference_calls, reference_counts = counts["sessions"]
     reference = {event: count / max(1, reference_calls) for event, count in reference_counts.items()}
     print(f"{args.instances} instances every {args.interval:g} s, {args.window:g} s counted\n")
     print("| collectors | API calls | instructions per call | vs the session poll alone |")
     print("|---|---|---|---|")
-    for collectors, (calls, counts) in results.items():
-        per_call = counts["Ir"] / max(1, calls)
+    for collectors, (calls, counted_events) in counts.items():
+        per_call = counted_events["Ir"] / max(1, calls)
         print(f"| {collectors} | {calls:,} | {per_call:,.0f} | {per_call / reference['Ir']:.3f}x |")
+    if BARE in counts:
+        print(f"\nThe {BARE}'s figures are per page it fetched (its calls).")
     simulated = [event for event in reference_counts if event != "Ir"]
     if simulated:
         print(f"\nSimulated {args.simulate}, per call (vs the session poll alone)\n")
         print("| collectors | " + " | ".join(EVENT_NAMES.get(event, event) for event in simulated) + " |")
         print("|---|" + "---|" * len(simulated))
-        for collectors, (calls, counts) in results.items():
+        for collectors, (calls, counted_events) in counts.items():
             cells = []
             for event in simulated:
-                per_call = counts[event] / max(1, calls)
+                per_call = counted_events[event] / max(1, calls)
                 ratio = f"{per_call / reference[event]:.3f}x" if reference[event] else "-"
                 cells.append(f"{per_call:,.0f} ({ratio})")
             print(f"| {collectors} | " + " | ".join(cells) + " |")
+    if functions:
+        print(f"\nWhere the session poll's instructions per call exceed the {BARE}'s per page (own cost)")
+        for kind, title, rows in ((1, "program or library", len(functions["sessions"][1]) + len(functions[BARE][1])),
+                                  (0, "function", FUNCTIONS)):
+            poll, baseline = ({name: count / max(1, counts[which][0]) for name, count in functions[which][kind].items()}
+                              for which in ("sessions", BARE))
+            excess_table(title, poll, baseline, rows)
     return 0
 
 

@@ -41,22 +41,26 @@ def test_bench_prints_a_complete_row_for_a_small_fleet_and_writes_the_sizing_pag
 @pytest.mark.slow
 def test_instructions_compares_each_configuration_with_the_session_poll_alone():
     """Counted in instructions, and with `--simulate branches` the simulated branch predictor's
-    counts too, per call of each exporter and against the session poll alone."""
+    counts too, per call of each exporter and against the session poll alone; with `--bare`, the
+    bare loop's per page, and where the session poll's exceed it."""
     require("valgrind", "Debian package valgrind")  # skips a developer's run without it, fails CI
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "instructions.py"), "--instances", "5",
-                             "--interval", "2", "--window", "6", "--collectors", "top", "--simulate", "branches"],
+                             "--interval", "2", "--window", "6", "--collectors", "top", "--simulate", "branches", "--bare"],
                             capture_output=True, text=True, timeout=400, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     instructions, simulated = result.stdout.split("Simulated branches")
+    simulated, excess = simulated.split("Where the session poll's instructions")
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in instructions.splitlines()
-            if line.startswith("| sessions") or line.startswith("| top")]
-    assert [row[0] for row in rows] == ["sessions", "top"]
+            if line.startswith(("| sessions", "| top", "| bare loop"))]
+    assert [row[0] for row in rows] == ["sessions", "top", "bare loop"]
     calls = [int(row[1].replace(",", "")) for row in rows]
     per_call = [int(row[2].replace(",", "")) for row in rows]
     assert min(calls) > 0 and min(per_call) > 100_000, rows
     assert rows[0][3] == "1.000x"
     # Top sessions do work of their own on every page: never free, never a multiple of the poll.
     assert 1.0 < float(rows[1][3].rstrip("x")) < 1.5, rows
+    # The bare loop fetches and parses the same pages, and does nothing else with them.
+    assert 0.2 < float(rows[2][3].rstrip("x")) < 1.0, rows
 
     lines = simulated.splitlines()
     header = next(line for line in lines if line.startswith("| collectors"))
@@ -68,3 +72,13 @@ def test_instructions_compares_each_configuration_with_the_session_poll_alone():
     for cell in branches["top"]:
         count, ratio = re.fullmatch(r"([\d,]+) \((\d+\.\d+)x\)", cell).groups()  # type: ignore[union-attr]
         assert int(count.replace(",", "")) > 0 and 1.0 < float(ratio) < 1.5, branches
+
+    # By library: the bare loop decodes with orjson, the exporter with msgspec, both in the interpreter.
+    tables = [[[cell.strip().strip("`") for cell in line.strip("|").split("|")] for line in table.splitlines()
+               if line.startswith("| ") and not line.startswith("| program") and not line.startswith("| function")]
+              for table in excess.split("\n\n")[1:]]
+    libraries, functions = ({row[0]: row[1:] for row in table} for table in tables)
+    orjson = [row for name, row in libraries.items() if name.startswith("orjson")]
+    assert orjson and orjson[0][0] == "0" and int(orjson[0][1].replace(",", "")) > 0, libraries
+    assert any(name.startswith("libpython") or name.startswith("python") for name in libraries), libraries
+    assert len(functions) == 15 and all(row[2].startswith("+") for row in functions.values()), functions
