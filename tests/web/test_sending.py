@@ -143,6 +143,16 @@ def stalled_reader(port: int) -> socket.socket:
     return sock
 
 
+def read_to_the_end(sock: socket.socket) -> None:
+    """Whatever is left, until EOF or a reset; a timeout (10 s) when the connection stays open."""
+    sock.settimeout(10)
+    try:
+        while sock.recv(1 << 20):
+            pass
+    except ConnectionResetError:
+        pass
+
+
 async def test_a_reader_that_stops_is_dropped_and_its_thread_freed():
     sender = BodySender(stall_timeout=0.5)
     server = await serve(sender, body=BIG * 4)
@@ -150,13 +160,10 @@ async def test_a_reader_that_stops_is_dropped_and_its_thread_freed():
     try:
         await until(lambda: sender.threaded == 1)
         await until(lambda: not sender._sockets)
-        # the connection was closed: reading what was sent ends in EOF or a reset, not a hang
-        sock.settimeout(10)
-        try:
-            while sock.recv(1 << 20):
-                pass
-        except ConnectionResetError:
-            pass
+        # the connection was closed: reading what was sent ends in EOF or a reset, not a hang. Read
+        # in a thread: the close itself is a callback of the event loop, which a blocking read here
+        # would hold.
+        await asyncio.to_thread(read_to_the_end, sock)
         assert await asyncio.to_thread(two_scrapes_on_one_connection, server.port) == [BIG * 4 + TAIL] * 2
     finally:
         sock.close()
