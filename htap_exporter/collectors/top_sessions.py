@@ -25,7 +25,7 @@ import msgspec
 from htap_exporter.collectors.labels import UNKNOWN, LabelCache, label_value
 from htap_exporter.collectors.sessions.counting import client_ip, parse_duration_value
 from htap_exporter.collectors.sessions.dedup import session_id_key
-from htap_exporter.collectors.sessions.pages import statement_of
+from htap_exporter.collectors.sessions.pages import MAX_ID_LENGTH, statement_of
 from htap_exporter.collectors import sql_text
 from htap_exporter.exposition.store import TopSession
 from htap_exporter.exposition.writer import InstanceWriter, number_text
@@ -77,44 +77,53 @@ class TopSessions:
         are looked at one by one. They are found in the sorted durations (at most a page's 100
         numbers), then each by a C-speed scan for its duration (or, when they are many, by one
         C-speed pass over the page); a page with none costs two bisections."""
-        if durations is None or not durations:
-            for row in rows:
-                self.offer(row)
+        if not durations:
+            if durations is None:
+                for row in rows:
+                    self.offer(row)
             return
-        picked = self._reaching(rows, durations, sorted(durations) if ordered is None else ordered)
-        if picked:
-            self._merge(picked, rows)
-
-    def _reaching(self, rows: list[Any], durations: list[float | int],
-                  ordered: list[float | int]) -> list[tuple[Any, float | int]]:
-        """The rows at least `floor` long and among the `count` longest (ties included), with
-        their durations, longest first when found by scans."""
-        count = self.count
+        # The rows at least `floor` long and among the `count` longest (ties included), with their
+        # durations: found in the sorted durations, then (few of them) each by a C-speed scan for
+        # its duration, longest first, or (many) by one C-speed pass over the page. All in this one
+        # function: it runs for most pages, between the poll's other work.
+        if ordered is None:
+            ordered = sorted(durations)
+        size, count = len(ordered), self.count
         start = bisect.bisect_left(ordered, self.floor)  # from the first equal one
-        if start >= len(ordered):
-            return []
-        if start < len(ordered) - count:
+        if start >= size:
+            return
+        if start < size - count:
             start = bisect.bisect_left(ordered, ordered[-count])
-        wanted = ordered[start:]
-        if len(wanted) > count or len(wanted) * 8 > len(durations):
+        if size - start > count or (size - start) * 8 > len(durations):
             # Many rows (equal durations at the cut, or a large count) for the page's size: one
             # pass over the page costs less than a scan for each (~8 scans of a page cost one pass).
-            return list(itertools.compress(zip(rows, durations, strict=True),
-                                           map(operator.le, itertools.repeat(wanted[0]), durations)))
-        picked = []
-        after: dict[float | int, int] = {}  # a duration -> where to look for its next row
-        for duration in reversed(wanted):  # longest first
-            index = durations.index(duration, after.get(duration, 0))
-            after[duration] = index + 1
-            picked.append((rows[index], duration))
-        return picked
+            picked = list(itertools.compress(zip(rows, durations, strict=True),
+                                             map(operator.le, itertools.repeat(ordered[start]), durations)))
+        else:
+            picked = []
+            previous, index = None, -1
+            for position in range(size - 1, start - 1, -1):  # longest first
+                duration = ordered[position]
+                # An equal duration's next row is after the last one found.
+                index = durations.index(duration, index + 1 if duration == previous else 0)
+                previous = duration
+                picked.append((rows[index], duration))
+        self._merge(picked, rows)
 
     def _merge(self, picked: list[tuple[Any, float | int]], rows: list[Any]) -> None:
         """Rows that may enter, merged into the selection; `rows`: all those of their offer."""
         top, ids, count = self._top, self._ids, self.count
         entries: list[tuple[float, str, Any]] = []
         for row, duration in picked:
-            key = session_id_key(row.id)
+            raw_id = row.id
+            if type(raw_id) is str:  # the usual id: its label is itself, stripped (as _id_label makes it)
+                label = raw_id.strip()
+                if label and len(label) <= MAX_ID_LENGTH and label.isascii() and label.isprintable():
+                    if label not in ids:  # a row seen twice counts once
+                        ids.add(label)
+                        entries.append((-(duration + 0.0), label, row))
+                    continue
+            key = session_id_key(raw_id)
             if key is None:  # a session without an id can be neither named nor ended
                 if len(picked) < len(rows):
                     # Rows without a usable id never enter: they must not take the places of rows
