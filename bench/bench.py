@@ -48,9 +48,10 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -278,6 +279,14 @@ def start_exporter(config: Path, tree: Path, instances: int, interval: float) ->
     return exporter, metrics_url
 
 
+def configured_concurrency(config: Path, tree: Path) -> int:
+    """The requests in flight the exporter of `tree` takes from `config` (its default when the config
+    sets none), as `--config.check` says."""
+    check = subprocess.run([sys.executable, "-m", "htap_exporter", "--config.file", str(config), "--config.check"],
+                           capture_output=True, text=True, cwd=tree)
+    return int(re.search(r"concurrency=(\d+)", check.stdout).group(1))  # type: ignore[union-attr]
+
+
 def versus_sessions(config: Path, tree: Path, base_url: str, instances: int, interval: float, concurrency: int | None,
                     window: float, exporter: Process, metrics_url: str, versus_seconds: float) -> float:
     """With other collectors on: the exporter's CPU per call against an exporter of the session poll
@@ -462,37 +471,50 @@ class BareLoop:
         """One window of the bare loop beside the polling exporter: the bare loop's CPU seconds and
         pages, and the exporter's CPU per API call (ms) in the same seconds."""
         bare = cls(base_url, instances, interval, concurrency, window)
-        assert bare.process.stdout is not None
-        line = bare.process.stdout.readline()
-        if line.strip() != "window":
-            bare.fail(line)
+        bare.wait_for_window()
         cpu, calls = cpu_seconds(exporter.pid), sum(api_calls(metrics_url).values())
         bare_cpu, bare_pages = bare.result()
         cpu, calls = cpu_seconds(exporter.pid) - cpu, sum(api_calls(metrics_url).values()) - calls
         return bare_cpu, bare_pages, 1000 * cpu / max(1, calls)
 
-    def __init__(self, base_url: str, instances: int, interval: float, concurrency: int, window: float) -> None:
+    def __init__(self, base_url: str, instances: int, interval: float, concurrency: int, window: float,
+                 *, warmup: float | None = None, prefix: Sequence[str] = ()) -> None:
+        """`warmup`: seconds before its window (default one interval); `prefix`: a command that runs
+        it (valgrind, for bench/instructions.py)."""
         self.window = window
         self.process = subprocess.Popen(
-            [sys.executable, "-c", BARE_LOOP, base_url, SIM_PROJECT_ID, SIM_TOKEN, str(interval), str(concurrency),
-             str(interval), str(window), str(grid_step(interval))],
+            [*prefix, sys.executable, "-c", BARE_LOOP, base_url, SIM_PROJECT_ID, SIM_TOKEN, str(interval),
+             str(concurrency), str(interval if warmup is None else warmup), str(window), str(grid_step(interval))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write("\n".join(instance_id_for(index) for index in range(instances)))
         self.process.stdin.close()
 
-    def result(self) -> tuple[float, int]:
-        """Its window's CPU seconds and pages (once its "window" line was read: see beside)."""
+    def wait_for_window(self) -> None:
+        """Until it says "window": its loops are spread, its window starts."""
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if line.strip() != "window":
+            self.fail(line)
+
+    def measured(self) -> tuple[float, int]:
+        """Its window's CPU seconds and pages, as it says them when the window ends (once its
+        "window" line was read)."""
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         match = re.search(r"bare ([0-9.]+) (\d+)", line)
-        self.process.wait(timeout=self.window + 120)
         if not match:
             self.fail(line)
         return float(match.group(1)), int(match.group(2))
 
-    def fail(self, line: str) -> None:
+    def result(self) -> tuple[float, int]:
+        """`measured`, once the process has ended."""
+        figures = self.measured()
+        self.process.wait(timeout=self.window + 120)
+        return figures
+
+    def fail(self, line: str) -> NoReturn:
         self.process.kill()
         _, errors = self.process.communicate()
         raise SystemExit("bench: the bare loop failed:\n" + line + errors)
@@ -531,12 +553,7 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
         base_url = sim.wait_ready(120).group(1)
         config = workdir / f"bench-{instances}-{collectors}.yaml"
         write_config(config, base_url, instances, interval, concurrency, collectors)
-        effective = concurrency
-        if effective is None:
-            check = subprocess.run([sys.executable, "-m", "htap_exporter", "--config.file", str(config),
-                                    "--config.check"],
-                                   capture_output=True, text=True, cwd=tree)
-            effective = int(re.search(r"concurrency=(\d+)", check.stdout).group(1))  # type: ignore[union-attr]
+        effective = concurrency if concurrency is not None else configured_concurrency(config, tree)
         launched = time.monotonic()
         exporter, metrics_url = start_exporter(config, tree, instances, interval)
         all_up = time.monotonic() - launched

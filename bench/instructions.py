@@ -41,7 +41,6 @@ import bench  # noqa: E402
 
 # bench.py's configurations, and top sessions with digests.
 CONFIGS = {**bench.COLLECTORS, "digest": "collectors:\n  top_sessions: {enabled: true, sql: digest}\n"}
-CONCURRENCY = 64  # the bare loop's requests in flight, as in bench.py
 FUNCTIONS = 15  # functions listed with --bare
 EVENTS = re.compile(r"^events: (.+)$", re.M)
 TOTALS = re.compile(r"^totals: ([\d ]+)$", re.M)
@@ -77,8 +76,8 @@ def counted(workdir: Path, base_url: str, instances: int, interval: float, windo
     once; with `bare`, also bench.py's bare loop under callgrind (its pages, its output) as BARE,
     whose own window is then the one counted."""
     exporters: dict[str, tuple[bench.Process, str, Path]] = {}
-    baseline: subprocess.Popen[str] | None = None
-    measured = None
+    baseline: bench.BareLoop | None = None
+    pages = 0
     try:
         for collectors in all_collectors:
             config = workdir / f"{collectors}.yaml"
@@ -93,18 +92,12 @@ def counted(workdir: Path, base_url: str, instances: int, interval: float, windo
         for _, url, _ in exporters.values():
             bench.wait_until(lambda url=url: bench.instances_up(url) >= instances, 600, "every instance up")
         if bare:
-            # The bare loop measures a window of its own once its loops are spread over an interval
-            # (it says "window", then "bare <cpu> <pages>"): the exporters are counted in the same.
-            baseline = subprocess.Popen(
-                [*callgrind(workdir / "bare.callgrind", simulate), sys.executable, "-c", bench.BARE_LOOP, base_url,
-                 bench.SIM_PROJECT_ID, bench.SIM_TOKEN, str(interval), str(CONCURRENCY), str(2 * interval),
-                 str(window), str(bench.grid_step(interval))],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            assert baseline.stdin is not None and baseline.stdout is not None
-            baseline.stdin.write("\n".join(bench.instance_id_for(index) for index in range(instances)))
-            baseline.stdin.close()
-            if baseline.stdout.readline().strip() != "window":
-                raise SystemExit("instructions: the bare loop did not start its window")
+            # The bare loop measures a window of its own once its loops are spread over two intervals,
+            # with the exporters' requests in flight: the exporters are counted in the same window.
+            concurrency = bench.configured_concurrency(workdir / f"{all_collectors[0]}.yaml", tree)
+            baseline = bench.BareLoop(base_url, instances, interval, concurrency, window, warmup=2 * interval,
+                                      prefix=callgrind(workdir / "bare.callgrind", simulate))
+            baseline.wait_for_window()
         else:
             time.sleep(2 * interval)  # past the first runs
         before = {}
@@ -112,10 +105,9 @@ def counted(workdir: Path, base_url: str, instances: int, interval: float, windo
             before[collectors] = sum(bench.api_calls(url).values())
             instrument(process, True)
         if baseline is not None:
-            instrument(baseline, True)
-            assert baseline.stdout is not None
-            measured = re.search(r"bare [0-9.]+ (\d+)", baseline.stdout.readline())
-            instrument(baseline, False)
+            instrument(baseline.process, True)
+            _, pages = baseline.measured()
+            instrument(baseline.process, False)
         else:
             time.sleep(window)
         calls = {}
@@ -126,12 +118,10 @@ def counted(workdir: Path, base_url: str, instances: int, interval: float, windo
         for process, _, _ in exporters.values():
             process.stop(timeout=120)  # callgrind writes its counts as the process exits
         if baseline is not None:
-            baseline.wait(timeout=120)
+            baseline.process.wait(timeout=120)
     results = {collectors: (calls[collectors], output) for collectors, (_, _, output) in exporters.items()}
     if baseline is not None:
-        if measured is None:
-            raise SystemExit("instructions: the bare loop did not count its pages")
-        results[BARE] = (int(measured.group(1)), workdir / "bare.callgrind")
+        results[BARE] = (pages, workdir / "bare.callgrind")
     return results
 
 

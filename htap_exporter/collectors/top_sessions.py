@@ -170,7 +170,9 @@ class TopSessions:
 
 
 def _id_label(key: str | bytes, raw_id: Any) -> str:
-    """The label of a session id: its key itself when that is plain text (as label_value makes it)."""
+    """The label of a session id: its key itself when that is plain text (as label_value makes it).
+    TopSessions._merge takes a plain string id's label the same way without calling this (nor
+    session_id_key): a change to either rule is a change to that fast path too."""
     return key if type(key) is str and key.isascii() and key.isprintable() else label_value(raw_id, 1 << 31)
 
 
