@@ -93,7 +93,7 @@ class TopSessions:
         if start >= size:
             return
         if start < size - count:
-            start = bisect.bisect_left(ordered, ordered[-count])
+            start = bisect.bisect_left(ordered, ordered[-count], start)  # at or after the floor's
         if size - start > count or (size - start) * 8 > len(durations):
             # Many rows (equal durations at the cut, or a large count) for the page's size: one
             # pass over the page costs less than a scan for each (~8 scans of a page cost one pass).
