@@ -45,7 +45,7 @@ def test_instructions_compares_each_configuration_with_the_session_poll_alone():
     bare loop's per page, and where the session poll's exceed it."""
     require("valgrind", "Debian package valgrind")  # skips a developer's run without it, fails CI
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "instructions.py"), "--instances", "5",
-                             "--interval", "2", "--window", "6", "--collectors", "top", "--simulate", "branches", "--bare"],
+                             "--interval", "2", "--window", "18", "--collectors", "top", "--simulate", "branches", "--bare"],
                             capture_output=True, text=True, timeout=400, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     instructions, simulated = result.stdout.split("Simulated branches")
