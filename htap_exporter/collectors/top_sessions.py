@@ -3,8 +3,9 @@
 `TopSessions` sees every page's rows as they stream by and keeps at most `count` rows, in order:
 never the list, never a sort of it. It rides on the session counter (SessionCounter's
 `active_rows`), which already groups each page's new rows by command, tells idle commands
-(`metrics.idle_commands`, which never enter) from the rest and checks their durations: the rider
-narrows those at C speed to the few rows that could still enter, and looks at only those one by one.
+(`metrics.idle_commands`, which never enter) from the rest, checks their durations and sorts them
+(for the histogram): the rider reads from those sorted durations the shortest that could still
+enter, keeps the rows at least that long (one comparison each), and looks at only those one by one.
 
 `top_session_samples` turns the selection into label sets and values. With `sql: none` the
 statement is never read; with `digest` or `fingerprint` it is read for the selected rows only, and
@@ -13,9 +14,7 @@ only through sql_text, which writes no literal.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-import itertools
 import operator
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal
@@ -25,7 +24,7 @@ import msgspec
 from htap_exporter.collectors.labels import UNKNOWN, LabelCache, label_value
 from htap_exporter.collectors.sessions.counting import client_ip, parse_duration_value
 from htap_exporter.collectors.sessions.dedup import session_id_key
-from htap_exporter.collectors.sessions.pages import MAX_ID_LENGTH, statement_of
+from htap_exporter.collectors.sessions.pages import MAX_EXACT_DURATION, MAX_ID_LENGTH, statement_of
 from htap_exporter.collectors import sql_text
 from htap_exporter.exposition.store import TopSession
 from htap_exporter.exposition.writer import InstanceWriter, number_text
@@ -74,41 +73,28 @@ class TopSessions:
 
         Only the rows at least as long as the shortest that could still enter (min_duration, or the
         selection's shortest once it is full) and among these rows' `count` longest (ties included)
-        are looked at one by one. They are found in the sorted durations (at most a page's 100
-        numbers), then each by a C-speed scan for its duration (or, when they are many, by one
-        C-speed pass over the page); a page with none costs two bisections."""
+        are looked at one by one: that cut is read from the sorted durations, and the rows at or
+        above it are found by one comparison per duration (a page's 100 at most); a page with none
+        costs two comparisons."""
         if not durations:
             if durations is None:
                 for row in rows:
                     self.offer(row)
             return
-        # The rows at least `floor` long and among the `count` longest (ties included), with their
-        # durations: found in the sorted durations, then (few of them) each by a C-speed scan for
-        # its duration, longest first, or (many) by one C-speed pass over the page. All in this one
-        # function: it runs for most pages, between the poll's other work.
         if ordered is None:
             ordered = sorted(durations)
-        size, count = len(ordered), self.count
-        start = bisect.bisect_left(ordered, self.floor)  # from the first equal one
-        if start >= size:
-            return
-        if start < size - count:
-            start = bisect.bisect_left(ordered, ordered[-count], start)  # at or after the floor's
-        if size - start > count or (size - start) * 8 > len(durations):
-            # Many rows (equal durations at the cut, or a large count) for the page's size: one
-            # pass over the page costs less than a scan for each (~8 scans of a page cost one pass).
-            picked = list(itertools.compress(zip(rows, durations, strict=True),
-                                             map(operator.le, itertools.repeat(ordered[start]), durations)))
-        else:
-            picked = []
-            previous, index = None, -1
-            for position in range(size - 1, start - 1, -1):  # longest first
-                duration = ordered[position]
-                # An equal duration's next row is after the last one found.
-                index = durations.index(duration, index + 1 if duration == previous else 0)
-                previous = duration
-                picked.append((rows[index], duration))
-        self._merge(picked, rows)
+        count = self.count
+        cut = ordered[-count] if len(ordered) > count else ordered[0]
+        if cut < self.floor:
+            cut = self.floor
+            if ordered[-1] < cut:
+                return
+            if cut.is_integer() and cut <= MAX_EXACT_DURATION:
+                # Whole seconds as an int, as the API's durations are: comparing an int with an int
+                # costs less than with a float.
+                cut = int(cut)
+        # One comparison per duration: cheaper than finding each of the few rows by a scan of its own.
+        self._merge([(rows[index], duration) for index, duration in enumerate(durations) if duration >= cut], rows)
 
     def _merge(self, picked: list[tuple[Any, float | int]], rows: list[Any]) -> None:
         """Rows that may enter, merged into the selection; `rows`: all those of their offer."""
