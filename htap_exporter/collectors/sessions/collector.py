@@ -16,6 +16,7 @@ from htap_exporter.collectors.labels import LabelCache
 from htap_exporter.collectors.sessions.counting import SessionCounter
 from htap_exporter.collectors.sessions.families import FAMILIES, session_samples
 from htap_exporter.collectors.sessions.fetch import list_sessions
+from htap_exporter.collectors.sessions.pages import PageDecoder
 from htap_exporter.collectors.top_sessions import TOP_SESSIONS, FingerprintCache, TopSessionLines, TopSessions
 from htap_exporter.config import MetricsConfig, TopSessionsConfig
 from htap_exporter.exposition.families import Family
@@ -43,8 +44,12 @@ class SessionsCollector:
     families: tuple[Family, ...] = FAMILIES
     reports_up: bool = True
     top_lines: TopSessionLines | None = field(default=None, compare=False, repr=False)
+    # The fleet's label values, learnt from its pages (kept as long as the collector is).
+    pages: PageDecoder | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.pages is None:
+            object.__setattr__(self, "pages", PageDecoder(hosts=self.metrics.hosts))
         if self.top is not None and self.top_lines is None:
             object.__setattr__(self, "top_lines", TopSessionLines(
                 TOP_SESSIONS_FAMILY.name, sql_mode=self.top.sql,  # type: ignore[arg-type]
@@ -66,7 +71,7 @@ class SessionsCollector:
         counter = SessionCounter(self.metrics, labels=self.labels,
                                  active_rows=selector)
         result = await list_sessions(client, instance.instance_id, counter,
-                                     with_sql=top is not None and top.sql != "none")
+                                     with_sql=top is not None and top.sql != "none", decoder=self.pages)
         stats = result.stats
         if result.skipped_rows or stats.rows_without_duration:
             log.debug("rows left out", extra={

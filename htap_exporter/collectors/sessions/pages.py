@@ -22,12 +22,22 @@ page decoded `with_sql`, into `SqlRow`s (the same fields and the statement), by 
 own, so that the usual page pays nothing for it. Even then the statement stays undecoded JSON
 (`msgspec.Raw`, a view of the page's bytes) until `statement_of` reads it, for the few rows selected:
 a page's 100 statements are not made into strings for the five that are read.
+
+A poll decodes through its fleet's `PageDecoder`, which knows the label values seen so far: users,
+states, databases and commands repeat page after page across a fleet, and a field whose values are
+known is decoded as one of them (a msgspec `Literal`), the same string object every time. No new
+string is made for it, and its hash is already known when counting puts it in a dictionary: on
+pages of 100 simulator rows, decoding and counting took 100 us a page against 113 us with a new
+string per value. A page with a value not known yet is decoded the usual way, and its values are
+learnt; a field with too many values (MAX_LEARNED_VALUES), or a long one, is decoded as plain
+strings from then on. Without `metrics.hosts`, rows have no `host`: nothing reads it.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -144,6 +154,87 @@ def page_of(values: list[Any], with_sql: bool = False) -> Page:
     return Page(rows, skipped=len(values) - len(rows))
 
 
+# The label fields a PageDecoder learns the values of: few per fleet, in every row.
+LEARNED_FIELDS = ("user", "state", "database", "command")
+# A field with more values than this (in the fleet, since start) is decoded as plain strings again:
+# each new value costs a page decoded twice and a new decoder (~1 ms with this many values).
+MAX_LEARNED_VALUES = 256
+# Longer values are not learnt (and their field is decoded as plain strings again): a label value is
+# short; a server inventing long ones must not make the decoder hold them.
+MAX_LEARNED_LENGTH = 128
+
+
+class PageDecoder:
+    """decode_page for a fleet's polls, with the label values seen so far decoded as literals (see
+    above). Learns from the pages it decodes the usual way: the first, and those with a value it did
+    not know yet. `hosts`: whether rows keep `host` (metrics.hosts)."""
+
+    __slots__ = ("hosts", "_values", "_decoders")
+
+    def __init__(self, *, hosts: bool = True) -> None:
+        self.hosts = hosts
+        # Field -> the values learnt; None once given up on (too many, or too long).
+        self._values: dict[str, set[str] | None] | None = None  # None: no page learnt from yet
+        self._decoders: dict[bool, Any] = {}  # with_sql -> a decoder of the values learnt so far
+
+    def decode(self, body: bytes, with_sql: bool = False) -> Page:
+        """decode_page's page: the same rows, decoded at less cost once their values are known."""
+        decoder = self._decoders.get(with_sql)
+        if decoder is None and self._values is not None:
+            decoder = self._decoders[with_sql] = _learned_decoder(self._values, with_sql, self.hosts)
+        if decoder is not None:
+            try:
+                return Page(decoder.decode(body).process_list, checked=True)
+            except msgspec.ValidationError:
+                pass  # a value not learnt yet, or a page the checked types refuse: decode_page says which
+            except (msgspec.DecodeError, RecursionError) as problem:
+                raise BadPage(f"invalid JSON: {str(problem)[:120]}") from None
+        page = decode_page(body, with_sql)
+        if page.checked:
+            self._learn(page.rows)
+        return page
+
+    def learnt(self, field: str) -> frozenset[str] | None:
+        """The values of a label field decoded as literals; None when that field is decoded as plain
+        strings (nothing learnt yet, or given up on)."""
+        values = self._values.get(field) if self._values is not None else None
+        return frozenset(values) if values is not None else None
+
+    def _learn(self, rows: list[Any]) -> None:
+        """The values of a checked page's label fields (strings or None)."""
+        if self._values is None:
+            self._values = {name: set() for name in LEARNED_FIELDS}
+            self._decoders.clear()
+        for name, known in self._values.items():
+            if known is None:
+                continue
+            seen = set(map(operator.attrgetter(name), rows))
+            seen.discard(None)
+            new = seen - known
+            if not new:
+                continue
+            if len(known) + len(new) > MAX_LEARNED_VALUES or max(map(len, new)) > MAX_LEARNED_LENGTH:
+                self._values[name] = None
+            else:
+                known |= new
+            self._decoders.clear()
+
+
+def _learned_decoder(values: dict[str, set[str] | None], with_sql: bool, hosts: bool) -> Any:
+    """A checked page's decoder whose label fields take only the values learnt (or null)."""
+    types = dict(_CHECKED_TYPES)
+    for name, known in values.items():
+        if known is not None:
+            types[name] = Literal[tuple(sorted(known))] | None if known else None
+    fields = [(name, types[name], None) for name in FIELDS if hosts or name != "host"]
+    if with_sql:
+        fields.append(_STATEMENT)
+    row = msgspec.defstruct("_LearnedRow", fields, module=__name__, gc=False)
+    page = msgspec.defstruct("_LearnedPage", [("process_list", list[row])], module=__name__,  # type: ignore[valid-type]
+                             gc=False)
+    return msgspec.json.Decoder(page)
+
+
 def statement_of(row: Any) -> Any:
     """A row's `sql_statement` as the API sent it (a string, usually; None when missing)."""
     statement = row.sql_statement
@@ -156,4 +247,5 @@ def statement_of(row: Any) -> Any:
 
 
 def as_mapping(row: Any) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in FIELDS}
+    """A row's fields; None for one its decoder left out (`host` without metrics.hosts)."""
+    return {name: getattr(row, name, None) for name in FIELDS}
