@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+import bisect
+from typing import Callable, Iterator
 
-from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector,
-                               ProcessCollector, generate_latest)
-from prometheus_client.metrics_core import Metric
+from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
 
 from htap_exporter import __version__, python_version, revision
+from htap_exporter.exposition.writer import floatToGoString
 
 # prometheus_client leaves it unannotated.
 generate_openmetrics: Callable[[Collector], bytes] = openmetrics.generate_latest
@@ -31,6 +32,46 @@ class _WithoutCreated(Collector):
             yield family
 
 
+class ApiRequests(Collector):
+    """`htap_api_requests_total{api,code}` and `htap_api_request_duration_seconds{api}`, counted in
+    plain numbers and written as their families when scraped. Every API request of every poll is
+    counted: ~0.4 us a request here, against ~1.8 us through prometheus_client's Counter and
+    Histogram, whose every increment takes a lock (the event loop is the only writer and reader)."""
+
+    BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+    def __init__(self) -> None:
+        self._requests: dict[tuple[str, str], int] = {}
+        # api -> [requests per bucket (the last one +Inf), not cumulative; the sum of their seconds]
+        self._durations: dict[str, tuple[list[int], list[float]]] = {}
+
+    def observe(self, api: str, code: str, seconds: float) -> None:
+        key = (api, code)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        durations = self._durations.get(api)
+        if durations is None:
+            durations = self._durations[api] = ([0] * (len(self.BUCKETS) + 1), [0.0])
+        durations[0][bisect.bisect_left(self.BUCKETS, seconds)] += 1  # the first bound >= seconds: `le`
+        durations[1][0] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("htap_api_requests", "HTTP requests to the cloud API, by API and status code"
+                                       " (timeout or error when there was no answer).", labels=["api", "code"])
+        for (api, code), count in self._requests.items():
+            requests.add_metric([api, code], count)
+        yield requests
+        durations = HistogramMetricFamily("htap_api_request_duration_seconds",
+                                          "Duration of HTTP requests to the cloud API.", labels=["api"])
+        bounds = [floatToGoString(bound) for bound in self.BUCKETS] + ["+Inf"]
+        for api, (counts, total) in self._durations.items():
+            cumulative, running = [], 0
+            for bound, count in zip(bounds, counts, strict=True):
+                running += count
+                cumulative.append((bound, running))
+            durations.add_metric([api], cumulative, total[0])
+        yield durations
+
+
 class SelfMetrics:
     """The exporter's own metrics, in a registry of their own (never the global default one)."""
 
@@ -47,23 +88,10 @@ class SelfMetrics:
         self.reload_timestamp = Gauge("htap_config_last_reload_success_timestamp_seconds",
                                       "Unix time of the last successful configuration load.",
                                       registry=self.registry)
-        self.api_requests = Counter("htap_api_requests", "HTTP requests to the cloud API, by API and"
-                                    " status code (timeout or error when there was no answer).",
-                                    ["api", "code"], registry=self.registry)
-        self.api_duration = Histogram("htap_api_request_duration_seconds", "Duration of HTTP requests to"
-                                      " the cloud API.", ["api"], registry=self.registry,
-                                      buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.api_requests = ApiRequests()
+        self.registry.register(self.api_requests)
+        self.observe_request = self.api_requests.observe  # for every request (api, code, seconds)
         self._exposed = _WithoutCreated(self.registry)
-        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
-
-    def observe_request(self, api: str, code: str, seconds: float) -> None:
-        # The labelled children, looked up once per (api, code): this runs for every request.
-        children = self._children.get((api, code))
-        if children is None:
-            children = self._children[(api, code)] = (self.api_requests.labels(api, code),
-                                                      self.api_duration.labels(api))
-        children[0].inc()
-        children[1].observe(seconds)
 
     def config_loaded(self, success: bool, when: float) -> None:
         self.reload_successful.set(1 if success else 0)
