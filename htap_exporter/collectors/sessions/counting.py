@@ -30,6 +30,8 @@ _RAW_COUNTABLE = frozenset({str, type(None)})
 _INT = {int}
 _NUMBER = {int, float}
 _DURATION = operator.attrgetter("duration")
+# Raw commands up to this long are remembered for the poll with their label's figures.
+MAX_REMEMBERED_LENGTH = 256
 
 
 class ActiveRows(Protocol):
@@ -130,6 +132,15 @@ class _CommandFigures:
         self.without_duration = 0
 
 
+def _numeric_max(durations: list[Any]) -> int | float | None:
+    """The largest of a checked page's durations if all of them are numbers, else None."""
+    try:
+        longest = max(durations)
+    except TypeError:  # numbers mixed with strings or None
+        return None
+    return longest if type(longest) is int or type(longest) is float else None
+
+
 def _plain_durations(values: list[Any]) -> list[float | int]:
     """The usable durations among `values`. Checked at C speed when they are plain non-negative
     numbers (the usual page: whole seconds), one by one otherwise."""
@@ -145,15 +156,6 @@ def _plain_durations(values: list[Any]) -> list[float | int]:
         if math.isfinite(total) and min(values) >= 0:
             return values
     return [number for number in map(parse_duration_value, values) if number is not None]
-
-
-def _numeric_max(durations: list[Any]) -> int | float | None:
-    """The largest of a checked page's durations if all of them are numbers, else None."""
-    try:
-        longest = max(durations)
-    except TypeError:  # numbers mixed with strings or None
-        return None
-    return longest if type(longest) is int or type(longest) is float else None
 
 
 class SessionCounter:
@@ -188,9 +190,13 @@ class SessionCounter:
         self._hosts: dict[str, int] = {}
         self._host_labels = LabelCache(config.max_label_length)  # raw host -> label, for this poll
         self._commands: dict[str, _CommandFigures] = {}
+        # Raw command -> its figures and whether it is idle, decided once per poll, not once per page
+        # (only for short raw values: a poll must not hold long ones).
+        self._command_of: dict[Any, tuple[_CommandFigures, bool]] = {}
         if labels is None or labels.max_length != config.max_label_length:
             labels = LabelCache(config.max_label_length)
         self._clean = labels.clean
+        self._labels = labels.labels  # what clean gives for the raw strings it has seen (looked up first)
         self._active = ActiveHistogram(config.duration_buckets)
         self._active_rows = active_rows
 
@@ -269,11 +275,12 @@ class SessionCounter:
         plain_rows: list[Any] = []  # of the commands whose durations are all plain numbers
         plain_durations: list[float | int] = []
         odd_rows: list[Any] = []
+        command_of = self._command_of
         for raw, rows in groups.items():
-            command = self._clean(raw)
-            figures = self._commands.get(command)
-            if figures is None:
-                figures = self._commands[command] = _CommandFigures()
+            known = command_of.get(raw)
+            if known is None:
+                known = self._command(raw)
+            figures, idle = known
             durations = list(map(_DURATION, rows))
             figures.count += len(durations)
             # A checked page's durations are usable numbers, strings or None: when their maximum is
@@ -289,7 +296,7 @@ class SessionCounter:
                 longest = max(numbers)
             if longest > figures.max_duration:
                 figures.max_duration = float(longest) + 0.0  # -0.0 (a JSON "-0.0") as 0.0
-            if command not in self._idle:  # idle sessions have no place in the histogram, nor its sum
+            if not idle:  # idle sessions have no place in the histogram, nor its sum
                 active += numbers
                 if rider is None:
                     continue
@@ -314,9 +321,26 @@ class SessionCounter:
         """Whether any row so far had an id (pages without ids cannot be told apart)."""
         return self._ids.any
 
+    def _command(self, raw: Any) -> tuple[_CommandFigures, bool]:
+        """The figures of a raw command's label, and whether that command is idle; remembered for
+        the poll when the raw value is short."""
+        command = self._clean(raw)
+        figures = self._commands.get(command)
+        if figures is None:
+            figures = self._commands[command] = _CommandFigures()
+        known = (figures, command in self._idle)
+        if raw is None or (type(raw) is str and len(raw) <= MAX_REMEMBERED_LENGTH):
+            self._command_of[raw] = known
+        return known
+
     def _fold(self, raw_counts: dict[Any, int], counts: dict[str, int]) -> None:
+        labels = self._labels
         for raw, count in raw_counts.items():
-            value = self._clean(raw)
+            # The label cache's dictionary first (its keys are strings: None, or a value it did
+            # not keep, goes through clean): a call less per value.
+            value = labels.get(raw)
+            if value is None:
+                value = self._clean(raw)
             counts[value] = counts.get(value, 0) + count
 
     def result(self) -> InstanceStats:
