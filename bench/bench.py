@@ -816,7 +816,7 @@ PROFILE_NOTE = ("py-spy samples the exporter's threads 100 times a second and co
                 " function on top of the stack (own time). `_SelectorSocketTransport.write` is the socket's"
                 " send system call, which the bare loop pays as well (the same requests); `EpollSelector.select`"
                 " is the event loop waiting, which py-spy does not always tell from work. What remains is the"
-                " exporter's own: decoding the pages (msgspec, `pages.decode_page`), counting them"
+                " exporter's own: decoding the pages (msgspec, `pages.PageDecoder.decode`), counting them"
                 " (`counting`, `dedup`, `histogram`), the scheduler and the client's per-request steps, and"
                 " writing each poll's samples (`writer`, `store`).")
 
