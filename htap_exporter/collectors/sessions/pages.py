@@ -169,20 +169,23 @@ class PageDecoder:
     above). Learns from the pages it decodes the usual way: the first, and those with a value it did
     not know yet. `hosts`: whether rows keep `host` (metrics.hosts)."""
 
-    __slots__ = ("hosts", "_values", "_decoders")
+    __slots__ = ("hosts", "_values", "_decoders", "_refused")
 
     def __init__(self, *, hosts: bool = True) -> None:
         self.hosts = hosts
         # Field -> the values learnt; None once given up on (too many, or too long).
         self._values: dict[str, set[str] | None] | None = None  # None: no page learnt from yet
         self._decoders: dict[bool, Any] = {}  # with_sql -> a decoder of the values learnt so far
+        # The last page decoded the usual way was not a checked one: a server whose pages the checked
+        # types refuse (negative durations, say) would otherwise cost every page a third decoding.
+        self._refused = False
 
     def decode(self, body: bytes, with_sql: bool = False) -> Page:
         """decode_page's page: the same rows, decoded at less cost once their values are known."""
         decoder = self._decoders.get(with_sql)
         if decoder is None and self._values is not None:
             decoder = self._decoders[with_sql] = _learned_decoder(self._values, with_sql, self.hosts)
-        if decoder is not None:
+        if decoder is not None and not self._refused:
             try:
                 return Page(decoder.decode(body).process_list, checked=True)
             except msgspec.ValidationError:
@@ -190,6 +193,7 @@ class PageDecoder:
             except (msgspec.DecodeError, RecursionError) as problem:
                 raise BadPage(f"invalid JSON: {str(problem)[:120]}") from None
         page = decode_page(body, with_sql)
+        self._refused = not page.checked
         if page.checked:
             self._learn(page.rows)
         return page

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from htap_exporter.config import MetricsConfig
 import pytest
 
+from htap_exporter.collectors.sessions import pages
 from htap_exporter.collectors.sessions.pages import (FIELDS, LEARNED_FIELDS, MAX_LEARNED_LENGTH, MAX_LEARNED_VALUES,
                                                      BadPage, PageDecoder, SqlRow, as_mapping, decode_page, page_of,
                                                      statement_of)
@@ -158,3 +159,20 @@ def test_without_hosts_rows_have_no_host_and_bad_pages_are_still_bad():
                           (b'{"process_list": 3}', "not a list")):
         with pytest.raises(BadPage, match=message):
             decoder.decode(body)
+
+
+def test_after_a_page_the_checked_types_refuse_the_next_goes_the_usual_way_first(monkeypatch):
+    """A server whose pages are never checked ones (a negative duration, say) must not cost every
+    page a third decoding: after such a page, the next is decoded the usual way, then by what was
+    learnt again."""
+    usual = []
+    monkeypatch.setattr(pages, "decode_page", lambda body, with_sql=False: usual.append(body) or decode_page(body, with_sql))
+    decoder = PageDecoder()
+    decoder.decode(_page("root"))  # learnt from
+    assert len(usual) == 1
+    decoder.decode(_page("root"))
+    assert len(usual) == 1  # by what was learnt
+    odd = _body([{"id": "1", "user": "root", "duration": -5}])
+    assert not decoder.decode(odd).checked and usual[-1] == odd
+    assert decoder.decode(_page("root")).checked and len(usual) == 3  # the usual way, once
+    assert decoder.decode(_page("root")).checked and len(usual) == 3
