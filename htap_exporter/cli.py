@@ -176,8 +176,8 @@ async def serve(args: argparse.Namespace, config: Config, redactor: Redactor,
     collectors = CollectorSet(clock.time)
 
     async def run_fleet(effective: Config) -> None:
-        await scheduler.apply(effective, collectors.enabled(effective))
-        gcsettings.settle()
+        with gcsettings.applying():
+            await scheduler.apply(effective, collectors.enabled(effective))
 
     shard: Shard = getattr(args, "shard", Shard(0, 1))
     fleet = Fleet(clients=clients, on_fleet=run_fleet, clock=clock, registry=self_metrics.registry, shard=shard)

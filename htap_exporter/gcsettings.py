@@ -14,7 +14,9 @@ delays the rare cycles, a few MB at most.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from typing import Iterator
 
 YOUNG_THRESHOLD = 50_000
 
@@ -33,3 +35,21 @@ def settle() -> None:
     sample writer leave no cycles; bench/apply.py --cycles counts none after a refresh that replaces
     every id); frozen objects that end up in a cycle are not freed, a few per apply at most."""
     gc.freeze()
+
+
+@contextlib.contextmanager
+def applying() -> Iterator[None]:
+    """Around an apply of the fleet: no collection while it runs, then `settle`. An apply makes a
+    loop, its state and its writer per instance, a few million objects at 100,000 instances, and a
+    collection of the older generations during it scans them all before they are frozen: with
+    collections on, /-/healthy's longest answer while every id of 100,000 discovered instances was
+    replaced was 1.3-1.8 s (p99 0.58-0.75 s), without them 1.1 s (p99 0.37-0.52 s); SIGTERM after
+    it 2.3 s against 1.4-1.5 s. What the apply drops is freed by reference counting as before."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        settle()
+        if enabled:
+            gc.enable()
