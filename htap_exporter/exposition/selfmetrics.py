@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 from typing import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, ProcessCollector, generate_latest
@@ -32,6 +33,16 @@ class _WithoutCreated(Collector):
             yield family
 
 
+class _Latencies:
+    """One API's requests per bucket (not cumulative; the last one +Inf) and their seconds in all."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = [0] * (buckets + 1)
+        self.total = 0.0
+
+
 class ApiRequests(Collector):
     """`htap_api_requests_total{api,code}` and `htap_api_request_duration_seconds{api}`, counted in
     plain numbers and written as their families when scraped. Every API request of every poll is
@@ -42,17 +53,16 @@ class ApiRequests(Collector):
 
     def __init__(self) -> None:
         self._requests: dict[tuple[str, str], int] = {}
-        # api -> [requests per bucket (the last one +Inf), not cumulative; the sum of their seconds]
-        self._durations: dict[str, tuple[list[int], list[float]]] = {}
+        self._durations: dict[str, _Latencies] = {}
 
     def observe(self, api: str, code: str, seconds: float) -> None:
         key = (api, code)
         self._requests[key] = self._requests.get(key, 0) + 1
-        durations = self._durations.get(api)
-        if durations is None:
-            durations = self._durations[api] = ([0] * (len(self.BUCKETS) + 1), [0.0])
-        durations[0][bisect.bisect_left(self.BUCKETS, seconds)] += 1  # the first bound >= seconds: `le`
-        durations[1][0] += seconds
+        latencies = self._durations.get(api)
+        if latencies is None:
+            latencies = self._durations[api] = _Latencies(len(self.BUCKETS))
+        latencies.counts[bisect.bisect_left(self.BUCKETS, seconds)] += 1  # the first bound >= seconds: `le`
+        latencies.total += seconds
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily("htap_api_requests", "HTTP requests to the cloud API, by API and status code"
@@ -63,12 +73,9 @@ class ApiRequests(Collector):
         durations = HistogramMetricFamily("htap_api_request_duration_seconds",
                                           "Duration of HTTP requests to the cloud API.", labels=["api"])
         bounds = [floatToGoString(bound) for bound in self.BUCKETS] + ["+Inf"]
-        for api, (counts, total) in self._durations.items():
-            cumulative, running = [], 0
-            for bound, count in zip(bounds, counts, strict=True):
-                running += count
-                cumulative.append((bound, running))
-            durations.add_metric([api], cumulative, total[0])
+        for api, latencies in self._durations.items():
+            durations.add_metric([api], list(zip(bounds, itertools.accumulate(latencies.counts), strict=True)),
+                                 latencies.total)
         yield durations
 
 
