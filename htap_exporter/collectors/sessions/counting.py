@@ -132,15 +132,6 @@ class _CommandFigures:
         self.without_duration = 0
 
 
-def _numeric_max(durations: list[Any]) -> int | float | None:
-    """The largest of a checked page's durations if all of them are numbers, else None."""
-    try:
-        longest = max(durations)
-    except TypeError:  # numbers mixed with strings or None
-        return None
-    return longest if type(longest) is int or type(longest) is float else None
-
-
 def _plain_durations(values: list[Any]) -> list[float | int]:
     """The usable durations among `values`. Checked at C speed when they are plain non-negative
     numbers (the usual page: whole seconds), one by one otherwise."""
@@ -156,6 +147,15 @@ def _plain_durations(values: list[Any]) -> list[float | int]:
         if math.isfinite(total) and min(values) >= 0:
             return values
     return [number for number in map(parse_duration_value, values) if number is not None]
+
+
+def _numeric_max(durations: list[Any]) -> int | float | None:
+    """The largest of a checked page's durations if all of them are numbers, else None."""
+    try:
+        longest = max(durations)
+    except TypeError:  # numbers mixed with strings or None
+        return None
+    return longest if type(longest) is int or type(longest) is float else None
 
 
 class SessionCounter:
