@@ -167,6 +167,7 @@ class SentRequest:
     url: URL
     headers: dict[str, str]
     body: bytes
+    continuing: bool = False  # sent as the next request of a walk under way
 
 
 @dataclass
@@ -176,13 +177,14 @@ class RecordingTransport(Transport):
     sent: list[SentRequest] = field(default_factory=list)
 
     async def send_prepared(self, api: str, method: str, prepare: Prepare, body: bytes = b"",
-                            limiter: Any = None, *, capped: bool = True) -> Response:
+                            limiter: Any = None, *, capped: bool = True, continuing: bool = False) -> Response:
         async def recorded() -> tuple[URL, dict[str, str]]:
             url, headers = await prepare()
-            self.sent.append(SentRequest(api, method, url, dict(headers), body))
+            self.sent.append(SentRequest(api, method, url, dict(headers), body, continuing))
             return url, headers
 
-        return await super().send_prepared(api, method, recorded, body, limiter, capped=capped)
+        return await super().send_prepared(api, method, recorded, body, limiter, capped=capped,
+                                           continuing=continuing)
 
 
 class FakeApi:

@@ -63,8 +63,9 @@ class ProjectClient:
     def max_pages(self) -> int:
         return self._max_pages
 
-    async def call(self, request: OutgoingRequest, api: str) -> Response:
-        """Send with credentials; on a 401 the authenticator may renew them, then one retry."""
+    async def call(self, request: OutgoingRequest, api: str, *, continuing: bool = False) -> Response:
+        """Send with credentials; on a 401 the authenticator may renew them, then one retry.
+        `continuing`: the request continues a walk under way (a next page): it gets a slot first."""
         sent_headers: dict[str, str] = {}
 
         async def prepare() -> tuple[URL, dict[str, str]]:
@@ -75,14 +76,14 @@ class ProjectClient:
 
         async with self._auth.gate.attempt():
             try:
-                return await self._send(request, prepare, api)
+                return await self._send(request, prepare, api, continuing)
             except ApiError as problem:
                 # Empty sent_headers: the 401 came from IAM while preparing, not from this API.
                 if (problem.status != 401 or not sent_headers
                         or not await self._auth.unauthorized(dict(sent_headers))):
                     raise
-            return await self._send(request, prepare, api)
+            return await self._send(request, prepare, api, continuing)
 
-    async def _send(self, request: OutgoingRequest, prepare: Prepare, api: str) -> Response:
+    async def _send(self, request: OutgoingRequest, prepare: Prepare, api: str, continuing: bool) -> Response:
         return await self._transport.send_prepared(api, request.method, prepare, request.body,
-                                                   limiter=self._limiter)
+                                                   limiter=self._limiter, continuing=continuing)

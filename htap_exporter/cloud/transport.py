@@ -62,40 +62,52 @@ def parse_json(body: bytes | msgspec.Raw) -> Any:
 class RequestSlots:
     """The cap on requests in flight: asyncio.Semaphore's FIFO, but a waiter that gives up costs
     O(1). asyncio.Semaphore removes a cancelled waiter from its queue by search, so stopping
-    10,000 polls queued for a slot took tens of seconds; here it is only marked, and skipped."""
+    10,000 polls queued for a slot took tens of seconds; here it is only marked, and skipped.
+
+    Requests that continue a walk already under way (a poll's next page) are served before those
+    that start one: a poll between two pages holds what it counted so far (the ids it saw, its
+    counts), and when the polls fell behind (a machine short of CPU), each one's next page queued
+    behind thousands of first pages, so thousands of polls held that at once. Now a walk under way
+    waits only for the walks under way ahead of it. At 20,000 instances every 30 s beside a process
+    taking a whole core (every instance up only after ~145 s), RSS after a dozen scrapes was 691 and
+    799 MB in two runs, now 633 MB (on a quiet machine 542 MB)."""
 
     def __init__(self, slots: int) -> None:
         self._free = slots
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._continuing: collections.deque[asyncio.Future[None]] = collections.deque()
 
-    async def __aenter__(self) -> None:
-        if self._free > 0 and not self._waiters:
+    async def acquire(self, continuing: bool = False) -> None:
+        """Wait for a slot; `continuing`: for the next request of a walk under way (served first)."""
+        if self._free > 0 and not self._waiters and not self._continuing:
             self._free -= 1
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        (self._continuing if continuing else self._waiters).append(waiter)
         try:
             await waiter  # resolved by a release that hands its slot over
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._release()  # handed a slot, then cancelled: pass it on
+                self.release()  # handed a slot, then cancelled: pass it on
             raise
 
-    async def __aexit__(self, *exc: object) -> None:
-        self._release()
-
-    def _release(self) -> None:
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+    def release(self) -> None:
+        for waiters in (self._continuing, self._waiters):
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
         self._free += 1
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
 
     def locked(self) -> bool:
         return self._free == 0
-
 
 
 def _netrc_from_env() -> netrc.netrc | None:
@@ -193,14 +205,18 @@ class Transport:
         return await self.send_prepared(api, method, prepared, body, limiter, capped=capped)
 
     async def send_prepared(self, api: str, method: str, prepare: Prepare, body: bytes = b"",
-                            limiter: RateLimiter | None = None, *, capped: bool = True) -> Response:
+                            limiter: RateLimiter | None = None, *, capped: bool = True,
+                            continuing: bool = False) -> Response:
         """Like send, but the URL and headers come from `prepare`, called once a request slot is
         held: an AK/SK signature (X-Sdk-Date) must not age in the queue, as the gateway refuses
         signatures older than 15 minutes. Uncapped requests (IAM tokens, one per project per
-        renewal) bypass the slots, so a poll holding a slot can never wait for one behind itself."""
+        renewal) bypass the slots, so a poll holding a slot can never wait for one behind itself.
+        `continuing`: the request continues a walk under way (a next page), served first."""
         if limiter is not None:
             await limiter.wait()
-        async with self.semaphore if capped else contextlib.nullcontext():
+        slots = self.semaphore
+        async with (contextlib.nullcontext() if not capped
+                    else _Continuing(slots) if continuing and isinstance(slots, RequestSlots) else slots):
             url, headers = await prepare()
             started = time.monotonic()
             code = "error"
@@ -237,6 +253,21 @@ class Transport:
         if not 200 <= response.status < 300:
             raise error_from_response(response, self.redact)
         return response
+
+
+class _Continuing:
+    """A slot of RequestSlots for the next request of a walk under way."""
+
+    __slots__ = ("_slots",)
+
+    def __init__(self, slots: RequestSlots) -> None:
+        self._slots = slots
+
+    async def __aenter__(self) -> None:
+        await self._slots.acquire(continuing=True)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._slots.release()
 
 
 async def _read_capped(answer: aiohttp.ClientResponse, cap: int, *, truncate: bool) -> bytes:

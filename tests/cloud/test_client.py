@@ -75,6 +75,8 @@ async def test_pagination_offsets_and_exact_query(api, mock, transport):
     mock.get(page_url(100), payload={"process_list": rows(100, 100)})
     mock.get(page_url(200), payload={"process_list": rows(200, 42)})
     result = await list_sessions(api, INSTANCE)
+    # the first page starts a walk; the next ones continue it (a slot for them first)
+    assert [sent.continuing for sent in transport.sent] == [False, True, True]
     assert len(result.sessions) == 242
     assert [s.id for s in result.sessions] == [str(i) for i in range(242)]
     assert result.pages == 3

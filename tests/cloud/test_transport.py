@@ -389,6 +389,52 @@ async def test_request_slots_are_fifo_and_a_cancelled_waiter_costs_nothing():
     assert not slots.locked()
 
 
+async def test_request_slots_serve_a_walk_under_way_before_walks_that_start():
+    from htap_exporter.cloud.transport import RequestSlots
+    slots = RequestSlots(1)
+    order: list[str] = []
+
+    async def user(name: str, continuing: bool) -> None:
+        await slots.acquire(continuing)
+        order.append(name)
+        slots.release()
+
+    await slots.acquire()
+    waiters = [asyncio.create_task(user(name, continuing)) for name, continuing in
+               (("first A", False), ("first B", False), ("next A", True), ("first C", False), ("next B", True))]
+    await asyncio.sleep(0)
+    cancelled = asyncio.create_task(user("next cancelled", True))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    slots.release()
+    await asyncio.gather(*waiters)
+    assert order == ["next A", "next B", "first A", "first B", "first C"]
+    assert not slots.locked()
+
+
+async def test_the_transport_asks_request_slots_for_a_continuing_slot(mock, http):
+    from htap_exporter.cloud.transport import RequestSlots
+    slots = RequestSlots(1)
+    transport = Transport(http, slots, 5.0, CAP)
+    mock.get(URL_, status=200, body=b"{}", repeat=True)
+    order: list[str] = []
+
+    async def prepared() -> tuple[URL, dict[str, str]]:
+        return URL_, {}
+
+    async def send(name: str, continuing: bool) -> None:
+        await transport.send_prepared("list_sessions", "GET", prepared, continuing=continuing)
+        order.append(name)
+
+    await slots.acquire()  # every request waits
+    tasks = [asyncio.create_task(send("first", False)), asyncio.create_task(send("next", True))]
+    while not (slots._waiters and slots._continuing):  # both queued
+        await asyncio.sleep(0)
+    slots.release()
+    await asyncio.gather(*tasks)
+    assert order == ["next", "first"]
+
+
 async def test_a_waiter_cancelled_after_being_handed_a_slot_passes_it_on():
     from htap_exporter.cloud.transport import RequestSlots
     slots = RequestSlots(1)

@@ -51,7 +51,7 @@ async def list_sessions(client: ProjectClient, instance_id: str, counter: Sessio
 
 async def _page(client: ProjectClient, path: str, offset: int, with_sql: bool, decoder: PageDecoder | None) -> Page:
     request = client.request(path, [("limit", str(PAGE_LIMIT)), ("offset", str(offset))])
-    response = await client.call(request, SESSIONS_API)
+    response = await client.call(request, SESSIONS_API, continuing=offset > 0)
     try:
         page = (decode_page(response.body, with_sql) if decoder is None
                 else decoder.decode(response.body, with_sql))

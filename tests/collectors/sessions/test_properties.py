@@ -145,7 +145,8 @@ class FakeTransport:
         self.body = body
         self.calls = 0
 
-    async def send_prepared(self, api, method, prepare, body=b"", limiter=None, *, capped=True) -> Response:
+    async def send_prepared(self, api, method, prepare, body=b"", limiter=None, *, capped=True,
+                            continuing=False) -> Response:
         await prepare()
         self.calls += 1
         return Response(200, {}, self.body)
