@@ -14,11 +14,6 @@ held whole a second time. A few threads at most: a slow reader holds one for as 
 reads (up to the stall timeout), and when all are busy, or on TLS (whose bytes only the transport
 can encrypt), the body goes through the transport in slices, so the loop never copies more than a
 slice at a time.
-
-While a thread sends, the GIL's switch interval is 0.5 ms instead of 5 (SwitchInterval): the thread
-needs the GIL back after every partial send and join, and the polling loop's thread would hold it
-up to the whole interval each time. At 20,000 instances (a 192 MB body, a scraper at nice 19, two
-rounds each, polling) the scrape's p50 was 243-416 ms against 436-561 ms.
 """
 
 from __future__ import annotations
@@ -26,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -52,8 +46,6 @@ PIECES_PER_SEND = 8192
 # would be slower.
 SEND_BUFFER_BYTES = 4 * 1024 * 1024
 WMEM_MAX = Path("/proc/sys/net/core/wmem_max")
-# The GIL's switch interval while a thread sends a big body (Python's default is 5 ms).
-SENDING_SWITCH_INTERVAL = 0.0005
 
 
 class BodySender:
@@ -64,7 +56,6 @@ class BodySender:
         self._sockets: set[socket.socket] = set()  # in use by a thread, shut down on close()
         self._send_buffer = send_buffer_size()
         self.threaded = 0  # bodies sent from a thread (tests and benchmarks read it)
-        self._switching = SwitchInterval(SENDING_SWITCH_INTERVAL)
 
     def sends_pieces(self, request: web.Request) -> bool:
         """Whether a big body for `request` can go as pieces from a thread now (a plain socket and a
@@ -113,8 +104,7 @@ class BodySender:
         self._sockets.add(sock)
         self.threaded += 1
         try:
-            with self._switching:
-                await asyncio.get_running_loop().run_in_executor(executor, _send_all, sock, parts)
+            await asyncio.get_running_loop().run_in_executor(executor, _send_all, sock, parts)
         except OSError as problem:  # the client went away or stopped reading: half a body is no body
             if request.transport is not None:
                 request.transport.abort()
@@ -132,33 +122,6 @@ class BodySender:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
-
-
-class SwitchInterval:
-    """The GIL's switch interval shortened while at least one thread sends (entered and left on the
-    event loop only).
-
-    The sending thread needs the GIL back after every send that the socket took only part of, and
-    around every join of pieces; at a big fleet the event loop's thread holds it most of the time,
-    and gives it up only when it waits for the network or after the switch interval. So each time
-    the sending thread waited up to 5 ms, and a 192 MB body needs the GIL back some hundreds of
-    times. A shorter interval only makes the loop's thread let go sooner when another thread asks."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._senders = 0
-        self._saved = sys.getswitchinterval()
-
-    def __enter__(self) -> None:
-        if self._senders == 0:
-            self._saved = sys.getswitchinterval()
-            sys.setswitchinterval(min(self.seconds, self._saved))
-        self._senders += 1
-
-    def __exit__(self, *exc: object) -> None:
-        self._senders -= 1
-        if self._senders == 0:
-            sys.setswitchinterval(self._saved)
 
 
 def send_buffer_size(limit: Path = WMEM_MAX) -> int | None:

@@ -7,20 +7,17 @@ import asyncio
 import http.client
 import socket
 import ssl
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
-import pytest
 from aiohttp.test_utils import TestServer
 
 from htap_exporter.exposition import store as store_module
 from htap_exporter.exposition.writer import InstanceIdentity
 from tests.fakes import make_store
 from tests.fakes import PollState, render_instance
-from htap_exporter.web.sending import (SEND_BUFFER_BYTES, SENDING_SWITCH_INTERVAL, BodySender, SwitchInterval,
-                                      send_buffer_size, widen_send_buffer)
+from htap_exporter.web.sending import SEND_BUFFER_BYTES, BodySender, send_buffer_size, widen_send_buffer
 from htap_exporter.web.server import ServerState, make_app
 from htap_exporter.exposition.store import Store
 from tests.webtls import Pki
@@ -186,39 +183,6 @@ async def test_a_stop_unblocks_a_thread_stuck_on_a_slow_reader():
     finally:
         sock.close()
         await server.close()
-
-
-async def test_the_gil_changes_hands_sooner_only_while_a_thread_sends():
-    default = sys.getswitchinterval()
-    assert default > SENDING_SWITCH_INTERVAL
-    sender = BodySender(stall_timeout=300)
-    server = await serve(sender, body=BIG * 4)
-    sock = stalled_reader(server.port)
-    try:
-        await until(lambda: len(sender._sockets) == 1)
-        assert sys.getswitchinterval() == pytest.approx(SENDING_SWITCH_INTERVAL)
-        sender.close()
-        await until(lambda: not sender._sockets)
-        await until(lambda: sys.getswitchinterval() == default)
-        assert await asyncio.to_thread(two_scrapes_on_one_connection, server.port) == [BIG * 4 + TAIL] * 2
-        assert sys.getswitchinterval() == default
-    finally:
-        sock.close()
-        await server.close()
-
-
-def test_the_switch_interval_is_restored_when_the_last_of_overlapping_senders_ends():
-    default = sys.getswitchinterval()
-    switching = SwitchInterval(0.0001)
-    with switching:
-        assert sys.getswitchinterval() == pytest.approx(0.0001)
-        with switching:
-            assert sys.getswitchinterval() == pytest.approx(0.0001)
-        assert sys.getswitchinterval() == pytest.approx(0.0001)  # the first sender still sends
-    assert sys.getswitchinterval() == default
-    with SwitchInterval(1.0):  # never longer than it was
-        assert sys.getswitchinterval() == default
-    assert sys.getswitchinterval() == default
 
 
 # --- the store's join --------------------------------------------------------------------------------
