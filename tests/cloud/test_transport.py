@@ -389,8 +389,10 @@ async def test_request_slots_are_fifo_and_a_cancelled_waiter_costs_nothing():
     assert not slots.locked()
 
 
-async def test_request_slots_serve_a_walk_under_way_before_walks_that_start():
+async def test_behind_a_backlog_request_slots_serve_a_walk_under_way_first(monkeypatch):
+    from htap_exporter.cloud import transport as transport_module
     from htap_exporter.cloud.transport import RequestSlots
+    monkeypatch.setattr(transport_module, "BACKLOG", 2)
     slots = RequestSlots(1)
     order: list[str] = []
 
@@ -408,12 +410,35 @@ async def test_request_slots_serve_a_walk_under_way_before_walks_that_start():
     cancelled.cancel()
     slots.release()
     await asyncio.gather(*waiters)
+    # "next A" came behind two first pages (a backlog): first; "next B" too (three)
     assert order == ["next A", "next B", "first A", "first B", "first C"]
     assert not slots.locked()
 
 
-async def test_the_transport_asks_request_slots_for_a_continuing_slot(mock, http):
+async def test_without_a_backlog_request_slots_are_first_come_first_served():
+    from htap_exporter.cloud.transport import BACKLOG, RequestSlots
+    slots = RequestSlots(1)
+    order: list[str] = []
+
+    async def user(name: str, continuing: bool) -> None:
+        await slots.acquire(continuing)
+        order.append(name)
+        slots.release()
+
+    await slots.acquire()
+    names = [("first A", False), ("next A", True), ("first B", False), ("next B", True)]
+    assert len(names) < BACKLOG
+    waiters = [asyncio.create_task(user(name, continuing)) for name, continuing in names]
+    await asyncio.sleep(0)
+    slots.release()
+    await asyncio.gather(*waiters)
+    assert order == [name for name, _ in names]
+
+
+async def test_the_transport_asks_request_slots_for_a_continuing_slot(mock, http, monkeypatch):
+    from htap_exporter.cloud import transport as transport_module
     from htap_exporter.cloud.transport import RequestSlots
+    monkeypatch.setattr(transport_module, "BACKLOG", 1)
     slots = RequestSlots(1)
     transport = Transport(http, slots, 5.0, CAP)
     mock.get(URL_, status=200, body=b"{}", repeat=True)
