@@ -75,13 +75,14 @@ class RequestSlots:
     thousands of polls held that at once. At 20,000 instances every 30 s beside a process taking a
     whole core (every instance up only after 130-150 s), RSS after a dozen scrapes was 691 and
     799 MB in two runs, with this 547 MB (542 MB on a quiet machine). Without a backlog the order
-    stays first come, first served: served first always, the next pages cost 5 % more CPU a call at
-    1,000 instances every 5 s (side by side; 633 MB in the run above)."""
+    stays first come, first served: next pages served first always cost 5 % more CPU a call at
+    1,000 instances every 5 s (side by side), and gave 633 MB in the run above."""
 
     def __init__(self, slots: int) -> None:
         self._free = slots
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._continuing: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.next_page = _Continuing(self)  # `async with` it for a walk's next request
 
     async def acquire(self, continuing: bool = False) -> None:
         """Wait for a slot; `continuing`: for the next request of a walk under way (served first)."""
@@ -107,9 +108,6 @@ class RequestSlots:
         self._free += 1
 
     async def __aenter__(self) -> None:
-        if self._free > 0 and not self._waiters and not self._continuing:  # acquire's, without a call
-            self._free -= 1
-            return
         await self.acquire()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -225,7 +223,7 @@ class Transport:
             await limiter.wait()
         slots = self.semaphore
         async with (contextlib.nullcontext() if not capped
-                    else _Continuing(slots) if continuing and isinstance(slots, RequestSlots) else slots):
+                    else slots.next_page if continuing and isinstance(slots, RequestSlots) else slots):
             url, headers = await prepare()
             started = time.monotonic()
             code = "error"

@@ -389,23 +389,24 @@ async def test_request_slots_are_fifo_and_a_cancelled_waiter_costs_nothing():
     assert not slots.locked()
 
 
+async def take_a_slot(slots, order: list[str], name: str, continuing: bool) -> None:
+    """Wait for a slot (for a walk's next request when `continuing`), note `name`, give it back."""
+    await slots.acquire(continuing)
+    order.append(name)
+    slots.release()
+
+
 async def test_behind_a_backlog_request_slots_serve_a_walk_under_way_first(monkeypatch):
     from htap_exporter.cloud import transport as transport_module
     from htap_exporter.cloud.transport import RequestSlots
     monkeypatch.setattr(transport_module, "BACKLOG", 2)
     slots = RequestSlots(1)
     order: list[str] = []
-
-    async def user(name: str, continuing: bool) -> None:
-        await slots.acquire(continuing)
-        order.append(name)
-        slots.release()
-
     await slots.acquire()
-    waiters = [asyncio.create_task(user(name, continuing)) for name, continuing in
+    waiters = [asyncio.create_task(take_a_slot(slots, order, name, continuing)) for name, continuing in
                (("first A", False), ("first B", False), ("next A", True), ("first C", False), ("next B", True))]
     await asyncio.sleep(0)
-    cancelled = asyncio.create_task(user("next cancelled", True))
+    cancelled = asyncio.create_task(take_a_slot(slots, order, "next cancelled", True))
     await asyncio.sleep(0)
     cancelled.cancel()
     slots.release()
@@ -419,16 +420,10 @@ async def test_without_a_backlog_request_slots_are_first_come_first_served():
     from htap_exporter.cloud.transport import BACKLOG, RequestSlots
     slots = RequestSlots(1)
     order: list[str] = []
-
-    async def user(name: str, continuing: bool) -> None:
-        await slots.acquire(continuing)
-        order.append(name)
-        slots.release()
-
     await slots.acquire()
     names = [("first A", False), ("next A", True), ("first B", False), ("next B", True)]
     assert len(names) < BACKLOG
-    waiters = [asyncio.create_task(user(name, continuing)) for name, continuing in names]
+    waiters = [asyncio.create_task(take_a_slot(slots, order, name, continuing)) for name, continuing in names]
     await asyncio.sleep(0)
     slots.release()
     await asyncio.gather(*waiters)
