@@ -265,16 +265,37 @@ async def test_a_big_join_is_never_kept_not_even_for_a_column_that_stays_unchang
     assert len(set(bodies)) == 3 and b"htap_poll_duration_seconds{" in bodies[-1]
 
 
-def test_pieces_leave_whole_and_in_order_a_chunk_at_a_time(monkeypatch):
+def test_pieces_leave_whole_and_in_order_a_few_sends_at_a_time(monkeypatch):
     from htap_exporter.web import sending
-    monkeypatch.setattr(sending, "PIECES_PER_SEND", 100)
+    monkeypatch.setattr(sending, "SEND_BYTES", 1000)
     pieces = [b"", *(b"%d," % i * (i % 7) for i in range(1234)), b"", b"end"]
+    parts: list = [b"head", pieces, b"x" * 3000, [], [b"a", b"b"], b"tail"]
     writer, reader = socket.socketpair()
-    writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # many calls send only part of a batch
+    writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # a send waits for the reader
     with ThreadPoolExecutor(1) as pool, reader:
         received = pool.submit(lambda: b"".join(iter(lambda: reader.recv(1000), b"")))
-        sending._send_all(writer, [b"head", pieces, b"tail"])  # closes the writer
-        assert received.result(timeout=30) == b"head" + b"".join(pieces) + b"tail"
+        sending._send_all(writer, parts, 30.0)  # closes the writer
+        assert received.result(timeout=30) == b"head" + b"".join(pieces) + b"x" * 3000 + b"abtail"
+
+
+def test_a_body_is_cut_into_sends_of_a_bounded_size_and_number_of_pieces():
+    from htap_exporter.web.sending import _batches
+    family = [b"%05d\n" % i for i in range(10_000)]  # 60,000 bytes
+    parts: list = [b"# header\n", family, b"# small\n", [b"a\n"] * 10, [], b"# tail\n"]
+    whole = b"".join(part if isinstance(part, bytes) else b"".join(part) for part in parts)
+
+    def cut(**limits: int) -> list[list[bytes]]:
+        batches = list(_batches(parts, **limits))
+        assert b"".join(b"".join(batch) for batch in batches) == whole  # every piece, in order
+        return batches
+
+    by_bytes = cut(max_bytes=8_000, max_pieces=10**6)
+    # the family in 8 slices of 7,500 bytes, the header riding with the first, the small parts with the last
+    assert [sum(map(len, batch)) for batch in by_bytes] == [9 + 7_500] + [7_500] * 6 + [7_500 + 8 + 20 + 7]
+    by_pieces = cut(max_bytes=10**6, max_pieces=3_000)
+    assert [len(batch) for batch in by_pieces] == [1 + 2_500, 2_500, 2_500, 2_500 + 1 + 10 + 1]
+    assert len(cut(max_bytes=10**6, max_pieces=10**6)) == 1  # small parts share one send
+    assert list(_batches([b"", []], max_bytes=10)) == [[b""]]
 
 
 async def test_pieces_go_joined_through_the_transport_when_no_thread_is_free():
