@@ -194,14 +194,20 @@ def _blocking(sock: socket.socket, stall_timeout: float) -> Iterator[None]:
     not touch that socket while the thread sends (the handler awaits it), and it is non-blocking
     again before the thread lets go of it."""
     seconds = int(stall_timeout)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
-                    struct.pack("ll", seconds, int((stall_timeout - seconds) * 1e6)))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                        struct.pack("ll", seconds, int((stall_timeout - seconds) * 1e6)))
+    except OSError:  # no kernel send timeout here: Python's, as before (a socket buffer per call)
+        sock.settimeout(stall_timeout)
+        yield
+        return
     sock.setblocking(True)
     try:
         yield
     finally:
         sock.setblocking(False)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 0))
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 0))
 
 
 def _joined(parts: Sequence[Part]) -> list[bytes]:

@@ -278,6 +278,26 @@ def test_pieces_leave_whole_and_in_order_a_few_sends_at_a_time(monkeypatch):
         assert received.result(timeout=30) == b"head" + b"".join(pieces) + b"x" * 3000 + b"abtail"
 
 
+def test_without_a_kernel_send_timeout_the_thread_sends_with_a_python_one(monkeypatch):
+    from htap_exporter.web import sending
+    refused = []
+    setsockopt = socket.socket.setsockopt
+
+    def without_send_timeouts(sock, level, option, value):
+        if option == socket.SO_SNDTIMEO:
+            refused.append(value)
+            raise OSError("not here")
+        return setsockopt(sock, level, option, value)
+
+    monkeypatch.setattr(socket.socket, "setsockopt", without_send_timeouts)
+    writer, reader = socket.socketpair()
+    with ThreadPoolExecutor(1) as pool, reader:
+        received = pool.submit(lambda: b"".join(iter(lambda: reader.recv(1 << 16), b"")))
+        sending._send_all(writer, [b"head", [b"x" * 1000] * 5000, b"tail"], 30.0)  # closes the writer
+        assert received.result(timeout=30) == b"head" + b"x" * 5_000_000 + b"tail"
+    assert len(refused) == 1
+
+
 def test_a_body_is_cut_into_sends_of_a_bounded_size_and_number_of_pieces():
     from htap_exporter.web.sending import _batches
     family = [b"%05d\n" % i for i in range(10_000)]  # 60,000 bytes
