@@ -9,8 +9,7 @@ without one ends at its first short page. A walk that has not ended after `max_p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, NamedTuple
 
 from htap_exporter.cloud.errors import ApiError
 
@@ -19,8 +18,7 @@ PAGE_LIMIT = 100
 REQUEST_HEADERS = {"Content-Type": "application/json", "X-Language": "en-us"}
 
 
-@dataclass(frozen=True)
-class PageStep:
+class PageStep(NamedTuple):
     """What a walk needs to know of one page it read."""
 
     size: int  # rows on the page

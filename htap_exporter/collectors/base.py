@@ -8,8 +8,8 @@ deadline, skipped ticks) stays in the scheduler; everything about one API stays 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence
+from types import MappingProxyType
+from typing import Any, Mapping, NamedTuple, Protocol, Sequence
 
 from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.errors import ApiError
@@ -18,16 +18,20 @@ from htap_exporter.exposition.store import TopSession
 from htap_exporter.exposition.writer import InstanceIdentity, InstanceWriter
 
 
-@dataclass(frozen=True)
-class CollectorOutput:
+NO_RIDERS: Mapping[str, Any] = MappingProxyType({})
+
+
+class CollectorOutput(NamedTuple):
     """One successful run for one instance: sample lines per family (see InstanceWriter), what
     the landing page shows of it, and the outputs of collectors that ride on this run's data
-    (top sessions come from the session pages the session collector reads)."""
+    (top sessions come from the session pages the session collector reads). A named tuple, as the
+    other values made once a run (InstanceStats, InstanceBlock...): immutable like a frozen
+    dataclass, made in ~0.5 us instead of ~1 us."""
 
     samples: dict[str, bytes]
     sessions: int | None = None
     top_sessions: tuple[TopSession, ...] | None = None
-    riders: Mapping[str, CollectorOutput] = field(default_factory=dict)
+    riders: Mapping[str, CollectorOutput] = NO_RIDERS
 
 
 class Collector(Protocol):

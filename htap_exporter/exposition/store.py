@@ -28,8 +28,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Hashable, Mapping, cast
+from typing import AbstractSet, Hashable, Mapping, NamedTuple, cast
 
 from htap_exporter.exposition.families import Layout, Layouts
 from htap_exporter.threads import background_executor
@@ -50,8 +49,7 @@ Slot = bytes | tuple[bytes, ...]
 TopSession = tuple[Mapping[str, str], float]
 
 
-@dataclass(frozen=True)
-class InstanceStatus:
+class InstanceStatus(NamedTuple):
     """One instance as the landing page shows it; stored with its session collector's block."""
 
     instance_id: str
@@ -65,8 +63,7 @@ class InstanceStatus:
     top_sessions: tuple[TopSession, ...] | None = None  # None: the top-sessions collector is off
 
 
-@dataclass(frozen=True)
-class InstanceBlock:
+class InstanceBlock(NamedTuple):
     """One collector's output for one instance: sample lines per family (a gauge histogram's
     buckets, `_gcount` and `_gsum` as three entries), written once and shared by both formats, and
     the instance's status when this is the block that carries it."""
@@ -164,7 +161,9 @@ class Store:
         samples = block.samples
         # Only the columns of the families this block has, or its previous one had: a collector
         # writes a handful of the layout's families, and this runs after every run of every one.
-        names = samples.keys() if previous is None else samples.keys() | previous.samples.keys()
+        names: AbstractSet[str] = samples.keys()
+        if previous is not None and names != previous.samples.keys():  # as a rule the same families
+            names = names | previous.samples.keys()
         for name in names:
             for parts, column in self._by_first.get(name, ()):
                 if name not in samples:

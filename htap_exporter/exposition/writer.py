@@ -109,10 +109,16 @@ class InstanceWriter:
     def by_label_text(self, name: str, label: str, texts: Mapping[str, str]) -> bytes:
         """`by_label` for values already in their text, sorted by label value: a run's success time
         is written several times a run (the poll's, each collector's of a block), and the text of a
-        timestamp costs ~2.4 us (Go's formatting of a float beyond 1e6), so it is made once. Not
-        remembered: a success time changes with every successful run."""
-        keys = sorted(texts)
-        return self._label_lines(name, label, keys, [texts[k] for k in keys])
+        timestamp costs ~2.4 us (Go's formatting of a float beyond 1e6), so it is made once. The
+        lines are not remembered (a success time changes with every successful run), but their text
+        up to the value is, per set of label values: written after every run, it cost ~1.9 us a run
+        made afresh, ~0.6 us so."""
+        key = ("text", name, label, tuple(texts))
+        written = self._written.get(key)
+        if written is None:
+            keys = sorted(texts)
+            written = self._written[key] = (None, tuple([(k, self._label_prefix(name, label, k)) for k in keys]))
+        return "".join([f"{prefix}{texts[k]}\n" for k, prefix in written[1]]).encode()
 
     def _label_lines(self, name: str, label: str, keys: Iterable[str], numbers: list[str]) -> bytes:
         ids = self.ids
@@ -123,6 +129,12 @@ class InstanceWriter:
         else:
             lines = [f'{name}{{{ids},{label}="{escape_label_value(k)}"}} {n}\n' for k, n in pairs]
         return "".join(lines).encode()
+
+    def _label_prefix(self, name: str, label: str, key: str) -> str:
+        """A line of _label_lines up to its value."""
+        if label < "instance_id":
+            return f'{name}{{{label}="{escape_label_value(key)}",{self.ids}}} '
+        return f'{name}{{{self.ids},{label}="{escape_label_value(key)}"}} '
 
     def cached(self, key: Hashable, figures: object, write: Callable[[], T]) -> T:
         """`write()`, or what it gave last time for `key` if `figures` are the same as then."""

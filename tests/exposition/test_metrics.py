@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from htap_exporter import __version__, revision
 from htap_exporter.config import MetricsConfig
-from htap_exporter.exposition.writer import InstanceIdentity
+from htap_exporter.exposition.writer import InstanceIdentity, number_text
 from tests.fakes import make_store
 from tests.fakes import PollState, render_instance
 from htap_exporter.exposition.selfmetrics import SelfMetrics
@@ -357,6 +357,19 @@ def test_label_values_survive_a_round_trip():
         [("htap_sessions", labels(B), 3.0),
          ("htap_sessions", (("instance_id", A.instance_id),
                             ("instance_name", 'orders "prod" \\ main\n# HELP htap_up x')), float(len(NASTY)))])
+
+
+def test_lines_of_values_in_text_are_those_of_the_numbers_run_after_run():
+    """by_label_text keeps each line's text up to its value between runs: the lines are still those
+    by_label writes for the same numbers, whatever the label values hold, as the values change."""
+    identity = InstanceIdentity("id-1", 'orders "prod" \\ main\n\u2028x', "p", "r")
+    writer = identity.writer
+    for label in ("collector", "reason"):  # sorted before and after instance_id
+        for stamps in ({"sessions": 1.5e9, 'top "x"\\\n\u2028': 1.25e9}, {"sessions": 1.75e9}, {"sessions": 2.0e9},
+                       {'top "x"\\\n\u2028': 7.0, "sessions": 8.0}):
+            texts = {key: number_text(value) for key, value in stamps.items()}
+            fresh = InstanceIdentity(identity.instance_id, identity.instance_name, "p", "r").writer
+            assert writer.by_label_text("htap_x", label, texts) == fresh.by_label("htap_x", label, stamps)
 
 
 def test_lone_surrogates_from_json_do_not_break_rendering():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, Iterable, Mapping, NamedTuple, Protocol
 
 from htap_exporter.collectors.labels import DEFAULT_MAX_LABEL_LENGTH, LabelCache, label_value
 from htap_exporter.collectors.sessions.capping import MAX_ENUM_VALUES, cap_counts, cap_maxima
@@ -59,8 +59,10 @@ class Session:
     duration: float | None  # None when the API gave no usable number
 
 
-@dataclass(frozen=True)
-class InstanceStats:
+class InstanceStats(NamedTuple):
+    """A poll's figures, made once a poll (a named tuple: made in a third of a frozen dataclass's
+    time, with as many fields)."""
+
     sessions: int
     by_state: dict[str, int]
     by_command: dict[str, int]

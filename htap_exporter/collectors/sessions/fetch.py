@@ -7,7 +7,7 @@ page that adds no new id ends the walk (a server that ignores `offset` would oth
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.errors import ApiError
@@ -19,8 +19,7 @@ from htap_exporter.config import MetricsConfig
 SESSIONS_API = "list_sessions"
 
 
-@dataclass(frozen=True)
-class SessionList:
+class SessionList(NamedTuple):
     stats: InstanceStats
     pages: int
     skipped_rows: int  # rows that were not JSON objects

@@ -88,10 +88,10 @@ def test_counting_page_by_page_equals_counting_all_rows_at_once(rows, config, cu
         paged.add_page(rows[start:end])
     one, many = whole.result(), paged.result()
     assert one.active_sum == pytest.approx(many.active_sum)
-    assert one.__dict__ | {"active_sum": 0} == many.__dict__ | {"active_sum": 0}
+    assert one._asdict() | {"active_sum": 0} == many._asdict() | {"active_sum": 0}
     # and the same as the per-row reference: one Session per row, then aggregate
     reference = aggregate([parse_session(row) for row in rows], config)
-    assert reference.__dict__ | {"active_sum": 0} == one.__dict__ | {"active_sum": 0}
+    assert reference._asdict() | {"active_sum": 0} == one._asdict() | {"active_sum": 0}
     assert math.isclose(reference.active_sum, one.active_sum, rel_tol=1e-9, abs_tol=1e-9)
 
 
@@ -151,7 +151,7 @@ def test_counting_equals_the_per_row_reference(rows, config, cuts):
     bounds = sorted({0, len(rows), *[min(cut, len(rows)) for cut in cuts]})
     for start, end in zip(bounds, bounds[1:]):
         counter.add_page(rows[start:end])
-    stats = counter.result().__dict__
+    stats = counter.result()._asdict()
     assert {key: stats[key] for key in stats if key != "active_sum"} == per_row_reference(rows, config)
 
 
@@ -176,7 +176,7 @@ def test_values_equal_in_python_but_not_as_labels_are_counted_apart():
     assert stats.by_database == {"1.0": 1, "1": 1, "unknown": 1}
     assert {k: v for k, v in stats.by_state.items() if v} == {"1": 1, "unknown": 1, "1.0": 1}
     assert {k: v for k, v in stats.by_command.items() if v} == {"unknown": 1, "0": 2}
-    assert stats.__dict__ | {"active_sum": 0} == per_row_reference(rows, config) | {"active_sum": 0}
+    assert stats._asdict() | {"active_sum": 0} == per_row_reference(rows, config) | {"active_sum": 0}
 
 
 def test_ids_are_deduplicated_across_pages_and_long_ids_kept_as_digests():
@@ -279,7 +279,7 @@ def counted(rows, config: MetricsConfig, skipped: int = 0):
         counter.add(rows)
     else:
         counter.add_page(rows)
-    return counter.result().__dict__, counter.skipped_rows + skipped
+    return counter.result()._asdict(), counter.skipped_rows + skipped
 
 
 @SETTINGS
@@ -335,7 +335,7 @@ def test_checked_pages_count_as_the_generic_way(rows, config, cut):
     fast, generic = SessionCounter(config), SessionCounter(config)
     for part, page in zip(pages, decoded):
         assert fast.add(page) == generic.add_page(json.loads(json.dumps(part)))
-    one, other = fast.result().__dict__, generic.result().__dict__
+    one, other = fast.result()._asdict(), generic.result()._asdict()
     assert math.isclose(one.pop("active_sum"), other.pop("active_sum"), rel_tol=1e-12)
     assert one == other
 
@@ -347,7 +347,7 @@ def test_checked_pages_count_as_the_per_row_reference(rows, config):
     page = decode_page(json.dumps({"process_list": rows}).encode())
     counter = SessionCounter(config)
     counter.add(page)
-    stats = counter.result().__dict__
+    stats = counter.result()._asdict()
     assert {key: stats[key] for key in stats if key != "active_sum"} == per_row_reference(rows, config)
 
 
