@@ -15,6 +15,7 @@ only through sql_text, which writes no literal.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import operator
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal
@@ -44,8 +45,10 @@ class TopSessions:
     The selection is a list of at most `count` entries `(-duration, id label, row)`, kept sorted:
     best first (longer, then of equal durations the smaller session id, whatever the order of the
     pages), so the worst is the last. Entries are compared as tuples, at C speed (new ones merged
-    by one sort), and never up to the row: ids are told apart by their label (two ids of one label
-    would be one series twice), so the list never holds two entries of one label."""
+    by one sort), and never up to the row: the list never holds two entries of one label (two ids
+    of one label would be one series twice). Rows come with distinct ids, as the session counter
+    hands them over (de-duplicated by id, SeenIds): an id that is plain text is its own label, so
+    only labels that cleaning made (label_value) are checked against the others."""
 
     def __init__(self, count: int, min_duration: float, idle_commands: Iterable[str]) -> None:
         if count < 1:
@@ -58,7 +61,6 @@ class TopSessions:
         # The shortest duration that may still enter: min_duration, then the selection's shortest
         # once it is full (equal durations may still enter: a smaller id wins a tie).
         self.floor = self.min_duration
-        self._ids: set[str] = set()  # id labels of the selected rows: a row seen twice counts once
 
     def __len__(self) -> int:
         return len(self._top)
@@ -98,30 +100,28 @@ class TopSessions:
 
     def _merge(self, picked: list[tuple[Any, float | int]], rows: list[Any]) -> None:
         """Rows that may enter, merged into the selection; `rows`: all those of their offer."""
-        top, ids, count = self._top, self._ids, self.count
+        top, count = self._top, self.count
         entries: list[tuple[float, str, Any]] = []
         for row, duration in picked:
             raw_id = row.id
             if type(raw_id) is str:  # the usual id: its label is itself, stripped (as _id_label makes it)
                 label = raw_id.strip()
                 if label and len(label) <= MAX_ID_LENGTH and label.isascii() and label.isprintable():
-                    if label not in ids:  # a row seen twice counts once
-                        ids.add(label)
-                        entries.append((-(duration + 0.0), label, row))
+                    entries.append((-(duration + 0.0), label, row))
                     continue
             key = session_id_key(raw_id)
             if key is None:  # a session without an id can be neither named nor ended
                 if len(picked) < len(rows):
                     # Rows without a usable id never enter: they must not take the places of rows
                     # that can. Rare (the API gives every session an id): the slow way.
-                    ids.difference_update([entry[1] for entry in entries])
                     for row in rows:
                         self.offer(row)
                     return
                 continue
             label = _id_label(key, row.id)
-            if label not in ids:  # a row seen twice counts once
-                ids.add(label)
+            # A label that cleaning made may be another id's (two ids differing in what it
+            # replaced): the first one taken keeps it. Rare: a scan of the few entries.
+            if label is key or label not in {entry[1] for entry in itertools.chain(top, entries)}:
                 entries.append((-(duration + 0.0), label, row))
         if entries:
             # Merged by one C-speed sort of the selection and the offer's few new entries, never up
@@ -129,7 +129,6 @@ class TopSessions:
             top += entries
             top.sort()
             if len(top) > count:
-                ids.difference_update([entry[1] for entry in top[count:]])
                 del top[count:]
             if len(top) >= count:
                 self.floor = -top[-1][0]

@@ -109,6 +109,17 @@ def test_a_row_seen_on_two_pages_is_selected_once():
     assert [(one.id, one.duration) for one in selected_rows(top)] == [("1", 100), ("2", 50), ("3", 10)]
 
 
+def test_two_ids_that_clean_to_one_label_are_one_series():
+    """Ids differing only in what cleaning replaces (control characters) are one label: the first
+    taken keeps it, on one page or across two, and the others still enter."""
+    for pages in ([[row("a\tb", 100), row("a\nb", 200), row("c", 50)]],
+                  [[row("a\tb", 100)], [row("a\nb", 200), row("c", 50)]]):
+        top = stream(TopSessions(3, 0, IDLE), pages)
+        assert [(one.id, one.duration) for one in selected_rows(top)] == [("a\tb", 100), ("c", 50)]
+        samples = top_session_samples(selected_rows(top), sql_mode="none", hosts=False, max_label_length=128)
+        assert [labels["session_id"] for labels, _ in samples] == ["a\ufffdb", "c"]
+
+
 def test_the_counter_hands_over_only_commands_that_reach_the_floor():
     """Once the selection is full, a command whose longest row is shorter than its shortest is not
     handed over at all; one that reaches it is, whole (the selection narrows it itself)."""
