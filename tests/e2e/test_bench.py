@@ -19,17 +19,18 @@ def test_bench_prints_a_complete_row_for_a_small_fleet_and_writes_the_sizing_pag
     page = tmp_path / "performance.md"
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "bench.py"), "--instances", "20", "--interval", "1",
                              "--window", "2", "--scrape-window", "2", "--versus", "4", "--concurrency", "4",
-                             "--collectors", "sessions,all", "--markdown", str(page)],
+                             "--collectors", "sessions,all,again", "--markdown", str(page)],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("|")]
     header, rule, *rows = lines
-    assert len(rows) == 2
-    for row, collectors in zip(rows, ("sessions", "all")):
+    assert len(rows) == 3
+    for row, collectors in zip(rows, ("sessions", "all", "again")):
         columns = [cell.strip() for cell in row.strip("|").split("|")]
         assert len(columns) == len(header.strip("|").split("|")) == 18
         assert columns[:4] == ["20", "1 s", collectors, "4"]
-        # against the session poll alone, side by side: only with other collectors on
+        # against the session poll alone, side by side: only with other collectors on, or the
+        # session poll again (the comparison's own spread)
         assert (columns[7] == "-") == (collectors == "sessions") and columns[7] != "nanx"
         fetched, demanded = (int(n.replace(",", "")) for n in columns[8].split(" (")[0].split(" / "))
         assert fetched > 0 and demanded > 0
