@@ -117,7 +117,10 @@ class InstanceWriter:
         written = self._written.get(key)
         if written is None:
             keys = sorted(texts)
-            written = self._written[key] = (None, tuple([(k, self._label_prefix(name, label, k)) for k in keys]))
+            # _label_lines' own lines with empty values, cut at their line feeds (label values and
+            # the instance's labels have theirs escaped): each line's text up to the value.
+            prefixes = self._label_lines(name, label, keys, ["" for _ in keys]).decode().split("\n")[:-1]
+            written = self._written[key] = (None, tuple(zip(keys, prefixes, strict=True)))
         return "".join([f"{prefix}{texts[k]}\n" for k, prefix in written[1]]).encode()
 
     def _label_lines(self, name: str, label: str, keys: Iterable[str], numbers: list[str]) -> bytes:
@@ -129,12 +132,6 @@ class InstanceWriter:
         else:
             lines = [f'{name}{{{ids},{label}="{escape_label_value(k)}"}} {n}\n' for k, n in pairs]
         return "".join(lines).encode()
-
-    def _label_prefix(self, name: str, label: str, key: str) -> str:
-        """A line of _label_lines up to its value."""
-        if label < "instance_id":
-            return f'{name}{{{label}="{escape_label_value(key)}",{self.ids}}} '
-        return f'{name}{{{self.ids},{label}="{escape_label_value(key)}"}} '
 
     def cached(self, key: Hashable, figures: object, write: Callable[[], T]) -> T:
         """`write()`, or what it gave last time for `key` if `figures` are the same as then."""
