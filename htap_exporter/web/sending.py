@@ -29,10 +29,11 @@ from typing import Iterator, Sequence
 
 from aiohttp import web
 
+from htap_exporter.exposition.store import Pieces
 from htap_exporter.threads import background_executor
 
-# A part of a body: bytes, or a list of pieces to send one after the other.
-Part = bytes | list[bytes]
+# A part of a body: bytes, or pieces to send one after the other (with their length in all).
+Part = bytes | Pieces
 
 # Below this a body goes through the transport whole: one copy of it costs less than a thread hop.
 THREAD_MIN_BYTES = 1024 * 1024
@@ -81,7 +82,7 @@ class BodySender:
             if transport is not None and transport.get_write_buffer_size() == 0:
                 await self._send_from_thread(request, fd, parts)
                 return
-        if any(isinstance(part, list) for part in parts):  # joined in a thread, not on the event loop
+        if not all(isinstance(part, bytes) for part in parts):  # joined in a thread, not on the event loop
             parts = await asyncio.to_thread(_joined, parts)  # not a sending thread: none may be free
         for part in parts:
             assert isinstance(part, bytes)
@@ -166,10 +167,11 @@ def _batches(parts: Sequence[Part], max_bytes: int | None = None,
     batch: list[bytes] = []
     size = 0
     for part in parts:
-        pieces = [part] if isinstance(part, bytes) else part
+        # A family's length as its column counted it: summing its pieces' lengths here, in the
+        # thread, read 20,000 objects a family and held the GIL for ~1 ms each time.
+        pieces, total = ([part], len(part)) if isinstance(part, bytes) else part
         if not pieces:
             continue
-        total = sum(map(len, pieces))
         slices = max(1, -(-total // max_bytes), -(-len(pieces) // max_pieces))
         step = -(-len(pieces) // slices)
         for start in range(0, len(pieces), step):
@@ -211,7 +213,7 @@ def _blocking(sock: socket.socket, stall_timeout: float) -> Iterator[None]:
 
 
 def _joined(parts: Sequence[Part]) -> list[bytes]:
-    return [part if isinstance(part, bytes) else b"".join(part) for part in parts]
+    return [part if isinstance(part, bytes) else b"".join(part.lines) for part in parts]
 
 
 def _shut_down(sock: socket.socket) -> None:

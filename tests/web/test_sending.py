@@ -19,7 +19,7 @@ from tests.fakes import make_store
 from tests.fakes import PollState, render_instance
 from htap_exporter.web.sending import SEND_BUFFER_BYTES, BodySender, send_buffer_size, widen_send_buffer
 from htap_exporter.web.server import ServerState, make_app
-from htap_exporter.exposition.store import Store
+from htap_exporter.exposition.store import Pieces, Store
 from tests.webtls import Pki
 
 BIG = b"".join(b'htap_sessions{instance_id="%d",instance_name="n"} 1.0\n' % i for i in range(80_000))  # ~4 MB
@@ -38,9 +38,9 @@ class BigStore:
     async def body(self, openmetrics: bool = False) -> list[bytes]:
         return [self.data]
 
-    def pieces(self, openmetrics: bool = False) -> tuple[list[bytes | list[bytes]], int]:
+    def pieces(self, openmetrics: bool = False) -> tuple[list[bytes | Pieces], int]:
         """As the store hands a big family over: its lines unjoined, more than one send takes."""
-        return [self.data.splitlines(keepends=True)], len(self.data)
+        return [Pieces.of(self.data.splitlines(keepends=True))], len(self.data)
 
     def statuses(self) -> list:
         return []
@@ -269,7 +269,7 @@ def test_pieces_leave_whole_and_in_order_a_few_sends_at_a_time(monkeypatch):
     from htap_exporter.web import sending
     monkeypatch.setattr(sending, "SEND_BYTES", 1000)
     pieces = [b"", *(b"%d," % i * (i % 7) for i in range(1234)), b"", b"end"]
-    parts: list = [b"head", pieces, b"x" * 3000, [], [b"a", b"b"], b"tail"]
+    parts: list = [b"head", Pieces.of(pieces), b"x" * 3000, Pieces.of([]), Pieces.of([b"a", b"b"]), b"tail"]
     writer, reader = socket.socketpair()
     writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # a send waits for the reader
     with ThreadPoolExecutor(1) as pool, reader:
@@ -293,7 +293,7 @@ def test_without_a_kernel_send_timeout_the_thread_sends_with_a_python_one(monkey
     writer, reader = socket.socketpair()
     with ThreadPoolExecutor(1) as pool, reader:
         received = pool.submit(lambda: b"".join(iter(lambda: reader.recv(1 << 16), b"")))
-        sending._send_all(writer, [b"head", [b"x" * 1000] * 5000, b"tail"], 30.0)  # closes the writer
+        sending._send_all(writer, [b"head", Pieces.of([b"x" * 1000] * 5000), b"tail"], 30.0)  # closes the writer
         assert received.result(timeout=30) == b"head" + b"x" * 5_000_000 + b"tail"
     assert len(refused) == 1
 
@@ -301,8 +301,9 @@ def test_without_a_kernel_send_timeout_the_thread_sends_with_a_python_one(monkey
 def test_a_body_is_cut_into_sends_of_a_bounded_size_and_number_of_pieces():
     from htap_exporter.web.sending import _batches
     family = [b"%05d\n" % i for i in range(10_000)]  # 60,000 bytes
-    parts: list = [b"# header\n", family, b"# small\n", [b"a\n"] * 10, [], b"# tail\n"]
-    whole = b"".join(part if isinstance(part, bytes) else b"".join(part) for part in parts)
+    parts: list = [b"# header\n", Pieces.of(family), b"# small\n", Pieces.of([b"a\n"] * 10), Pieces.of([]),
+                   b"# tail\n"]
+    whole = b"".join(part if isinstance(part, bytes) else b"".join(part.lines) for part in parts)
 
     def cut(**limits: int) -> list[list[bytes]]:
         batches = list(_batches(parts, **limits))
@@ -315,7 +316,7 @@ def test_a_body_is_cut_into_sends_of_a_bounded_size_and_number_of_pieces():
     by_pieces = cut(max_bytes=10**6, max_pieces=3_000)
     assert [len(batch) for batch in by_pieces] == [1 + 2_500, 2_500, 2_500, 2_500 + 1 + 10 + 1]
     assert len(cut(max_bytes=10**6, max_pieces=10**6)) == 1  # small parts share one send
-    assert list(_batches([b"", []], max_bytes=10)) == [[b""]]
+    assert list(_batches([b"", Pieces.of([])], max_bytes=10)) == [[b""]]
 
 
 async def test_pieces_go_joined_through_the_transport_when_no_thread_is_free():
@@ -330,7 +331,7 @@ async def test_pieces_go_joined_through_the_transport_when_no_thread_is_free():
         async def write(self, data: bytes) -> None:
             written.append(bytes(data))
 
-    parts: list = [b"a", [b"b", b"", b"c"] * 1000, b"d"]
+    parts: list = [b"a", Pieces.of([b"b", b"", b"c"] * 1000), b"d"]
     await sender.send(Request(), Response(), parts, 2 + 2000)  # type: ignore[arg-type]
     assert b"".join(written) == b"a" + b"bc" * 1000 + b"d"
 
@@ -340,13 +341,15 @@ def test_a_body_as_pieces_is_the_body_and_no_big_family_is_joined(monkeypatch):
     store = filled_store(20)
 
     def flat(parts: list) -> bytes:
-        return b"".join(part if isinstance(part, bytes) else b"".join(part) for part in parts)
+        return b"".join(part if isinstance(part, bytes) else b"".join(part.lines) for part in parts)
 
     bodies = {openmetrics: store.pieces(openmetrics=openmetrics) for openmetrics in (False, True)}
     assert all(column.joined == b"" for column in store._columns.values())  # none joined, none kept
     for openmetrics, (parts, size) in bodies.items():
-        assert any(isinstance(part, list) for part in parts)
+        assert any(isinstance(part, Pieces) for part in parts)
         assert flat(parts) == store.render(openmetrics=openmetrics) and size == len(flat(parts))
+        # each family's length as its column counted it: what the sender cuts its sends by
+        assert all(part.size == len(b"".join(part.lines)) for part in parts if isinstance(part, Pieces))
     # Sizes follow every change: a new value, a family dropped, a block removed.
     store.put("id3", render_instance(InstanceIdentity("id3", "name3", "p", "r"), PollState(up=True, poll_duration=2.5)))
     store.remove("id4")

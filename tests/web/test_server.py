@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from htap_exporter.exposition.store import Pieces
 from htap_exporter.clock import RateLimiter
 from htap_exporter.web.basicauth import BasicAuthVerifier
 from htap_exporter.web.server import ServerState, make_app
@@ -31,9 +32,9 @@ class FakeStore:
     async def body(self, openmetrics: bool = False) -> list[bytes]:
         return [self.render(openmetrics)]
 
-    def pieces(self, openmetrics: bool = False) -> tuple[list[bytes | list[bytes]], int]:
+    def pieces(self, openmetrics: bool = False) -> tuple[list[bytes | Pieces], int]:
         body = self.render(openmetrics)
-        return [body.splitlines(keepends=True)], len(body)
+        return [Pieces.of(body.splitlines(keepends=True))], len(body)
 
     def families(self, openmetrics: bool = False) -> list[tuple[bytes, list[bytes]]]:
         header, sample = self.render(openmetrics).split(b"gauge\n")
