@@ -44,7 +44,7 @@ async def _body_parts(store: Store, gzip_cache: GzipCache, *, openmetrics: bool,
     the families as the store's pieces, unjoined."""
     parts: tuple[bytes, ...]
     if as_pieces and not names and not gzipped:
-        pieces, size = store.pieces(openmetrics=openmetrics)
+        pieces, size = await store.pieces(openmetrics=openmetrics)
         return (*pieces, tail + eof), size + len(tail) + len(eof)
     if names:
         parts = (select_families(store.families(openmetrics=openmetrics), names) + filter_names(tail, names) + eof,)

@@ -4,6 +4,7 @@ that stops is dropped; a stop unblocks every sending thread; the store joins big
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import socket
 import ssl
@@ -38,7 +39,7 @@ class BigStore:
     async def body(self, openmetrics: bool = False) -> list[bytes]:
         return [self.data]
 
-    def pieces(self, openmetrics: bool = False) -> tuple[list[bytes | Pieces], int]:
+    async def pieces(self, openmetrics: bool = False) -> tuple[list[bytes | Pieces], int]:
         """As the store hands a big family over: its lines unjoined, more than one send takes."""
         return [Pieces.of(self.data.splitlines(keepends=True))], len(self.data)
 
@@ -215,12 +216,21 @@ async def test_concurrent_scrapes_share_one_join_in_a_thread(monkeypatch):
     openmetrics = await store.body(openmetrics=True)
     assert b"".join(openmetrics) == store.render(openmetrics=True)
 
-    # a change while a join runs: that scrape gets the body it started with, the next the new one
+    # a change while the body is taken (a column at a time here) and joined: that scrape gets the
+    # body it started with, the next the new one
+    monkeypatch.setattr(store_module, "SNAPSHOT_STEP_SLOTS", 1)
+    monkeypatch.setattr(store_module, "KEEP_JOIN_BYTES", 0)  # no join kept: changed columns stay to copy
+    store.put("id1", render_instance(InstanceIdentity("id1", "name1", "p", "r"), PollState(up=True, poll_duration=9.0)))
     before = store.render()
     pending = asyncio.ensure_future(store.body())
-    await asyncio.sleep(0)
+    for _ in range(10):  # until the copy of the changed columns has begun
+        await asyncio.sleep(0)
+        if store._held is not None:
+            break
+    assert store._held == []
     identity = InstanceIdentity("id0", "renamed", "p", "r")
     store.put("id0", render_instance(identity, PollState(up=True)))
+    assert store.render() == before  # held until the copy is whole
     assert b"".join(await pending) == before
     after = b"".join(await store.body())
     assert after != before and after == store.render() and b'instance_name="renamed"' in after
@@ -336,14 +346,14 @@ async def test_pieces_go_joined_through_the_transport_when_no_thread_is_free():
     assert b"".join(written) == b"a" + b"bc" * 1000 + b"d"
 
 
-def test_a_body_as_pieces_is_the_body_and_no_big_family_is_joined(monkeypatch):
+async def test_a_body_as_pieces_is_the_body_and_no_big_family_is_joined(monkeypatch):
     monkeypatch.setattr(store_module, "KEEP_JOIN_BYTES", 100)  # every family of 20 instances is big
     store = filled_store(20)
 
     def flat(parts: list) -> bytes:
         return b"".join(part if isinstance(part, bytes) else b"".join(part.lines) for part in parts)
 
-    bodies = {openmetrics: store.pieces(openmetrics=openmetrics) for openmetrics in (False, True)}
+    bodies = {openmetrics: await store.pieces(openmetrics=openmetrics) for openmetrics in (False, True)}
     assert all(column.joined == b"" for column in store._columns.values())  # none joined, none kept
     for openmetrics, (parts, size) in bodies.items():
         assert any(isinstance(part, Pieces) for part in parts)
@@ -355,7 +365,7 @@ def test_a_body_as_pieces_is_the_body_and_no_big_family_is_joined(monkeypatch):
     store.remove("id4")
     for column in store._columns.values():
         assert column.size == sum(len(slot) if isinstance(slot, bytes) else sum(map(len, slot)) for slot in column.slots)
-    parts, size = store.pieces()
+    parts, size = await store.pieces()
     assert flat(parts) == store.render() and size == len(flat(parts)) and b'"id4"' not in flat(parts)
 
 
@@ -373,3 +383,41 @@ def test_a_big_bodys_socket_gets_a_wider_send_buffer_only_where_the_system_allow
         before = one.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
         widen_send_buffer(one, 2 * before)
         assert one.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) > before
+
+
+async def test_a_body_is_copied_a_few_columns_at_a_time_and_changes_meanwhile_wait_for_it(monkeypatch):
+    """Copying every column in one step held polling for ~4 ms a scrape at 20,000 instances: the copy
+    lets the loop run between columns, and a block put or removed meanwhile is applied once the copy
+    is whole, so that every family of the body is of one moment."""
+    monkeypatch.setattr(store_module, "SNAPSHOT_STEP_SLOTS", 1)  # the loop runs after every column
+    monkeypatch.setattr(store_module, "KEEP_JOIN_BYTES", 0)  # no join kept: every column is copied
+    store = filled_store(5)
+    before = store.render()
+
+    def flat(parts: list) -> bytes:
+        return b"".join(part if isinstance(part, bytes) else b"".join(part.lines) for part in parts)
+
+    copying = asyncio.ensure_future(store.pieces())
+    turns = 0
+    while not copying.done():
+        await asyncio.sleep(0)
+        turns += 1
+        if turns == 2:
+            store.put("id0", render_instance(InstanceIdentity("id0", "renamed", "p", "r"), PollState(up=True)))
+            store.remove("id4")
+            assert store.render() == before  # held
+    parts, size = copying.result()
+    assert flat(parts) == before and size == len(before)
+    assert turns > 3  # the loop ran between the columns
+    after = store.render()
+    assert b'instance_name="renamed"' in after and b'"id4"' not in after
+
+    # a scrape cancelled while it copies: what came meanwhile is applied all the same
+    copying = asyncio.ensure_future(store.pieces())
+    while store._held is None:
+        await asyncio.sleep(0)
+    store.put("id2", render_instance(InstanceIdentity("id2", "renamed2", "p", "r"), PollState(up=True)))
+    copying.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await copying
+    assert store._held is None and b'instance_name="renamed2"' in store.render()

@@ -32,7 +32,7 @@ class FakeStore:
     async def body(self, openmetrics: bool = False) -> list[bytes]:
         return [self.render(openmetrics)]
 
-    def pieces(self, openmetrics: bool = False) -> tuple[list[bytes | Pieces], int]:
+    async def pieces(self, openmetrics: bool = False) -> tuple[list[bytes | Pieces], int]:
         body = self.render(openmetrics)
         return [Pieces.of(body.splitlines(keepends=True))], len(body)
 
