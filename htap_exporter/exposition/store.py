@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from concurrent.futures import ThreadPoolExecutor
-from typing import AbstractSet, Hashable, Mapping, NamedTuple, cast
+from typing import AbstractSet, Hashable, Iterator, Mapping, NamedTuple, cast
 
 from htap_exporter.exposition.families import Layout, Layouts
 from htap_exporter.threads import background_executor
@@ -249,14 +249,18 @@ class Store:
         """The body's plan, taken in one step: each family's header with its current join, or with
         a copy of its slots to join; every part of the body is then of this moment. Families no
         instance has are left out."""
-        return [self._planned(header, names) for header, names in self._layout(openmetrics)
-                if self._columns[names].slot_of]
+        return list(self._planning(openmetrics))
 
-    def _planned(self, header: bytes, names: tuple[str, ...]) -> _Planned:
-        column = self._columns[names]
-        if column.joined_version != column.version:
-            return _Planned(header, column, column.version, column.size, _pieces(column.slots, len(names)))
-        return _Planned(header, column, column.version, column.size, column.joined)
+    def _planning(self, openmetrics: bool) -> Iterator[_Planned]:
+        """The plan's families one at a time, each as of the moment it is taken."""
+        for header, names in self._layout(openmetrics):
+            column = self._columns[names]
+            if not column.slot_of:
+                continue
+            if column.joined_version != column.version:
+                yield _Planned(header, column, column.version, column.size, _pieces(column.slots, len(names)))
+            else:
+                yield _Planned(header, column, column.version, column.size, column.joined)
 
     async def _plan_in_steps(self, openmetrics: bool) -> _Plan:
         """`_plan`, taken a few columns at a time with polling going on in between: the blocks put
@@ -267,10 +271,7 @@ class Store:
             try:
                 plan: _Plan = []
                 copied = 0
-                for header, names in self._layout(openmetrics):
-                    if not self._columns[names].slot_of:
-                        continue
-                    planned = self._planned(header, names)
+                for planned in self._planning(openmetrics):
                     plan.append(planned)
                     if isinstance(planned.part, list):
                         copied += len(planned.part)
@@ -307,10 +308,14 @@ class Store:
         size = 0
         # The sizes as of the plan: blocks held while it was taken are in the columns by now.
         for header, column, version, column_size, part in await self._plan_in_steps(openmetrics):
-            sent: bytes | Pieces = part if isinstance(part, bytes) else Pieces(part, column_size)
-            if isinstance(part, list) and column_size <= KEEP_JOIN_BYTES:
+            sent: bytes | Pieces
+            if isinstance(part, bytes):
+                sent = part
+            elif column_size <= KEEP_JOIN_BYTES:
                 sent = b"".join(part)
                 column.joined, column.joined_version = sent, version
+            else:
+                sent = Pieces(part, column_size)
             parts += (header, sent)
             size += len(header) + column_size  # a join's length is its column's size
         return parts, size
