@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The exporter at scale, measured against its baselines in one run.
 
-    .venv/bin/python bench/bench.py --instances 1000,20000 [--collectors sessions,all]
+    .venv/bin/python bench/bench.py --instances 1000,20000 [--collectors sessions,top@1000,all@1000]
 
 For each fleet size: the simulator runs as its own process (pre-built pages, 150-250 sessions per
 instance, so 2-3 pages each, answering after --latency), the real exporter process polls it, and
@@ -704,6 +704,26 @@ def flat_cost(results: list[Result]) -> list[tuple[str, bool]]:
     return judged
 
 
+def planned_rows(sizes: list[int], collectors: str) -> list[tuple[int, str]]:
+    """The rows of a run, (instances, collectors), by size then in the order given: each --collectors
+    entry at every size, or only at the sizes after its @ (so that one run gives the session poll at
+    20,000 instances and every collector at 1,000, whose 20,000-instance row would take a core and
+    several GB)."""
+    entries = []
+    for entry in collectors.split(","):
+        name, at, only = entry.partition("@")
+        if name not in COLLECTORS:
+            raise ValueError(f"--collectors: unknown {name!r} (one of {', '.join(COLLECTORS)})")
+        try:
+            at_sizes = {int(size) for size in only.split("+")} if at else None
+        except ValueError:
+            raise ValueError(f"--collectors: {entry!r}: sizes after @ are numbers joined by +") from None
+        if at_sizes is not None and not at_sizes & set(sizes):
+            raise ValueError(f"--collectors: {entry!r}: none of its sizes is among --instances")
+        entries.append((name, at_sizes))
+    return [(size, name) for size in sizes for name, at_sizes in entries if at_sizes is None or size in at_sizes]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--instances", default="1000", help="comma-separated fleet sizes (default 1000)")
@@ -718,7 +738,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--collectors", default="sessions",
                         help="comma-separated: sessions (the session poll alone), top (with top sessions), apis"
                              " (with replication, nodes, query queue), all (every collector), again (the session"
-                             " poll alone compared with another like it: the comparison's own spread);"
+                             " poll alone compared with another like it: the comparison's own spread); each"
+                             " at every --instances size, or at those after an @ (top@1000, all@1000+5000);"
                              " default sessions")
     parser.add_argument("--versus", type=float, default=60.0, metavar="SECONDS",
                         help="with other collectors on: the least seconds of the comparison with the session poll"
@@ -727,21 +748,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="py-spy the exporter this long after the measured windows (default: no profile)")
     parser.add_argument("--markdown", type=Path, help="also write the Performance and sizing page here")
     args = parser.parse_args(argv)
+    try:
+        planned = planned_rows([int(n) for n in args.instances.split(",")], args.collectors)
+    except ValueError as problem:
+        parser.error(str(problem))
     low, _, high = args.sessions.partition("-")
     low_n, high_n = int(low), int(high or low)
     print(HEADER)
     print("|" + "---|" * HEADER.count(" | ") + "---|")
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="htap-bench-") as workdir:
-        for instances in (int(n) for n in args.instances.split(",")):
-            for collectors in args.collectors.split(","):
-                interval = args.interval or (5.0 if instances <= 1000 else 30.0)
-                window = args.window or 3 * interval
-                result = run(instances, interval, args.concurrency, window, args.scrape_window, args.latency,
-                             low_n, high_n - low_n, Path(workdir), args.exporter_tree.resolve(), collectors,
-                             args.profile, args.versus)
-                print(row(result), flush=True)
-                results.append(result)
+        for instances, collectors in planned:
+            interval = args.interval or (5.0 if instances <= 1000 else 30.0)
+            window = args.window or 3 * interval
+            result = run(instances, interval, args.concurrency, window, args.scrape_window, args.latency,
+                         low_n, high_n - low_n, Path(workdir), args.exporter_tree.resolve(), collectors,
+                         args.profile, args.versus)
+            print(row(result), flush=True)
+            results.append(result)
     notes = [f"{result.instances:,} instances, {result.collectors}: the bare loop (beside the exporter) fetched"
              f" {result.bare_pages:,} / "
              f"{result.bare_demanded:,} pages; the simulator used {100 * result.sim_busy:.0f} % of a core"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -19,7 +20,7 @@ def test_bench_prints_a_complete_row_for_a_small_fleet_and_writes_the_sizing_pag
     page = tmp_path / "performance.md"
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "bench.py"), "--instances", "20", "--interval", "1",
                              "--window", "2", "--scrape-window", "2", "--versus", "4", "--concurrency", "4",
-                             "--collectors", "sessions,all,again", "--markdown", str(page)],
+                             "--collectors", "sessions,all@20,again", "--markdown", str(page)],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("|")]
@@ -37,6 +38,24 @@ def test_bench_prints_a_complete_row_for_a_small_fleet_and_writes_the_sizing_pag
         assert all(cell and "nan" not in cell for cell in columns), row
     text = page.read_text()
     assert text.startswith("# Performance and sizing") and rows[0] in text and "## Sizing" in text
+
+
+def test_a_configuration_runs_at_every_size_or_at_those_after_its_at_sign(monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_module", ROOT / "bench" / "bench.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look their module up
+    spec.loader.exec_module(bench)
+    assert bench.planned_rows([1000, 20000], "sessions,top@1000,all@1000+20000") == [
+        (1000, "sessions"), (1000, "top"), (1000, "all"), (20000, "sessions"), (20000, "all")]
+    for wrong, problem in (("nope", "unknown 'nope'"), ("top@1k", "numbers joined by +"),
+                           ("top@5", "none of its sizes")):
+        with pytest.raises(ValueError, match=problem):
+            bench.planned_rows([1000], wrong)
+    refused = subprocess.run([sys.executable, str(ROOT / "bench" / "bench.py"), "--collectors", "top@5"],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert refused.returncode == 2 and "none of its sizes is among --instances" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 @pytest.mark.slow
