@@ -195,13 +195,15 @@ class Pauses:
     @classmethod
     def between(cls, base_url: str, since: float, until: float, step: float) -> Pauses:
         import json
+        # Arrivals, the exporter's run grid and `since`/`until` are all on the monotonic clock, which
+        # the processes of the machine share: no offset between two clocks to go wrong. (Arrivals in
+        # unix time, set against the grid through this process's offset between the clocks, once
+        # gave ~400 ms "pauses" in every second for minutes, as a ~100 ms shift between the clocks
+        # would: a step's start then falls just after the last burst of polls.)
         times = [t for t in json.loads(get(f"{base_url}/_sim/arrivals?since={since!r}")[1]) if t <= until]
-        # The grid is on the monotonic clock, which the exporter and this process share; arrivals are
-        # unix times.
-        offset = time.time() - time.monotonic()
         by_second: dict[int, float] = {}
         for earlier, later in zip(times, times[1:], strict=False):
-            step_start = math.floor((later - offset) / step) * step + offset
+            step_start = math.floor(later / step) * step
             pause = later - max(earlier, step_start)
             second = int(later - since)
             by_second[second] = max(by_second.get(second, 0.0), 1000 * pause)
@@ -564,7 +566,7 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
 
         # 1. poll CPU, no scrapes
         demanded = sim_totals(base_url)["pages_per_round"] * window / interval
-        quiet_since = time.time()
+        quiet_since = time.monotonic()
         calls_before = api_calls(metrics_url)
         cpu, fetched, sim_cpu = cpu_seconds(exporter.pid), sim_requests(base_url), cpu_seconds(sim.pid)
         time.sleep(window)
@@ -572,7 +574,7 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
         calls = {api: count - calls_before.get(api, 0) for api, count in api_calls(metrics_url).items()}
         calls = {api: count for api, count in calls.items() if count}
         sim_busy = (cpu_seconds(sim.pid) - sim_cpu) / window
-        quiet_pauses = Pauses.between(base_url, quiet_since, time.time(), grid_step(interval))
+        quiet_pauses = Pauses.between(base_url, quiet_since, time.monotonic(), grid_step(interval))
 
         # 2. with other collectors, against the session poll alone, side by side
         versus = (versus_sessions(config, tree, base_url, instances, interval, concurrency, window, exporter,
@@ -585,9 +587,9 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
         # 4. scrapes while polling, by a client at the lowest CPU priority: on two cores it would
         # otherwise take CPU from the exporter's event loop and show as pauses that are not the
         # exporter's doing (Prometheus does not run on the exporter's machine).
-        scrape_since = time.time()
+        scrape_since = time.monotonic()
         latencies = scrape(metrics_url + "/metrics", scrape_window)
-        scrape_pauses = Pauses.between(base_url, scrape_since, time.time(), grid_step(interval))
+        scrape_pauses = Pauses.between(base_url, scrape_since, time.monotonic(), grid_step(interval))
         status, body = get(metrics_url + "/metrics")
         assert status == 200, status
         size = len(body)

@@ -45,8 +45,9 @@ class Control:
                                   "pages_per_round": sum(len(i.static_pages or ()) for i in sim.instances.values())})
 
     async def arrivals(self, request: web.Request) -> web.Response:
-        """When the cloud API requests arrived (unix time), from `?since=` on: a client's pauses
-        show as gaps between them (the benchmark's measure of how long a scrape stalls polling)."""
+        """When the cloud API requests arrived (monotonic seconds, as `time.monotonic()` gives them
+        on this machine), from `?since=` on: a client's pauses show as gaps between them (the
+        benchmark's measure of how long a scrape stalls polling)."""
         try:
             since = float(request.query.get("since", "0"))
         except ValueError:

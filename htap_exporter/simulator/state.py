@@ -28,14 +28,16 @@ class Observed:
     iam_requests: int = 0
     tokens_issued: int = 0
     total_requests: int = 0  # session-list requests answered past authentication
-    # Every cloud API request (every family, not IAM), for rate checks.
+    # When every cloud API request arrived (every family, not IAM), for rate checks and the bench's
+    # pauses: on the monotonic clock, which every process of the machine shares and which no
+    # setting of the wall clock moves (the exporter's run grid is on it too).
     api_request_times: list[float] = field(default_factory=list)
     discovery_requests: dict[str, int] = field(default_factory=dict)
     # Requests past authentication by fault target, for API families without a counter of their own.
     calls: dict[str, int] = field(default_factory=dict)
 
     def api_request(self) -> None:
-        self.api_request_times.append(time.time())
+        self.api_request_times.append(time.monotonic())
         if len(self.api_request_times) > 200_000:
             del self.api_request_times[:100_000]
 

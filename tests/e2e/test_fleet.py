@@ -212,7 +212,7 @@ async def test_the_rate_cap_holds_under_a_large_fleet_and_stretches_evenly(tmp_p
         path = config(tmp_path, discovery_project(running, refresh="20s", rate=rate), interval="1s")
         async with Exporter(["--config.file", str(path)]) as exporter:
             await wait_until(lambda: _count(exporter, 160), timeout=30, what="the whole fleet listed")
-            started = time.time()
+            started, started_monotonic = time.time(), time.monotonic()
             samples = await exporter.samples()
             # 160 one-page polls per round; polls get 90 % of 20/s minus discovery's 81 requests / 20 s.
             expected = 160 / (0.9 * rate - 81 / 20)
@@ -222,10 +222,11 @@ async def test_the_rate_cap_holds_under_a_large_fleet_and_stretches_evenly(tmp_p
                 return all(sum(1 for t in sim.observed.request_times.get(i, []) if t >= started) >= 2
                            for i in sim.instances)
             await wait_until(two_rounds, timeout=3 * expected + 10, what="two polls of every instance")
-            ended = time.time()
+            ended, ended_monotonic = time.time(), time.monotonic()
             samples = await exporter.samples()
-        times = sorted(t for t in sim.observed.api_request_times if started <= t <= ended)
-        span = ended - started
+        # api_request_times are monotonic (request_times are unix times)
+        times = sorted(t for t in sim.observed.api_request_times if started_monotonic <= t <= ended_monotonic)
+        span = ended_monotonic - started_monotonic
         # Never more than the bucket allows: rate per second plus a burst of one second's worth (the
         # exporter releases at most 2 x rate in any second; 2 more for arrival jitter at the simulator).
         worst = max(sum(1 for u in times[i:i + 100] if u < t + 1.0) for i, t in enumerate(times))
