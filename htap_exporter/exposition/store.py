@@ -199,14 +199,21 @@ class Store:
         # Only the columns of the families this block has, or its previous one had: a collector
         # writes a handful of the layout's families, and this runs after every run of every one.
         names: AbstractSet[str] = samples.keys()
-        if previous is not None and names != previous.samples.keys():  # as a rule the same families
-            names = names | previous.samples.keys()
+        # (A block whose dict is the previous one's, changed in place, is written whole.)
+        before: Mapping[str, bytes] = {} if previous is None or previous.samples is samples else previous.samples
+        if names != before.keys():  # as a rule the same families
+            names = names | before.keys()
         for name in names:
+            lines = samples.get(name)
+            # Lines the writer kept from the last run (the same object: counts that did not move)
+            # are already in the family's own column.
+            kept = lines is not None and before.get(name) is lines
             for parts, column in self._by_first.get(name, ()):
-                if name not in samples:
+                if lines is None:
                     column.set(key, None)
                 elif len(parts) == 1:
-                    column.set(key, samples[name])
+                    if not kept:
+                        column.set(key, lines)
                 else:  # the OpenMetrics gauge histogram: buckets, count and sum of an instance together
                     column.set(key, tuple([samples[part] for part in parts]))
         self.generation += 1

@@ -211,6 +211,39 @@ def test_an_instance_polled_again_is_written_as_if_for_the_first_time(data):
         assert render_instance(identity, again) == render_instance(fresh, again)
 
 
+@given(st.data())
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_body_after_many_puts_equals_one_of_the_last_blocks_alone(data):
+    """Puts of one instance, run after run: families whose lines the writer kept (the same bytes
+    object as the last block's), families that changed, families that came and went. Whatever the
+    store skipped or wrote, both formats of its body equal those of a store given only the last
+    blocks."""
+    items = data.draw(instance_states())
+    identity = items[0][0]
+    states = [state for _, state in items] + data.draw(st.lists(st.sampled_from([state for _, state in items]),
+                                                                max_size=4))
+    store = make_store()
+    errors: Counter[str] = Counter()
+    for state in states:
+        errors.update(state.errors)
+        again = dataclasses.replace(state, poll_duration=data.draw(st.none() | numbers), errors=dict(errors))
+        store.put(identity.instance_id, render_instance(identity, again))
+    alone = make_store()
+    alone.put(identity.instance_id, render_instance(dataclasses.replace(identity), again))
+    for openmetrics in (False, True):
+        assert store.render(openmetrics=openmetrics) == alone.render(openmetrics=openmetrics)
+
+
+def test_a_block_changed_in_place_and_put_again_is_written_whole():
+    identity = InstanceIdentity("0" * 32 + "in17", "orders", "p", "r")
+    store = make_store()
+    block = render_instance(identity, PollState(up=True, last_success=1.0))
+    store.put(identity.instance_id, block)
+    block.samples["htap_up"] = identity.writer.single("htap_up", 0)
+    store.put(identity.instance_id, block)
+    assert b'htap_up{instance_id="' + b"0" * 32 + b'in17",instance_name="orders"} 0.0' in store.render()
+
+
 def test_known_state_is_byte_identical_to_generate_latest():
     """Beyond equal samples: the same bytes, family by family, as prometheus_client writes them."""
     identity = InstanceIdentity("af315b8e6aaa41799bd9a31f2de15abcin17", 'orders "prod"\\x', "p", "cn-north-4")
