@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench  # noqa: E402
 
-# bench.py's configurations, and top sessions with digests.
-CONFIGS = {**bench.COLLECTORS, "digest": "collectors:\n  top_sessions: {enabled: true, sql: digest}\n"}
+# bench.py's configurations (top sessions with digests among them).
+CONFIGS = bench.COLLECTORS
 FUNCTIONS = 15  # functions listed with --bare
 EVENTS = re.compile(r"^events: (.+)$", re.M)
 TOTALS = re.compile(r"^totals: ([\d ]+)$", re.M)
