@@ -201,7 +201,7 @@ class Store:
         names: AbstractSet[str] = samples.keys()
         # (A block whose dict is the previous one's, changed in place, is written whole.)
         before: Mapping[str, bytes] = {} if previous is None or previous.samples is samples else previous.samples
-        if names != before.keys():  # as a rule the same families
+        if before and names != before.keys():  # as a rule the same families
             names = names | before.keys()
         for name in names:
             lines = samples.get(name)
