@@ -189,6 +189,11 @@ async def test_a_stop_unblocks_a_thread_stuck_on_a_slow_reader():
 # --- the store's join --------------------------------------------------------------------------------
 
 
+def flat(parts: list) -> bytes:
+    """A body handed over as parts (bytes, or a family's pieces) as the bytes it sends."""
+    return b"".join(part if isinstance(part, bytes) else b"".join(part.lines) for part in parts)
+
+
 def filled_store(instances: int) -> Store:
     store = make_store()
     for index in range(instances):
@@ -350,9 +355,6 @@ async def test_a_body_as_pieces_is_the_body_and_no_big_family_is_joined(monkeypa
     monkeypatch.setattr(store_module, "KEEP_JOIN_BYTES", 100)  # every family of 20 instances is big
     store = filled_store(20)
 
-    def flat(parts: list) -> bytes:
-        return b"".join(part if isinstance(part, bytes) else b"".join(part.lines) for part in parts)
-
     bodies = {openmetrics: await store.pieces(openmetrics=openmetrics) for openmetrics in (False, True)}
     assert all(column.joined == b"" for column in store._columns.values())  # none joined, none kept
     for openmetrics, (parts, size) in bodies.items():
@@ -393,9 +395,6 @@ async def test_a_body_is_copied_a_few_columns_at_a_time_and_changes_meanwhile_wa
     monkeypatch.setattr(store_module, "KEEP_JOIN_BYTES", 0)  # no join kept: every column is copied
     store = filled_store(5)
     before = store.render()
-
-    def flat(parts: list) -> bytes:
-        return b"".join(part if isinstance(part, bytes) else b"".join(part.lines) for part in parts)
 
     copying = asyncio.ensure_future(store.pieces())
     turns = 0
