@@ -353,3 +353,51 @@ def test_the_collector_forgets_instances_no_longer_polled():
     made = collectors.enabled(config)[1]
     made._changes["gone"] = LastChange()  # type: ignore[attr-defined]
     assert collectors.enabled(config)[1] is made and made._changes == {}  # type: ignore[attr-defined]
+
+
+class _OnePageClient:
+    """A project's client serving one page of the replication list (what collect reads)."""
+
+    project_id = "p"
+    max_pages = 10
+
+    def __init__(self, tasks: list[dict[str, Any]]) -> None:
+        self.tasks = tasks
+
+    def request(self, path: str, params: Any = None) -> Any:
+        return path, params
+
+    async def call(self, request: Any, api: str, *, continuing: bool = False) -> Any:
+        import json
+        from htap_exporter.cloud.transport import Response
+        return Response(200, {}, json.dumps(serve(self.tasks)[0]).encode())
+
+
+def test_a_run_whose_tasks_did_not_change_serves_the_lines_of_the_last_and_a_change_writes_them_anew():
+    from htap_exporter.collectors.replication import ReplicationCollector
+    from htap_exporter.exposition.writer import InstanceIdentity
+    now = [1000.0]
+    collector = ReplicationCollector(interval=60.0, max_tasks=10, clock=lambda: now[0])
+    fresh = ReplicationCollector(interval=60.0, max_tasks=10, clock=lambda: now[0])  # no memory of lines
+    identity = InstanceIdentity("i1", "orders", "p", "r")
+    tasks = [row("a", percentage="40"), row("b", status="No")]
+
+    def run(made: ReplicationCollector, served: list[dict[str, Any]], who: InstanceIdentity = identity) -> Any:
+        return asyncio.run(made.collect(who, _OnePageClient(served))).samples  # type: ignore[arg-type]
+
+    first = run(collector, tasks)
+    run(fresh, tasks)
+    now[0] = 1060.0
+    assert run(collector, tasks) is first  # the same tasks, the same last changes: nothing written
+    now[0] = 1120.0
+    moved = [row("a", percentage="41"), row("b", status="No")]
+    changed = run(collector, moved)
+    assert changed == run(fresh, moved)  # written anew, as a collector without the last lines writes them
+    assert b'task_name="a"} 0.41\n' in changed["htap_replication_task_progress_ratio"]
+    assert b"} 1120.0\n" in changed["htap_replication_task_last_change_timestamp_seconds"]
+    renamed = run(collector, moved, InstanceIdentity("i1", "orders-renamed", "p", "r"))
+    assert b'instance_name="orders-renamed"' in renamed["htap_replication_task_info"]
+
+
+def test_a_negative_zero_percentage_is_zero():
+    assert str(parse_percentage("-0")) == str(parse_percentage(-0.0)) == "0.0"
