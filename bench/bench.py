@@ -24,9 +24,13 @@ the bench measures, in this order:
      measured before and after the exporter move by as much from run to run;
   4. scrapes while polling: /metrics latency p50/p99 (one scraper at nice 19, one scrape a
      second), and the pauses between API requests again: what scraping adds to them is how long
-     scrapes hold the exporter's event loop;
+     scrapes hold the exporter's event loop; in three rounds, each followed by the baseline
+     generate_latest, prometheus_client rendering the same series (parsed from a scrape) in this
+     process while the exporter polls: the p50's ratio to it is read in the same minutes, as the
+     bare loop's is (at 20,000 instances the machine has moved a scrape's p50 between ~180 and
+     ~1,100 ms from one run to the next, a baseline measured on a quiet machine does not move so);
   5. RSS, then SIGTERM: seconds until the process has exited;
-  6. baseline generate_latest: prometheus_client rendering the same series (parsed from a scrape).
+  6. generate_latest again, on the quiet machine (shown beside the other, not judged).
 Also: seconds from the exporter's start until every instance is up, and the API calls of the
 window by API (the exporter's htap_api_requests_total). With `--collectors all` every collector is
 enabled (replication, nodes, query queue, top sessions); the CPU is then divided by all calls of
@@ -79,7 +83,7 @@ class Result:
     sigterm_s: float
     bare_cpu_per_page_ms: float
     bare_pages: int
-    generate_latest_ms: float
+    generate_latest_ms: float  # the baseline while the exporter polls (judged)
     load: str
     sim_busy: float  # the simulator's CPU share during the poll window (1.0: one core)
     bare_demanded: int
@@ -98,6 +102,7 @@ class Result:
     profile: Profile | None = None  # where the exporter's CPU went while polling (--profile)
     # With other collectors on: CPU per call against the session poll alone, side by side.
     versus_sessions: float = float("nan")
+    generate_latest_quiet_ms: float = float("nan")  # the baseline once the exporter has stopped
 
     @property
     def ratio(self) -> float:
@@ -194,6 +199,21 @@ class Pauses:
 
     @classmethod
     def between(cls, base_url: str, since: float, until: float, step: float) -> Pauses:
+        return cls.over(base_url, [(since, until)], step)
+
+    @classmethod
+    def over(cls, base_url: str, windows: Sequence[tuple[float, float]], step: float) -> Pauses:
+        """Pauses within the windows (since, until) only: the seconds between them are not counted."""
+        by_second: dict[tuple[int, int], float] = {}
+        for index, (since, until) in enumerate(windows):
+            for second, pause in cls._longest_by_second(base_url, since, until, step).items():
+                by_second[index, second] = pause
+        if not by_second:
+            return cls(float("nan"), float("nan"))
+        return cls(statistics.median(by_second.values()), max(by_second.values()))
+
+    @staticmethod
+    def _longest_by_second(base_url: str, since: float, until: float, step: float) -> dict[int, float]:
         import json
         # Arrivals, the exporter's run grid and `since`/`until` are all on the monotonic clock, which
         # the processes of the machine share: no offset between two clocks to go wrong. (Arrivals in
@@ -207,9 +227,7 @@ class Pauses:
             pause = later - max(earlier, step_start)
             second = int(later - since)
             by_second[second] = max(by_second.get(second, 0.0), 1000 * pause)
-        if not by_second:
-            return cls(float("nan"), float("nan"))
-        return cls(statistics.median(by_second.values()), max(by_second.values()))
+        return by_second
 
 
 # Every collector on, at DESIGN.md's default intervals; top sessions with SQL digests.
@@ -533,23 +551,33 @@ class BareLoop:
         raise SystemExit("bench: the bare loop failed:\n" + line + errors)
 
 
-def generate_latest_ms(body: bytes) -> float:
-    from prometheus_client import generate_latest
-    from prometheus_client.parser import text_string_to_metric_families
-    from prometheus_client.registry import Collector
+class Rendering:
+    """The baseline: prometheus_client's generate_latest over the series of a scrape's body."""
 
-    families = list(text_string_to_metric_families(body.decode()))
+    def __init__(self, body: bytes) -> None:
+        from prometheus_client.parser import text_string_to_metric_families
+        from prometheus_client.registry import Collector
 
-    class Same(Collector):
-        def collect(self):
-            return iter(families)
+        families = list(text_string_to_metric_families(body.decode()))
 
-    times = []
-    for _ in range(3):
+        class Same(Collector):
+            def collect(self):
+                return iter(families)
+
+        self._registry = Same()
+
+    def once_ms(self) -> float:
+        from prometheus_client import generate_latest
         started = time.perf_counter()
-        generate_latest(Same())
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+        generate_latest(self._registry)
+        return 1000 * (time.perf_counter() - started)
+
+    def median_ms(self, times: int = 3) -> float:
+        return statistics.median(self.once_ms() for _ in range(times))
+
+
+# Scrapes and the baseline take turns in this many rounds (see the docstring, step 4).
+SCRAPE_ROUNDS = 3
 
 
 # --- one fleet size ----------------------------------------------------------------------------------
@@ -595,12 +623,21 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
         # 4. scrapes while polling, by a client at the lowest CPU priority: on two cores it would
         # otherwise take CPU from the exporter's event loop and show as pauses that are not the
         # exporter's doing (Prometheus does not run on the exporter's machine).
-        scrape_since = time.monotonic()
-        latencies = scrape(metrics_url + "/metrics", scrape_window)
-        scrape_pauses = Pauses.between(base_url, scrape_since, time.monotonic(), grid_step(interval))
+        # The series for the baseline, from a scrape, parsed before the rounds begin.
         status, body = get(metrics_url + "/metrics")
         assert status == 200, status
         size = len(body)
+        baseline = Rendering(body)
+        del body
+        latencies: list[float] = []
+        scraping: list[tuple[float, float]] = []  # the rounds' scrape windows (for the pauses)
+        renderings = []
+        for _ in range(SCRAPE_ROUNDS):
+            since = time.monotonic()
+            latencies += scrape(metrics_url + "/metrics", scrape_window / SCRAPE_ROUNDS)
+            scraping.append((since, time.monotonic()))
+            renderings.append(baseline.once_ms())  # while the exporter polls, after the round's scrapes
+        scrape_pauses = Pauses.over(base_url, scraping, grid_step(interval))
         load = "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
         # (py-spy after the measured windows: sampling costs the exporter a little CPU)
@@ -611,15 +648,16 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
         sigterm = exporter.stop()
         exporter = None
 
-        # 6. the other baseline
-        rendering = generate_latest_ms(body)
+        # 6. the baseline again, on the quiet machine
+        rendering_quiet = baseline.median_ms()
         # Per call: with other collectors on, their calls share the CPU.
         return Result(instances, interval, effective, 1000 * cpu / max(1, sum(calls.values())), fetched,
                       round(demanded),
                       1000 * statistics.median(latencies), 1000 * percentile(latencies, 0.99), size / 1e6, rss,
-                      sigterm, 1000 * bare_cpu / max(1, bare_pages), bare_pages, rendering, load, sim_busy,
+                      sigterm, 1000 * bare_cpu / max(1, bare_pages), bare_pages, statistics.median(renderings),
+                      load, sim_busy,
                       round(demanded), beside, quiet_pauses, scrape_pauses, collectors, all_up, calls, window,
-                      cpu, profile, versus)
+                      cpu, profile, versus, rendering_quiet)
     finally:
         if exporter is not None:
             exporter.stop()
@@ -635,7 +673,7 @@ HEADER = ("| instances | interval | collectors | concurrency | CPU/call exporter
           " | side by side: CPU/call exporter / CPU/page bare loop | ratio"
           " | CPU/call vs the session poll alone"
           " | pages fetched / demanded | other API calls (window) | all up after"
-          " | /metrics p50 / p99 (size) | generate_latest | p50 / generate_latest"
+          " | /metrics p50 / p99 (size) | generate_latest while polling (quiet) | p50 / generate_latest"
           " | pause in polling: a typical second's longest (longest), quiet / scraping"
           " | RSS | SIGTERM | load (1/5/15 min) |")
 
@@ -651,7 +689,8 @@ def row(result: Result) -> str:
             f" ({result.pages_fetched / max(1, result.pages_demanded):.2f})"
             f" | {others or '-'} | {result.all_up_s:.0f} s"
             f" | {result.scrape_p50_ms:.1f} / {result.scrape_p99_ms:.1f} ms ({result.body_mb:.1f} MB)"
-            f" | {result.generate_latest_ms:.0f} ms | {result.scrape_p50_ms / result.generate_latest_ms:.3f}x"
+            f" | {result.generate_latest_ms:.0f} ms ({result.generate_latest_quiet_ms:.0f} ms)"
+            f" | {result.scrape_p50_ms / result.generate_latest_ms:.3f}x"
             f" | {result.quiet_pauses.typical:.1f} ({result.quiet_pauses.longest:.0f}) /"
             f" {result.scrape_pauses.typical:.1f} ({result.scrape_pauses.longest:.0f}) ms"
             f" | {result.rss_mb:.0f} MB | {result.sigterm_s:.2f} s | {result.load} |")
