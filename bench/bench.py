@@ -18,10 +18,12 @@ the bench measures, in this order:
   3. baseline "bare loop": aiohttp + orjson GETting and parsing the same pages on the same schedule
      (every instance once per interval, spread evenly, starting on the exporter's grid of run
      starts, the same concurrency), CPU per page, in a process of its own beside the polling
-     exporter: one window in which both are measured, the exporter's CPU per call against the
-     bare loop's per page (the ratio). Measured in the same seconds, both see the same machine:
-     its pace drifts by 10-15 % from one minute to the next, which made the ratio of a bare loop
-     measured before and after the exporter move by as much from run to run;
+     exporter: one window in which both are measured (the poll window, and at least a minute,
+     --beside), the exporter's CPU per call against the bare loop's per page (the ratio).
+     Measured in the same seconds, both see the same machine: its pace drifts by 10-15 % from one
+     minute to the next, which made the ratio of a bare loop measured before and after the
+     exporter move by as much from run to run. (Windows of 15 s back to back at 1,000 instances
+     gave ratios 1.14x-1.23x; a window of a minute holds four of them);
   4. scrapes while polling: /metrics latency p50/p99 (one scraper at nice 19, one scrape a
      second), and the pauses between API requests again: what scraping adds to them is how long
      scrapes hold the exporter's event loop; in three rounds, each followed by the baseline
@@ -585,7 +587,7 @@ SCRAPE_ROUNDS = 3
 
 def run(instances: int, interval: float, concurrency: int | None, window: float, scrape_window: float,
         latency: float, low: int, spread: int, workdir: Path, tree: Path, collectors: str = "sessions",
-        profile_seconds: float = 0.0, versus_seconds: float = 60.0) -> Result:
+        profile_seconds: float = 0.0, versus_seconds: float = 60.0, beside_seconds: float = 60.0) -> Result:
     sim = Process([sys.executable, "-m", "htap_exporter.simulator", "--listen", "127.0.0.1:0", "--instances",
                    str(instances), "--sessions", str(low), "--sessions-spread", str(spread), "--static",
                    "--delay", str(latency)], r"simulator listening on (\S+)")
@@ -618,7 +620,7 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
 
         # 3. the bare loop beside the polling exporter (before the scrapes, which take CPU)
         bare_cpu, bare_pages, beside = BareLoop.beside(exporter, metrics_url, base_url, instances, interval,
-                                                       effective, window)
+                                                       effective, max(window, beside_seconds))
 
         # 4. scrapes while polling, by a client at the lowest CPU priority: on two cores it would
         # otherwise take CPU from the exporter's event loop and show as pauses that are not the
@@ -791,6 +793,8 @@ def main(argv: list[str] | None = None) -> int:
                              " poll alone compared with another like it: the comparison's own spread); each"
                              " at every --instances size, or at those after an @ (top@1000, all@1000+5000);"
                              " default sessions")
+    parser.add_argument("--beside", type=float, default=60.0, metavar="SECONDS",
+                        help="the least seconds of the bare loop's window beside the exporter (default 60)")
     parser.add_argument("--versus", type=float, default=60.0, metavar="SECONDS",
                         help="with other collectors on: the least seconds of the comparison with the session poll"
                              " alone (default 60; two windows when longer)")
@@ -813,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
             window = args.window or 3 * interval
             result = run(instances, interval, args.concurrency, window, args.scrape_window, args.latency,
                          low_n, high_n - low_n, Path(workdir), args.exporter_tree.resolve(), collectors,
-                         args.profile, args.versus)
+                         args.profile, args.versus, args.beside)
             print(row(result), flush=True)
             results.append(result)
     notes = [f"{result.instances:,} instances, {result.collectors}: the bare loop (beside the exporter) fetched"

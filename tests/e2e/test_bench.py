@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_bench_prints_a_complete_row_for_a_small_fleet_and_writes_the_sizing_page(tmp_path):
     page = tmp_path / "performance.md"
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "bench.py"), "--instances", "20", "--interval", "1",
-                             "--window", "2", "--scrape-window", "2", "--versus", "4", "--concurrency", "4",
+                             "--window", "2", "--scrape-window", "2", "--versus", "4", "--beside", "2",
+                             "--concurrency", "4",
                              "--collectors", "sessions,all@20,again", "--markdown", str(page)],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
