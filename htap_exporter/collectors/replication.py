@@ -26,7 +26,7 @@ from htap_exporter.cloud.paging import PAGE_LIMIT, PageStep, walk_pages
 from htap_exporter.collectors.base import (CollectorOutput, Samples, declare, get_json, json_list, json_object, kind_of,
                                           render)
 from htap_exporter.exposition.families import Family
-from htap_exporter.exposition.writer import InstanceIdentity, InstanceWriter
+from htap_exporter.exposition.writer import InstanceIdentity
 
 LIST_REPLICATIONS_API = "list_replications"
 
@@ -293,18 +293,12 @@ class ReplicationCollector:
     reports_up: bool = False
     # Per instance: when each task last changed (the exporter's own memory; see LastChange).
     _changes: dict[str, LastChange] = field(default_factory=dict, compare=False, repr=False)
-    # Per instance: its last run's tasks, their last changes and the lines written of them. Tasks
-    # rarely change from one run to the next, and writing their lines costs ~2 us a series (a
-    # dictionary of labels each, escaped and joined) where comparing costs ~1 us a task.
-    _written: dict[str, tuple[InstanceWriter, tuple[Task, ...], dict[str, float], dict[str, bytes]]] = field(
-        default_factory=dict, compare=False, repr=False)
     clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
 
     def retain(self, instance_ids: set[str]) -> None:
         """Forget what was learnt of instances no longer polled (discovery churns)."""
-        for known in (self._changes, self._written):
-            for gone in known.keys() - instance_ids:
-                del known[gone]
+        for gone in self._changes.keys() - instance_ids:
+            del self._changes[gone]
 
     async def collect(self, instance: InstanceIdentity, client: ProjectClient) -> CollectorOutput:
         path = f"/v3/{client.project_id}/instances/{instance.instance_id}/starrocks/databases/replication"
@@ -317,15 +311,14 @@ class ReplicationCollector:
         changes = self._changes.setdefault(instance.instance_id, LastChange())
         last_change = changes.observe(replication.tasks, self.clock())
         writer = instance.writer
-        written = self._written.get(instance.instance_id)
-        if (written is not None and written[0] is writer and written[1] == replication.tasks
-                and written[2] == last_change):
-            return CollectorOutput(written[3])
-        data = samples(replication, max_tasks=self.max_tasks, last_change=last_change,
-                       max_label_length=self.max_label_length)
-        lines = render(writer, data)
-        self._written[instance.instance_id] = (writer, replication.tasks, last_change, lines)
-        return CollectorOutput(lines)
+        # The lines of the last run while its tasks and their last changes stay as they were (the
+        # instance's writer keeps them): tasks rarely change from one run to the next, and writing
+        # their lines costs ~2 us a series (a label set each, escaped and joined) where comparing
+        # costs ~1 us a task.
+        return CollectorOutput(writer.cached(
+            ("lines", self.name), (replication.tasks, last_change),
+            lambda: render(writer, samples(replication, max_tasks=self.max_tasks, last_change=last_change,
+                                           max_label_length=self.max_label_length))))
 
 
 def merge_pages(pages: list[ReplicationPage]) -> Replication:
