@@ -201,21 +201,20 @@ class Pauses:
 
     @classmethod
     def between(cls, base_url: str, since: float, until: float, step: float) -> Pauses:
-        return cls.over(base_url, [(since, until)], step)
+        return cls.of([cls.longest_by_second(base_url, since, until, step)])
 
     @classmethod
-    def over(cls, base_url: str, windows: Sequence[tuple[float, float]], step: float) -> Pauses:
-        """Pauses within the windows (since, until) only: the seconds between them are not counted."""
-        by_second: dict[tuple[int, int], float] = {}
-        for index, (since, until) in enumerate(windows):
-            for second, pause in cls._longest_by_second(base_url, since, until, step).items():
-                by_second[index, second] = pause
-        if not by_second:
+    def of(cls, windows: Sequence[Mapping[int, float]]) -> Pauses:
+        """The pauses of several windows' seconds (longest_by_second of each) taken together."""
+        longest = [pause for window in windows for pause in window.values()]
+        if not longest:
             return cls(float("nan"), float("nan"))
-        return cls(statistics.median(by_second.values()), max(by_second.values()))
+        return cls(statistics.median(longest), max(longest))
 
     @staticmethod
-    def _longest_by_second(base_url: str, since: float, until: float, step: float) -> dict[int, float]:
+    def longest_by_second(base_url: str, since: float, until: float, step: float) -> dict[int, float]:
+        """Each second's longest pause in the window, ms. Read right after the window: the simulator
+        keeps the last 100,000-200,000 arrivals, about a minute at 20,000 instances."""
         import json
         # Arrivals, the exporter's run grid and `since`/`until` are all on the monotonic clock, which
         # the processes of the machine share: no offset between two clocks to go wrong. (Arrivals in
@@ -632,14 +631,16 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
         baseline = Rendering(body)
         del body
         latencies: list[float] = []
-        scraping: list[tuple[float, float]] = []  # the rounds' scrape windows (for the pauses)
+        scraping: list[dict[int, float]] = []  # each round's pauses, by second
         renderings = []
-        for _ in range(SCRAPE_ROUNDS):
+        for round_ in range(SCRAPE_ROUNDS):
+            if round_:
+                time.sleep(min(interval, 5))  # the polls the baseline's CPU delayed catch up first
             since = time.monotonic()
             latencies += scrape(metrics_url + "/metrics", scrape_window / SCRAPE_ROUNDS)
-            scraping.append((since, time.monotonic()))
+            scraping.append(Pauses.longest_by_second(base_url, since, time.monotonic(), grid_step(interval)))
             renderings.append(baseline.once_ms())  # while the exporter polls, after the round's scrapes
-        scrape_pauses = Pauses.over(base_url, scraping, grid_step(interval))
+        scrape_pauses = Pauses.of(scraping)
         load = "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
         # (py-spy after the measured windows: sampling costs the exporter a little CPU)
