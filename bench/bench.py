@@ -618,8 +618,9 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
                                   metrics_url, versus_seconds) if collectors != "sessions" else float("nan"))
 
         # 3. the bare loop beside the polling exporter (before the scrapes, which take CPU)
+        beside_window = max(window, beside_seconds)
         bare_cpu, bare_pages, beside = BareLoop.beside(exporter, metrics_url, base_url, instances, interval,
-                                                       effective, max(window, beside_seconds))
+                                                       effective, beside_window)
 
         # 4. scrapes while polling, by a client at the lowest CPU priority: on two cores it would
         # otherwise take CPU from the exporter's event loop and show as pauses that are not the
@@ -659,7 +660,8 @@ def run(instances: int, interval: float, concurrency: int | None, window: float,
                       1000 * statistics.median(latencies), 1000 * percentile(latencies, 0.99), size / 1e6, rss,
                       sigterm, 1000 * bare_cpu / max(1, bare_pages), bare_pages, statistics.median(renderings),
                       load, sim_busy,
-                      round(demanded), beside, quiet_pauses, scrape_pauses, collectors, all_up, calls, window,
+                      round(demanded * beside_window / window), beside, quiet_pauses, scrape_pauses, collectors,
+                      all_up, calls, window,
                       cpu, profile, versus, rendering_quiet)
     finally:
         if exporter is not None:

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_bench_prints_a_complete_row_for_a_small_fleet_and_writes_the_sizing_page(tmp_path):
     page = tmp_path / "performance.md"
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "bench.py"), "--instances", "20", "--interval", "1",
-                             "--window", "2", "--scrape-window", "2", "--versus", "4", "--beside", "2",
+                             "--window", "2", "--scrape-window", "2", "--versus", "4", "--beside", "3",
                              "--concurrency", "4",
                              "--collectors", "sessions,all@20,again", "--markdown", str(page)],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
@@ -39,6 +39,11 @@ def test_bench_prints_a_complete_row_for_a_small_fleet_and_writes_the_sizing_pag
         assert all(cell and "nan" not in cell for cell in columns), row
     text = page.read_text()
     assert text.startswith("# Performance and sizing") and rows[0] in text and "## Sizing" in text
+    # The bare loop's pages against those its window (--beside, longer than --window) demanded.
+    bare = re.findall(r"the bare loop \(beside the exporter\) fetched ([\d,]+) / ([\d,]+) pages", text)
+    assert len(bare) == 3
+    for fetched, demanded in bare:
+        assert 0.5 <= int(fetched.replace(",", "")) / int(demanded.replace(",", "")) <= 1.3, bare
 
 
 def test_a_configuration_runs_at_every_size_or_at_those_after_its_at_sign(monkeypatch):
