@@ -24,6 +24,8 @@ from htap_exporter.collectors.base import CollectorOutput
 from htap_exporter.collectors.sessions.counting import Session, SessionCounter
 from htap_exporter.collectors.sessions.families import FAMILIES as SESSION_FAMILIES, session_samples
 from htap_exporter.collectors.sessions.fetch import SessionList
+from htap_exporter.cloud.auth import Authenticator, OutgoingRequest
+from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.cloud.transport import Prepare, Response, Transport
 
 EPOCH = 1_700_000_000.0
@@ -185,6 +187,31 @@ class RecordingTransport(Transport):
 
         return await super().send_prepared(api, method, recorded, body, limiter, capped=capped,
                                            continuing=continuing)
+
+
+class FixedBodyTransport:
+    """Answers every request with the same 200 body (which a test may change between calls)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.calls = 0
+
+    async def send_prepared(self, api: str, method: str, prepare: Prepare, body: bytes = b"", limiter: Any = None,
+                            *, capped: bool = True, continuing: bool = False) -> Response:
+        await prepare()
+        self.calls += 1
+        return Response(200, {}, self.body)
+
+
+class NoAuth(Authenticator):
+    async def prepare(self, request: OutgoingRequest) -> tuple[URL, dict[str, str]]:
+        return request.url(""), {}
+
+
+def fixed_body_client(transport: FixedBodyTransport, max_pages: int) -> ProjectClient:
+    """A real ProjectClient whose every request is answered by `transport`."""
+    return ProjectClient(endpoint="https://gaussdb.cn-north-4.myhuaweicloud.com", project_id="p" * 32,
+                         auth=NoAuth(Clock()), transport=transport, max_pages=max_pages)  # type: ignore[arg-type]
 
 
 class FakeApi:

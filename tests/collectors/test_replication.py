@@ -5,6 +5,7 @@ and property tests: any JSON-ish document is read or refused with bad_response, 
 from __future__ import annotations
 
 import asyncio
+import json
 
 from typing import Any
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from htap_exporter.cloud.transport import ApiError
 from htap_exporter.collectors.replication import (FAMILIES, STAGES, LastChange, Replication, Task, list_replications,
                                                   parse_page, parse_percentage, samples, select_tasks)
+from tests.fakes import FixedBodyTransport, fixed_body_client
 
 
 def row(name: str, **fields: Any) -> dict[str, Any]:
@@ -355,24 +357,6 @@ def test_the_collector_forgets_instances_no_longer_polled():
     assert collectors.enabled(config)[1] is made and made._changes == {}  # type: ignore[attr-defined]
 
 
-class _OnePageClient:
-    """A project's client serving one page of the replication list (what collect reads)."""
-
-    project_id = "p"
-    max_pages = 10
-
-    def __init__(self, tasks: list[dict[str, Any]]) -> None:
-        self.tasks = tasks
-
-    def request(self, path: str, params: Any = None) -> Any:
-        return path, params
-
-    async def call(self, request: Any, api: str, *, continuing: bool = False) -> Any:
-        import json
-        from htap_exporter.cloud.transport import Response
-        return Response(200, {}, json.dumps(serve(self.tasks)[0]).encode())
-
-
 def test_a_run_whose_tasks_did_not_change_serves_the_lines_of_the_last_and_a_change_writes_them_anew():
     from htap_exporter.collectors.replication import ReplicationCollector
     from htap_exporter.exposition.writer import InstanceIdentity
@@ -383,7 +367,9 @@ def test_a_run_whose_tasks_did_not_change_serves_the_lines_of_the_last_and_a_cha
     tasks = [row("a", percentage="40"), row("b", status="No")]
 
     def run(made: ReplicationCollector, served: list[dict[str, Any]], who: InstanceIdentity = identity) -> Any:
-        return asyncio.run(made.collect(who, _OnePageClient(served))).samples  # type: ignore[arg-type]
+        [page] = serve(served)
+        client = fixed_body_client(FixedBodyTransport(json.dumps(page).encode()), max_pages=10)
+        return asyncio.run(made.collect(who, client)).samples
 
     first = run(collector, tasks)
     run(fresh, tasks)

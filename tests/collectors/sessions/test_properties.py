@@ -13,18 +13,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from htap_exporter.collectors.sessions.fetch import list_sessions
 from htap_exporter.cloud.paging import PAGE_LIMIT
-from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.collectors.sessions.fetch import SessionList
-from htap_exporter.cloud.auth import Authenticator, OutgoingRequest
-from htap_exporter.clock import Clock
 from htap_exporter.config import MetricsConfig
 from htap_exporter.exposition.writer import InstanceIdentity
-from tests.fakes import make_store
+from tests.fakes import FixedBodyTransport, fixed_body_client, make_store
 from tests.fakes import PollState, render_instance
 from htap_exporter.collectors.sessions.counting import KNOWN_COMMANDS, KNOWN_STATES, aggregate, parse_session
 from htap_exporter.collectors.labels import OTHER
 from htap_exporter.exposition.store import Store
-from htap_exporter.cloud.transport import ApiError, Response
+from htap_exporter.cloud.transport import ApiError
 
 SETTINGS = settings(derandomize=True, deadline=None, max_examples=300, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -138,32 +135,12 @@ def test_aggregate_never_raises_and_invariants_hold(items, config):
 # --- API page validation -------------------------------------------------------------------------
 
 
-class FakeTransport:
-    """Answers every request with the same 200 body."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.calls = 0
-
-    async def send_prepared(self, api, method, prepare, body=b"", limiter=None, *, capped=True,
-                            continuing=False) -> Response:
-        await prepare()
-        self.calls += 1
-        return Response(200, {}, self.body)
-
-
-class NoAuth(Authenticator):
-    async def prepare(self, request: OutgoingRequest):
-        return request.url(""), {}
-
-
 MAX_PAGES = 3
 
 
 def poll_body(body: bytes) -> tuple[SessionList | ApiError, int]:
-    transport = FakeTransport(body)
-    api = ProjectClient(endpoint="https://gaussdb.cn-north-4.myhuaweicloud.com", project_id="p" * 32,
-                  auth=NoAuth(Clock()), transport=transport, max_pages=MAX_PAGES)  # type: ignore[arg-type]
+    transport = FixedBodyTransport(body)
+    api = fixed_body_client(transport, MAX_PAGES)
     loop = asyncio.new_event_loop()
     try:
         return loop.run_until_complete(list_sessions(api, "af315b8e6aaa41799bd9a31f2de15abcin17")), transport.calls
