@@ -66,7 +66,9 @@ async def test_gzip_cache_shares_one_compression_per_key(monkeypatch) -> None:
         return real(data)
 
     monkeypatch.setattr(scrape, "_gzip_open", counting)
-    store_part = generate_latest(registry()) * 20000  # > THREAD_THRESHOLD: compressed in a thread
+    one = generate_latest(registry())
+    store_part = one * (scrape.THREAD_THRESHOLD // len(one) + 2)  # > THREAD_THRESHOLD: compressed in a thread
+    assert len(store_part) > scrape.THREAD_THRESHOLD
     cache = GzipCache()
 
     def part(data: bytes):
