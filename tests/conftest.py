@@ -20,13 +20,13 @@ from tests.fakes import FakeClock, RunningSimulator
 from tests.webtls import Pki
 
 TESTS = Path(__file__).resolve().parent
+SLOW_FOLDERS = (TESTS / "e2e", TESTS / "deploy")
 
 # CI (.ci/run sets HYPOTHESIS_PROFILE=ci) draws the same examples every run: a fresh clone must not
 # fail on an example that only one run happened to draw. A developer's runs draw new ones, and keep
 # those that failed in .hypothesis/ until they pass.
 settings.register_profile("ci", derandomize=True, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-SLOW_FOLDERS = (TESTS / "e2e", TESTS / "deploy")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
