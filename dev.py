@@ -3,6 +3,7 @@
 
     python3 dev.py demo    # a virtualenv in .venv, the exporter installed, the demo running on :9978
     python3 dev.py test    # the same virtualenv with the development groups, then the whole test suite
+    python3 dev.py quick   # the quick loop: the tests without processes and real servers, in parallel
     python3 dev.py lint    # the architecture (lint-imports), the types (mypy --strict) and ruff
 
 Extra arguments go to the exporter or to pytest: `python3 dev.py test -k config`.
@@ -53,11 +54,11 @@ LINTERS = (["lint-imports", "--no-cache"], ["mypy"], ["ruff", "check"])
 SI_KERNEL = 0x80
 
 
-def run(command: list[str]) -> int:
+def run(command: list[str], env: dict[str, str] | None = None) -> int:
     """Run `command` and wait for its own clean exit. Ctrl-C in the terminal reaches it directly
     (same process group); a SIGINT or SIGTERM sent to this process alone (`kill -INT PID`) is
     passed on to it, once."""
-    child = subprocess.Popen(command, cwd=ROOT)
+    child = subprocess.Popen(command, cwd=ROOT, env=env)
     if not hasattr(signal, "sigtimedwait"):  # no siginfo here (Windows, macOS): always pass it on
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda received, frame: child.send_signal(received))
@@ -83,7 +84,7 @@ def _exit_status(returncode: int) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "lint"):
+    if not argv or argv[0] not in ("demo", "test", "quick", "lint"):
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
@@ -97,6 +98,11 @@ def main(argv: list[str]) -> int:
             print(f"dev.py: {', '.join(failed)} failed", file=sys.stderr)
             return 1
         return 0
+    if command == "quick":
+        # tests/e2e and tests/deploy are marked slow (tests/conftest.py); the property tests draw a
+        # fifth of their examples (the `quick` profile, tests/examples.py) unless told otherwise.
+        env = {**os.environ, "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "quick")}
+        return run([str(BIN / "python"), "-m", "pytest", "-n", "auto", "-m", "not slow", *rest], env)
     return run([str(BIN / "python"), "-m", "pytest", *rest])
 
 

@@ -1,32 +1,29 @@
 """Shared fixtures: a simulator on loopback (port 0), mocked HTTP, a fake clock, certificates.
 
 Fixtures used by one folder only live in that folder's conftest.py. Everything under tests/e2e and
-tests/deploy is marked `slow` here, so `pytest -m "not slow"` is the quick loop.
+tests/deploy is marked `slow` here, so `pytest -m "not slow"` is the quick loop (`python3 dev.py quick`).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 from aioresponses import aioresponses
-from hypothesis import settings
 
 from htap_exporter.simulator import Simulator, start
+from tests.examples import load_profile
 from tests.fakes import FakeClock, RunningSimulator
 from tests.webtls import Pki
 
 TESTS = Path(__file__).resolve().parent
 SLOW_FOLDERS = (TESTS / "e2e", TESTS / "deploy")
 
-# CI (.ci/run sets HYPOTHESIS_PROFILE=ci) draws the same examples every run: a fresh clone must not
-# fail on an example that only one run happened to draw. A developer's runs draw new ones, and keep
-# those that failed in .hypothesis/ until they pass.
-settings.register_profile("ci", derandomize=True, database=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+# The property tests' profile (HYPOTHESIS_PROFILE: ci in .ci/run, quick in the quick loop), loaded
+# before any test module asks how many examples it draws.
+load_profile()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

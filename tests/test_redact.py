@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from htap_exporter.redact import MASK, Redactor
+from tests.examples import examples
 
 PASSWORD = 'Päss"word-\\-0123456789'
 
@@ -63,7 +64,7 @@ def test_log_records_are_scrubbed_in_message_fields_and_tracebacks():
     assert "word" not in (record.exc_text or "") and MASK in (record.exc_text or "")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(secret=st.text(min_size=8, max_size=40).filter(lambda s: len(s.strip()) >= 8),
        prefix=st.text(max_size=20), suffix=st.text(max_size=20), start=st.integers(0, 30))
 def test_no_run_of_eight_survives(secret, prefix, suffix, start):

@@ -34,6 +34,7 @@ from htap_exporter.cloud.signing import (
 # Test-only oracle: the official signer, which the real gateway accepts.
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
+from tests.examples import examples
 
 AK = "AKTESTEXAMPLE0000001"
 SK = "SKtestSecretKeyExample0000000000000000001"
@@ -200,7 +201,7 @@ def requests(draw):
     )
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@settings(max_examples=examples(300), deadline=None, derandomize=True, database=None)
 @given(requests())
 def test_matches_official_sdk(case):
     scheme, host, port, netloc = case["endpoint"]

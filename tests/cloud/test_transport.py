@@ -25,6 +25,7 @@ from htap_exporter.cloud.transport import (
     parse_retry_after,
 )
 
+from tests.examples import examples
 from tests.fakes import settle
 
 URL_ = URL("https://gaussdb.cn-north-4.myhuaweicloud.com/v3/p/instances/i/htap/process?limit=100&offset=0")
@@ -280,7 +281,7 @@ def test_parse_retry_after_http_date():
     assert parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now=now) == 0.0
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.one_of(st.text(max_size=40), st.from_regex(r"[A-Za-z]{3}, \d{1,2} [A-Za-z]{3} \d{1,5} \d\d:\d\d:\d\d [A-Z+-]{1,5}\d{0,4}")))
 def test_parse_retry_after_never_raises(value):
     result = parse_retry_after(value, now=1_445_412_480.0)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from htap_exporter.cloud.transport import ApiError
 from htap_exporter.collectors.nodes import (FAMILIES, ROLES, STATUSES, Node, NodeList, NodeStatus, parse_instance_info,
                                             parse_node_list, samples)
+from tests.examples import examples
 
 IID = "af315b8e6aaa41799bd9a31f2de15abcin17"
 
@@ -153,7 +154,7 @@ info_doc = st.fixed_dictionaries({}, optional={"instances": st.lists(st.fixed_di
 }) | json_value, max_size=3) | json_value}) | json_value
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(list_doc, info_doc)
 def test_any_documents_are_read_or_refused_never_a_crash(node_document, info_document):
     try:
@@ -176,7 +177,7 @@ def test_any_documents_are_read_or_refused_never_a_crash(node_document, info_doc
     assert all(total == 1.0 for total in per_node.values())  # exactly one current status per node
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(ROLES), st.sampled_from(STATUSES), st.booleans()), max_size=30))
 def test_valid_values_in_any_case_are_read_exactly(nodes):
     node_document = {"node_list": [

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from htap_exporter.cloud.transport import ApiError
 from htap_exporter.collectors.query_queue import FAMILIES, QueueRule, parse_rule, samples
+from tests.examples import examples
 
 SDK_SHAPE = {"query_queue_rule": {
     "enable_query_queue_select": "true", "query_queue_concurrency_limit": 20,
@@ -75,7 +76,7 @@ KEYS = ["enable_query_queue_select", "query_queue_concurrency_limit", "query_que
         "query_queue_cpu_used_pct_limit", "query_queue_max_queued_queries", "query_queue_pending_timeout_second"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.fixed_dictionaries({}, optional={"query_queue_rule": st.dictionaries(
     st.sampled_from(KEYS) | st.text(max_size=5), json_leaf | st.sampled_from(["true", "false", "12", "45.5"]))
     | json_value}) | json_value)
@@ -90,7 +91,7 @@ def test_any_document_is_read_or_refused_never_a_crash(document):
             assert labels == {} and value >= 0 and value == value
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.booleans(), st.integers(0, 100), st.integers(0, 100), st.integers(0, 100), st.integers(0, 10**6),
        st.integers(0, 10**6), st.booleans())
 def test_valid_values_as_numbers_or_strings_are_read_exactly(on, concurrency, mem, cpu, queued, timeout, as_strings):

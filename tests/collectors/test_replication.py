@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from htap_exporter.cloud.transport import ApiError
 from htap_exporter.collectors.replication import (FAMILIES, STAGES, LastChange, Replication, Task, list_replications,
                                                   parse_page, parse_percentage, samples, select_tasks)
+from tests.examples import examples
 from tests.fakes import FixedBodyTransport, fixed_body_client
 
 
@@ -301,7 +302,7 @@ page_strategy = st.fixed_dictionaries({}, optional={
 }) | json_value
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(pages=st.lists(page_strategy, min_size=1, max_size=5))
 def test_any_document_is_read_or_refused_never_a_crash(pages):
     try:
@@ -327,7 +328,7 @@ percent_text = st.decimals(min_value=0, max_value=100, places=1).flatmap(
     lambda d: st.sampled_from([f"{d}", f"{d}%", f"{d} %"]).map(lambda text: (text, float(d) / 100)))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.tuples(stage_text, percent_text, st.sampled_from(["Yes", "No"])), min_size=1, max_size=120),
        st.integers(1, 100))
 def test_quirky_but_valid_values_are_read_exactly(rows, cap):

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from htap_exporter.collectors.labels import CONTROL_CHARACTERS
 from htap_exporter.collectors import sql_text
 from htap_exporter.collectors.sql_text import digest, fingerprint, normalise
+from tests.examples import examples
 
-SETTINGS = settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(deadline=None, max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 
 # Literal contents: quotes of both kinds, backslashes, comment openers, newlines, unicode.
 def without_terminator(text: str) -> str:

@@ -14,8 +14,9 @@ from htap_exporter.collectors.sessions.pages import decode_page, page_of
 from htap_exporter.config import MetricsConfig
 from htap_exporter.collectors import sql_text, top_sessions
 from htap_exporter.collectors.top_sessions import FingerprintCache, TopSessions, top_session_samples
+from tests.examples import examples
 
-SETTINGS = settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(deadline=None, max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 IDLE = frozenset({"Sleep", "Daemon"})
 
 

@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from htap_exporter.config import MetricsConfig
+from tests.examples import examples
 from tests.fakes import make_store
 from tests.fakes import documentation, PollState, render_instance
 
@@ -180,7 +181,7 @@ def instance_states(draw) -> list[tuple[InstanceIdentity, PollState]]:
 
 
 @given(instance_states())
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_fast_writer_equals_prometheus_client_in_both_formats(items):
     store = store_of(items)
     oracle = merged(items)
@@ -194,7 +195,7 @@ def test_fast_writer_equals_prometheus_client_in_both_formats(items):
 
 
 @given(st.data())
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_an_instance_polled_again_is_written_as_if_for_the_first_time(data):
     """The writer keeps a family's lines while its figures stay the same: every poll's output must
     still equal what a new writer (the one the oracle test checks) writes for the same state.
@@ -212,7 +213,7 @@ def test_an_instance_polled_again_is_written_as_if_for_the_first_time(data):
 
 
 @given(st.data())
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_a_body_after_many_puts_equals_one_of_the_last_blocks_alone(data):
     """Puts of one instance, run after run: families whose lines the writer kept (the same bytes
     object as the last block's), families that changed, families that came and went. Whatever the
@@ -338,7 +339,7 @@ def test_store_and_self_metrics_together_parse_and_pass_promtool():
 
 
 @given(instance_states())
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_promtool_accepts_random_states(items):
     body = store_of(items).render()
     result = subprocess.run([promtool(), "check", "metrics"], input=body, capture_output=True, timeout=30)

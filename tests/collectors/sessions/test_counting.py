@@ -17,10 +17,11 @@ from htap_exporter.collectors.labels import CONTROL_CHARACTERS, DEFAULT_MAX_LABE
 from htap_exporter.collectors.sessions.counting import SessionCounter, aggregate, parse_session
 from htap_exporter.collectors.sessions.pages import MAX_EXACT_DURATION, MAX_ID_LENGTH, BadPage, Page, decode_page
 from htap_exporter.cloud.transport import parse_json
+from tests.examples import examples
 from tests.fakes import FakeClock
 from tests.collectors.sessions.test_properties import field_value, json_value, metrics_configs
 
-SETTINGS = settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(deadline=None, max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 any_text = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=400)
 long_text = st.text(alphabet=st.characters(codec=None, exclude_categories=()), min_size=100, max_size=3000)
 

@@ -18,8 +18,9 @@ from htap_exporter.collectors.sessions.pages import (FIELDS, LEARNED_FIELDS, MAX
                                                      statement_of)
 from htap_exporter.collectors.sessions.counting import SessionCounter
 from tests.collectors.sessions.test_properties import field_value, json_value
+from tests.examples import examples
 
-SETTINGS = settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(deadline=None, max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 statements = st.one_of(st.none(), st.text(max_size=40), st.integers(), json_value)
 rows = st.fixed_dictionaries({}, optional={**{name: field_value for name in FIELDS}, "sql_statement": statements})
 

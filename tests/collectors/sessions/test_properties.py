@@ -16,6 +16,7 @@ from htap_exporter.cloud.paging import PAGE_LIMIT
 from htap_exporter.collectors.sessions.fetch import SessionList
 from htap_exporter.config import MetricsConfig
 from htap_exporter.exposition.writer import InstanceIdentity
+from tests.examples import examples
 from tests.fakes import FixedBodyTransport, fixed_body_client, make_store
 from tests.fakes import PollState, render_instance
 from htap_exporter.collectors.sessions.counting import KNOWN_COMMANDS, KNOWN_STATES, aggregate, parse_session
@@ -23,7 +24,7 @@ from htap_exporter.collectors.labels import OTHER
 from htap_exporter.exposition.store import Store
 from htap_exporter.cloud.transport import ApiError
 
-SETTINGS = settings(derandomize=True, deadline=None, max_examples=300, database=None,
+SETTINGS = settings(derandomize=True, deadline=None, max_examples=examples(300), database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 FIELDS = ("id", "user", "host", "state", "database", "command", "duration", "sql_statement")
 
