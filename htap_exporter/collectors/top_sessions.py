@@ -15,6 +15,7 @@ only through sql_text, which writes no literal.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import itertools
 import operator
 from dataclasses import dataclass
@@ -26,7 +27,6 @@ from htap_exporter.collectors.labels import UNKNOWN, LabelCache, label_value
 from htap_exporter.collectors.sessions.counting import client_ip, parse_duration_value
 from htap_exporter.collectors.sessions.dedup import session_id_key
 from htap_exporter.collectors.sessions.pages import MAX_EXACT_DURATION, MAX_ID_LENGTH, statement_of
-from htap_exporter.collectors import sql_text
 from htap_exporter.exposition.store import TopSession
 from htap_exporter.exposition.writer import InstanceWriter, number_text
 
@@ -37,6 +37,11 @@ _ROW, _SECONDS = operator.itemgetter(0), operator.itemgetter(1)  # of a (row, du
 _REPR_BELOW = 1e6
 SqlMode = Literal["none", "digest", "fingerprint"]
 SQL_MODES = ("none", "digest", "fingerprint")
+# sql_text and the tokenizer it uses (sqlglot, ~0.2 s of a start's ~0.75 s of imports) are imported
+# only where statements are read: `sql: none`, the default, and every other run of the exporter
+# (`--version`, `--config.check`) never load them. TopSessionLines loads them when it is made (as a
+# config is applied), so that a poll never waits for the import.
+SQL_TEXT = "htap_exporter.collectors.sql_text"
 
 
 class TopSessions:
@@ -190,6 +195,7 @@ class FingerprintCache:
 def _sql_labels(sql: Any, max_length: int) -> tuple[str, str]:
     if type(sql) is not str:
         return UNKNOWN, UNKNOWN
+    from htap_exporter.collectors import sql_text  # (see SQL_TEXT)
     normalised = sql_text.normalise(sql)
     if not normalised:
         return UNKNOWN, UNKNOWN
@@ -291,6 +297,8 @@ class TopSessionLines:
                  fingerprints: FingerprintCache | None = None, labels_of: LabelCache | None = None) -> None:
         if sql_mode not in SQL_MODES:
             raise ValueError(f"sql_mode must be one of {', '.join(SQL_MODES)}")
+        if sql_mode != "none":
+            importlib.import_module(SQL_TEXT)
         self.family = family
         self.sql_mode: SqlMode = sql_mode
         self.hosts = hosts
