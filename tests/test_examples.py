@@ -17,11 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def profile():
     """Load a profile for one test, then the one the run had."""
     before = settings.default
-
-    def load(name: str) -> None:
-        settings.load_profile(name)
-
-    yield load
+    yield settings.load_profile
     settings.register_profile("_before_test", before)
     settings.load_profile("_before_test")
 
