@@ -31,7 +31,6 @@ from htap_exporter.exposition.store import TopSession
 from htap_exporter.exposition.writer import InstanceWriter, number_text
 
 TOP_SESSIONS = "top_sessions"  # the collector's name
-_ROW, _SECONDS = operator.itemgetter(0), operator.itemgetter(1)  # of a (row, duration) entry
 # Below this, a non-negative float's repr is the text of Go's formatting (number_text): what `%r`
 # writes into a template.
 _REPR_BELOW = 1e6
@@ -154,9 +153,15 @@ class TopSessions:
         return idle
 
     def entries(self) -> list[tuple[Any, float]]:
-        """The selected rows with their durations (as TopSessionLines.render takes them), longest
-        first (equal durations: smaller session id first)."""
+        """The selected rows with their durations, longest first (equal durations: smaller session id
+        first)."""
         return [(row, -negated) for negated, _, row in self._top]
+
+    def selected(self) -> tuple[list[Any], list[float]]:
+        """The selected rows and their durations (as TopSessionLines.render takes them): `entries` as
+        two lists, made from the selection itself."""
+        top = self._top
+        return [entry[2] for entry in top], [-entry[0] for entry in top]
 
 
 def _id_label(key: str | bytes, raw_id: Any) -> str:
@@ -309,13 +314,11 @@ class TopSessionLines:
         # The raw values a session's labels are made of, read at C speed.
         self._raw = operator.attrgetter("id", "user", "database", "command", "state", *(("host",) if hosts else ()))
 
-    def render(self, writer: InstanceWriter,
-               selected: list[tuple[Any, float]]) -> tuple[tuple[TopSession, ...], bytes]:
-        """The samples (for the landing page) and sample lines of the selected rows, given with their
-        durations (TopSessions.entries: plain non-negative floats), longest first."""
+    def render(self, writer: InstanceWriter, rows: list[Any],
+               durations: list[float]) -> tuple[tuple[TopSession, ...], bytes]:
+        """The samples (for the landing page) and sample lines of the selected rows and their
+        durations (TopSessions.selected: plain non-negative floats), longest first."""
         instance_id = writer.identity.instance_id
-        rows = list(map(_ROW, selected))
-        durations = list(map(_SECONDS, selected))
         keys = list(map(self._raw, rows))
         if self.sql_mode != "none":
             keys = [key + (_statement_key(row.sql_statement),) for key, row in zip(keys, rows, strict=True)]

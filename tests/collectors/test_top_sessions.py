@@ -91,6 +91,7 @@ def test_the_selection_is_exactly_the_longest_eligible_rows(poll, count, min_dur
     selected = selected_rows(top)
     assert len(selected) <= count
     assert top.entries() == [(one, top_sessions.parse_duration_value(one.duration)) for one in selected]
+    assert top.selected() == (selected, [top_sessions.parse_duration_value(one.duration) for one in selected])
     assert seen(selected) == seen(reference(rows, count, min_duration))
     assert all(top_sessions.label_value(one.command) not in IDLE for one in selected)
 
@@ -230,9 +231,9 @@ def test_sessions_without_an_id_never_enter():
     assert [one.id for one in selected_rows(selector)] == ["7"]
 
 
-def _entries(rows):
-    """Rows with their durations, as TopSessions.entries gives them."""
-    return [(row, float(row.duration)) for row in rows]
+def _selected(rows):
+    """Rows and their durations, as TopSessions.selected gives them."""
+    return rows, [float(row.duration) for row in rows]
 
 
 def test_lines_are_the_writers_and_a_session_seen_again_reuses_its_labels():
@@ -246,23 +247,23 @@ def test_lines_are_the_writers_and_a_session_seen_again_reuses_its_labels():
          "database": 'd"b', "sql_statement": "select 'secret'"},
         {"id": "2", "user": "u", "command": "Query", "duration": 4100.5, "sql_statement": None}]}).encode()
     rows = decode_page(body, with_sql=True).rows
-    samples, text = lines.render(writer, _entries(rows))
+    samples, text = lines.render(writer, *_selected(rows))
     expected = top_session_samples(rows, sql_mode="digest", hosts=True, max_label_length=128)
     assert list(samples) == expected
     assert text == writer.samples("htap_top_session_duration_seconds", expected)
     assert b"secret" not in text
     # The next poll: the same sessions, longer; their label sets are the ones made before.
     later = decode_page(body.replace(b"120", b"125"), with_sql=True).rows
-    again, text = lines.render(writer, _entries(later))
+    again, text = lines.render(writer, *_selected(later))
     assert [value for _, value in again] == [125.0, 4100.5]
     assert all(new[0] is old[0] for new, old in zip(again, samples))
     assert text == writer.samples("htap_top_session_duration_seconds", list(again))
     # Another statement is another digest, however alike the rest of the row.
     other = decode_page(body.replace(b"select 'secret'", b"update t set a = 1"), with_sql=True).rows
-    changed, _ = lines.render(writer, _entries(other))
+    changed, _ = lines.render(writer, *_selected(other))
     assert changed[0][0]["sql_digest"] != samples[0][0]["sql_digest"] and changed[1][0] is again[1][0]
     lines.retain(set())
-    assert lines.render(writer, _entries(rows))[0][0][0] is not samples[0][0]
+    assert lines.render(writer, *_selected(rows))[0][0][0] is not samples[0][0]
 
 
 label_texts = st.sampled_from(["u", "app%s", "100%", "%r%%", 'd"b', "a\\b", "ü", None, ""])
@@ -285,7 +286,7 @@ def test_lines_equal_the_writers_poll_after_poll(polls_in_a_row):
     for selection in polls_in_a_row:
         rows = [row(id, duration, "Query", user=user, database=database)
                 for id, user, database, duration in selection]
-        samples, text = lines.render(writer, [(one, one.duration) for one in rows])
+        samples, text = lines.render(writer, rows, [one.duration for one in rows])
         expected = top_session_samples(rows, sql_mode="none", hosts=False, max_label_length=128)
         assert list(samples) == expected
         assert text == writer.samples("htap_top_session_duration_seconds", expected)
@@ -303,7 +304,7 @@ def test_raw_values_equal_in_python_but_not_as_labels_are_never_taken_for_each_o
     users = [True, 1, 1.0, 10 ** 30, 10 ** 30, "app"]
     for seconds, user in enumerate(users, 100):
         rows = [row("1", float(seconds), "Query", user=user), row("2", 50.0, "Query", user=True)]
-        samples, text = lines.render(writer, [(one, one.duration) for one in rows])
+        samples, text = lines.render(writer, rows, [one.duration for one in rows])
         expected = top_session_samples(rows, sql_mode="none", hosts=False, max_label_length=128)
         assert list(samples) == expected
         assert text == writer.samples("htap_top_session_duration_seconds", expected)
@@ -324,3 +325,46 @@ def test_the_tokenizer_is_imported_only_where_statements_are_read():
     ])
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+class _PagesClient:
+    """A project client that answers the session list from `pages` (offset -> rows)."""
+
+    project_id = "p"
+    max_pages = 10
+    budget = None
+
+    def __init__(self, pages):
+        self.pages = pages
+
+    def request(self, path, params):
+        return dict(params)
+
+    async def call(self, request, api, continuing=False):
+        rows = self.pages.get(int(request["offset"]), [])
+        return SimpleNamespace(body=json.dumps({"process_list": rows}).encode(), status=200)
+
+
+async def test_the_collector_rides_its_poll_and_a_poll_without_long_sessions_shares_one_empty_output():
+    from htap_exporter.collectors.labels import LabelCache
+    from htap_exporter.collectors.sessions.collector import NO_TOP_SESSIONS, SessionsCollector
+    from htap_exporter.config import TopSessionsConfig
+    from htap_exporter.exposition.writer import InstanceIdentity
+
+    metrics = MetricsConfig()
+    collector = SessionsCollector(metrics, 5.0, LabelCache(metrics.max_label_length),
+                                  TopSessionsConfig(enabled=True, count=2, min_duration=60.0))
+    identity = InstanceIdentity("i1", "orders-htap", "p", "r")
+    long_ones = [{"id": str(number), "user": "app", "command": "Query", "state": "OK", "database": "orders",
+                  "duration": number * 50} for number in range(1, 101)]
+    long_ones += [{"id": "x", "user": "app", "command": "Sleep", "duration": 99999}]
+    output = await collector.collect(identity, _PagesClient({0: long_ones[:100], 100: long_ones[100:]}))
+    assert [(labels["session_id"], seconds) for labels, seconds in output.top_sessions] == [("100", 5000.0),
+                                                                                            ("99", 4950.0)]
+    text = output.riders["top_sessions"].samples["htap_top_session_duration_seconds"].decode()
+    assert text.count("\n") == 2 and 'session_id="100"' in text and "5000.0" in text
+    short = [{"id": "1", "command": "Query", "duration": 59}, {"id": "2", "command": "Sleep", "duration": 999}]
+    for _ in range(2):
+        output = await collector.collect(identity, _PagesClient({0: short}))
+        assert output.top_sessions == () and output.riders is NO_TOP_SESSIONS
+        assert output.riders["top_sessions"].samples == {}

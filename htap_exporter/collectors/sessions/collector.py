@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
 
 from htap_exporter.cloud.client import ProjectClient
 from htap_exporter.collectors.base import CollectorOutput
@@ -28,6 +30,9 @@ TOP_SESSIONS_FAMILY = Family(
     "htap_top_session_duration_seconds", "gauge",
     "The longest-running non-idle sessions of the instance (collectors.top_sessions.count, at least"
     " min_duration long), by how long their current command has run.")
+
+# The riders' outputs of a poll that selected no session (shared: outputs are never changed).
+NO_TOP_SESSIONS: Mapping[str, CollectorOutput] = MappingProxyType({TOP_SESSIONS: CollectorOutput({})})
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,10 @@ class SessionsCollector:
         samples = session_samples(instance.writer, stats)
         if selector is None or self.top_lines is None:
             return CollectorOutput(samples, sessions=stats.sessions)
-        longest, lines = self.top_lines.render(instance.writer, selector.entries())
-        rider = CollectorOutput({TOP_SESSIONS_FAMILY.name: lines} if longest else {})
-        return CollectorOutput(samples, sessions=stats.sessions, top_sessions=longest, riders={TOP_SESSIONS: rider})
+        if not len(selector):
+            # As a rule on an instance without long queries: the same empty output every poll.
+            return CollectorOutput(samples, stats.sessions, (), NO_TOP_SESSIONS)
+        longest, lines = self.top_lines.render(instance.writer, *selector.selected())
+        return CollectorOutput(samples, stats.sessions, longest,
+                               {TOP_SESSIONS: CollectorOutput({TOP_SESSIONS_FAMILY.name: lines})})
 
