@@ -11,10 +11,12 @@ the bench measures, in this order:
      pauses between API requests reaching the simulator (a typical second's longest, and the
      longest);
   2. with other collectors on: the exporter's CPU per call against an exporter of the session poll
-     alone, both polling the same simulator in the same seconds (at least a minute, --versus). Two
-     exporters alike measured so differ by 1-4 % a window, where two windows a minute apart differ
-     by 10-15 % (the machine's pace drifts: other tenants, clock speed); `--collectors again`
-     measures that spread: the session poll alone against another like it;
+     alone, polling the same simulator in the same seconds (at least a minute, --versus), taken
+     with the exporter started before that one and with another like it started after (the first
+     started pays more: the geometric mean of both). Two exporters alike measured so differ by 1-4 %
+     a window, where two windows a minute apart differ by 10-15 % (the machine's pace drifts: other
+     tenants, clock speed); `--collectors again` measures that spread: the session poll alone
+     against another like it;
   3. baseline "bare loop": aiohttp + orjson GETting and parsing the same pages on the same schedule
      (every instance once per interval, spread evenly, starting on the exporter's grid of run
      starts, the same concurrency), CPU per page, in a process of its own beside the polling
@@ -322,24 +324,34 @@ def configured_concurrency(config: Path, tree: Path) -> int:
 def versus_sessions(config: Path, tree: Path, base_url: str, instances: int, interval: float, concurrency: int | None,
                     window: float, exporter: Process, metrics_url: str, versus_seconds: float) -> float:
     """With other collectors on: the exporter's CPU per call against an exporter of the session poll
-    alone, both polling the same simulator in the same seconds (measured so, two exporters alike
+    alone, all polling the same simulator in the same seconds (measured so, two exporters alike
     differ by 1-4 % a window). At least a minute (two windows, four at 1,000 instances every 5 s),
-    the CPU and calls of it added up: two 15 s windows left the mean some 2.5 % either way."""
+    the CPU and calls of it added up: two 15 s windows left the mean some 2.5 % either way.
+    Which exporter started first moves the figure: of two alike exporters of top sessions with one
+    of the session poll alone started between them, the first cost 1.081x the reference and the last
+    1.057x (2026-12-07). So a second exporter of the same config is started after the reference, and
+    the figure is the geometric mean of the exporter's (started before it) and that one's."""
     reference_config = config.with_name(config.stem + "-reference.yaml")
     write_config(reference_config, base_url, instances, interval, concurrency)
     reference, reference_url = start_exporter(reference_config, tree, instances, interval)
     try:
-        time.sleep(min(interval, 10))
-        figures = []
-        for process, url in ((exporter, metrics_url), (reference, reference_url)):
-            figures.append((cpu_seconds(process.pid), sum(api_calls(url).values())))
-        time.sleep(max(2 * window, versus_seconds))
-        per_call = [(cpu_seconds(process.pid) - cpu) / max(1, sum(api_calls(url).values()) - calls)
-                    for (process, url), (cpu, calls) in zip(((exporter, metrics_url), (reference, reference_url)),
-                                                            figures, strict=True)]
-    finally:
+        later, later_url = start_exporter(config, tree, instances, interval)
+    except BaseException:
         reference.stop()
-    return per_call[0] / per_call[1]
+        raise
+    exporters = ((exporter, metrics_url), (later, later_url), (reference, reference_url))
+    try:
+        time.sleep(min(interval, 10))
+        figures = [(cpu_seconds(process.pid), sum(api_calls(url).values())) for process, url in exporters]
+        time.sleep(max(2 * window, versus_seconds))
+        first, last, alone = [(cpu_seconds(process.pid) - cpu) / max(1, sum(api_calls(url).values()) - calls)
+                              for (process, url), (cpu, calls) in zip(exporters, figures, strict=True)]
+    finally:
+        later.stop()
+        reference.stop()
+    print(f"bench: {instances:,} instances, against the session poll alone: {first / alone:.3f}x started before it,"
+          f" {last / alone:.3f}x after", file=sys.stderr, flush=True)
+    return math.sqrt(first / alone * last / alone)
 
 
 def instances_up(metrics_url: str) -> int:
