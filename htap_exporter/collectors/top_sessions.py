@@ -152,14 +152,9 @@ class TopSessions:
                 self._idle_raw[command] = idle
         return idle
 
-    def entries(self) -> list[tuple[Any, float]]:
-        """The selected rows with their durations, longest first (equal durations: smaller session id
-        first)."""
-        return [(row, -negated) for negated, _, row in self._top]
-
     def selected(self) -> tuple[list[Any], list[float]]:
-        """The selected rows and their durations (as TopSessionLines.render takes them): `entries` as
-        two lists, made from the selection itself."""
+        """The selected rows and their durations (as TopSessionLines.render takes them), longest first
+        (equal durations: smaller session id first)."""
         top = self._top
         return [entry[2] for entry in top], [-entry[0] for entry in top]
 
