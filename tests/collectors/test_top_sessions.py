@@ -17,6 +17,7 @@ from htap_exporter.config import MetricsConfig
 from htap_exporter.collectors import sql_text, top_sessions
 from htap_exporter.collectors.top_sessions import FingerprintCache, TopSessions, top_session_samples
 from tests.examples import examples
+from tests.fakes import FixedBodyTransport, fixed_body_client
 
 SETTINGS = settings(deadline=None, max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 IDLE = frozenset({"Sleep", "Daemon"})
@@ -326,24 +327,6 @@ def test_the_tokenizer_is_imported_only_where_statements_are_read():
     assert result.returncode == 0, result.stderr
 
 
-class _PagesClient:
-    """A project client that answers the session list from `pages` (offset -> rows)."""
-
-    project_id = "p"
-    max_pages = 10
-    budget = None
-
-    def __init__(self, pages):
-        self.pages = pages
-
-    def request(self, path, params):
-        return dict(params)
-
-    async def call(self, request, api, continuing=False):
-        rows = self.pages.get(int(request["offset"]), [])
-        return SimpleNamespace(body=json.dumps({"process_list": rows}).encode(), status=200)
-
-
 async def test_the_collector_rides_its_poll_and_a_poll_without_long_sessions_shares_one_empty_output():
     from htap_exporter.collectors.labels import LabelCache
     from htap_exporter.collectors.sessions.collector import NO_TOP_SESSIONS, SessionsCollector
@@ -354,16 +337,20 @@ async def test_the_collector_rides_its_poll_and_a_poll_without_long_sessions_sha
     collector = SessionsCollector(metrics, 5.0, LabelCache(metrics.max_label_length),
                                   TopSessionsConfig(enabled=True, count=2, min_duration=60.0))
     identity = InstanceIdentity("i1", "orders-htap", "p", "r")
+    # A full page, answered again for the next offset: that page adds no new id and ends the walk.
     long_ones = [{"id": str(number), "user": "app", "command": "Query", "state": "OK", "database": "orders",
-                  "duration": number * 50} for number in range(1, 101)]
+                  "duration": number * 50} for number in range(1, 100)]
     long_ones += [{"id": "x", "user": "app", "command": "Sleep", "duration": 99999}]
-    output = await collector.collect(identity, _PagesClient({0: long_ones[:100], 100: long_ones[100:]}))
-    assert [(labels["session_id"], seconds) for labels, seconds in output.top_sessions] == [("100", 5000.0),
-                                                                                            ("99", 4950.0)]
+    transport = FixedBodyTransport(json.dumps({"process_list": long_ones}).encode())
+    client = fixed_body_client(transport, max_pages=10)
+    output = await collector.collect(identity, client)
+    assert [(labels["session_id"], seconds) for labels, seconds in output.top_sessions] == [("99", 4950.0),
+                                                                                            ("98", 4900.0)]
     text = output.riders["top_sessions"].samples["htap_top_session_duration_seconds"].decode()
-    assert text.count("\n") == 2 and 'session_id="100"' in text and "5000.0" in text
-    short = [{"id": "1", "command": "Query", "duration": 59}, {"id": "2", "command": "Sleep", "duration": 999}]
+    assert text.count("\n") == 2 and 'session_id="99"' in text and "4950.0" in text
+    transport.body = json.dumps({"process_list": [{"id": "1", "command": "Query", "duration": 59},
+                                                  {"id": "2", "command": "Sleep", "duration": 999}]}).encode()
     for _ in range(2):
-        output = await collector.collect(identity, _PagesClient({0: short}))
+        output = await collector.collect(identity, client)
         assert output.top_sessions == () and output.riders is NO_TOP_SESSIONS
         assert output.riders["top_sessions"].samples == {}
