@@ -85,11 +85,15 @@ async def test_garbage_from_one_endpoint_is_bad_response_for_that_collector(sim:
     config = write_config(tmp_path / "config.yaml", config_text(sim, [instance], collectors=ALL_ON))
     sim.sim.faults["show_query_queue_rule"] = Fault(kind="garbage")
     async with Exporter(["--config.file", str(config)]) as exporter:
+        # The collectors poll on their own schedules: wait for the failure and for the first
+        # success of the session poll and of the node collector, whichever lands last.
         async def counted() -> bool:
             samples = parse_samples(await exporter.scrape())
-            return (value(samples, "htap_collector_errors_total", instance_id=instance, collector="query_queue",
-                          reason="bad_response") or 0) >= 1
-        await wait_until(counted, what="a bad_response of the query-queue collector")
+            return ((value(samples, "htap_collector_errors_total", instance_id=instance, collector="query_queue",
+                           reason="bad_response") or 0) >= 1
+                    and value(samples, "htap_up", instance_id=instance) is not None
+                    and value(samples, "htap_collector_success", instance_id=instance, collector="nodes") is not None)
+        await wait_until(counted, what="a bad_response of the query-queue collector and the others' first polls")
         samples = parse_samples(await exporter.scrape())
         assert value(samples, "htap_query_queue_enabled", instance_id=instance) is None
         assert value(samples, "htap_collector_success", instance_id=instance, collector="nodes") == 1
