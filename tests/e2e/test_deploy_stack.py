@@ -57,7 +57,10 @@ async def test_rules_and_dashboard_queries_run_on_a_real_prometheus(tmp_path: Pa
                 await wait_until(recorded, timeout=30, what=f"recording rule {record}")
             throttled = await api.result('project_id:htap_poll_errors:rate5m{reason="throttled"}')
             assert [s["metric"]["project_id"] for s in throttled] == ["0123456789abcdef0123456789abcdef"]
-            assert len(await api.result("instance_id:htap_sessions:avg_over_time1h")) == 5
+            # Every instance's series, once the rule has been evaluated after a scrape that had all five.
+            async def every_instance_recorded() -> bool:
+                return len(await api.result("instance_id:htap_sessions:avg_over_time1h")) == 5
+            await wait_until(every_instance_recorded, timeout=30, what="the 1 h average of all five instances")
 
             # Dashboard variables, resolved from the server as Grafana does (label values of a selector).
             values: dict[str, list[str]] = {}

@@ -265,21 +265,27 @@ async def test_fault(name: str, sim: RunningSimulator, tmp_path: Path) -> None:
         healthy_times = times_of(sim, HEALTHY, first_fault)
         current = await view(exporter)
         assert_down(current, FAULTY, case.reason, min_errors=2)
-        assert current.get("htap_last_poll_success_timestamp_seconds", instance_id=FAULTY) == last_success
+        # No success since the fault (a poll answered before it may have been published after
+        # `before` was taken: its time is still before the first faulty request).
+        assert current.get("htap_last_poll_success_timestamp_seconds", instance_id=FAULTY) < first_fault
         await healthy_values(exporter)
         assert_cadence(healthy_times)
         if case.check is not None:
             case.check(sim, faulty_times, healthy_times, current)
 
         # One line for the change of state, not one per failed poll; it says who, why and the API's words.
+        # (Written before the failure is published; read from the process's stderr a moment later.)
+        await wait_until(sync(lambda: bool(failure_lines(exporter, FAULTY))), what=f"{name}: the failure's log line")
         lines = failure_lines(exporter, FAULTY)
         assert len(lines) == 1, "\n".join(lines)
         for fragment in (f"instance_name={NAMES[FAULTY]}", f"reason={case.reason}", *case.log):
             assert fragment in lines[0], lines[0]
 
         # Clearing the fault brings the instance back without a restart.
+        cleared = time.time()
         del sim.sim.faults[FAULTY]
         await wait_until(lambda: all_up(exporter, HEALTHY, FAULTY), what=f"{name}: recovery")
+        await wait_until(sync(lambda: bool(recovery_lines(exporter, FAULTY))), what=f"{name}: the recovery's log line")
         await healthy_values(exporter)
         recovered = await view(exporter)
         assert recovered.get("htap_last_poll_success_timestamp_seconds", instance_id=FAULTY) > last_success
@@ -290,7 +296,8 @@ async def test_fault(name: str, sim: RunningSimulator, tmp_path: Path) -> None:
         if case.min_gap:
             # Retry-After honoured: no request to the instance before it elapsed, up to and
             # including the first one after the fault was cleared.
-            until_recovery = times_of(sim, FAULTY, fault_set)
+            requested = times_of(sim, FAULTY, fault_set)
+            until_recovery = [t for t in requested if t < cleared] + [t for t in requested if t >= cleared][:1]
             gaps = [b - a for a, b in zip(until_recovery, until_recovery[1:])]
             assert len(gaps) >= 2, gaps
             assert min(gaps) >= case.min_gap - 0.05, gaps
@@ -366,6 +373,7 @@ async def test_fault_connection_refused(sim: RunningSimulator, tmp_path: Path) -
             await late_runner.setup()
             await web.SockSite(late_runner, closed).start()
             await wait_until(lambda: all_up(exporter, HEALTHY, FAULTY), what="recovery once the port listens")
+            await wait_until(sync(lambda: bool(recovery_lines(exporter, FAULTY))), what="the recovery's log line")
             assert len(recovery_lines(exporter, FAULTY)) == 1
             assert len(failure_lines(exporter, FAULTY)) == 1
         assert "Traceback" not in exporter.logs(), exporter.logs()

@@ -151,8 +151,10 @@ async def test_ca_file_trusts_a_private_ca_for_that_project(tmp_path) -> None:
         async with Exporter(["--config.file", str(trusted)]) as exporter:
             await wait_until(lambda: _up(exporter, 1), what="htap_up 1 through the private CA")
         async with Exporter(["--config.file", str(untrusted)]) as exporter:
-            await wait_until(lambda: _up(exporter, 0), what="htap_up 0 without the CA")
-            assert any("certificate" in line.lower() for line in exporter.log_lines), exporter.logs()
+            # The log line is written before the failure is published, and read from stderr a moment later.
+            async def down_and_said_why() -> bool:
+                return await _up(exporter, 0) and any("certificate" in line.lower() for line in exporter.log_lines)
+            await wait_until(down_and_said_why, what="htap_up 0 without the CA, and a log line saying why")
         (tmp_path / "bad.pem").write_text("not a certificate\n")
         config = write_config(tmp_path / "bad.yaml", project_text(endpoint=base_url, extra="    ca_file: bad.pem\n"))
         code, out, err = await run_cli("--config.file", str(config), "--config.check")
