@@ -361,8 +361,9 @@ async def test_one_iam_token_for_all_instances_of_a_project(sim: RecordingSimula
     for index in range(3, 6):
         add_instance(sim, index)
     # IAM answers slowly, so that the polls of several instances (one every 1/6 s) come while a
-    # token is being fetched, both for the first token and when it is refreshed (at 80 % of 4 s).
-    sim.iam_delay = 0.5
+    # token is being fetched, both for the first token and when it is refreshed (at 80 % of 4 s);
+    # well within the 1 s timeout, which a loaded machine must not reach (a retry is a second request).
+    sim.iam_delay = 0.35
     sim.token_ttl = 4.0
     config = write_config(tmp_path / "config.yaml", config_text(sim, PASSWORD_AUTH, interval=1.0))
     ids = list(sim.instances)
