@@ -138,6 +138,17 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 
         await asyncio.sleep(WAIT_STEP)
 
 
+def split_polls(times: list[float], gap: float) -> list[list[float]]:
+    """Request times -> groups of pages that came back to back, less than `gap` apart (one poll each)."""
+    polls: list[list[float]] = []
+    for t in times:
+        if polls and t - polls[-1][-1] < gap:
+            polls[-1].append(t)
+        else:
+            polls.append([t])
+    return polls
+
+
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path

@@ -16,7 +16,7 @@ import pytest
 from htap_exporter import __version__, revision
 from htap_exporter.simulator import SIM_TOKEN, instance_id_for
 from tests.fakes import RunningSimulator
-from tests.e2e.harness import Exporter, by_label, parse_samples, value, wait_until, write_config
+from tests.e2e.harness import Exporter, by_label, parse_samples, split_polls, value, wait_until, write_config
 
 SECRET_SQL = "SELECT card_number FROM payments WHERE owner = 'top-secret-customer'"
 ROWS_A = [
@@ -120,12 +120,7 @@ async def test_every_documented_metric_with_exact_values(config_file, simulator:
     assert value(samples, "htap_session_max_duration_seconds", instance_id=b, command="Query") == 245
     # Three pages a poll (pages of one poll come back to back, polls a second apart); the last poll
     # may have been cut short by the exporter's stop.
-    polls: list[list[float]] = []
-    for t in simulator.sim.observed.request_times[b]:
-        if polls and t - polls[-1][-1] < 0.4:
-            polls[-1].append(t)
-        else:
-            polls.append([t])
+    polls = split_polls(simulator.sim.observed.request_times[b], 0.4)
     assert [len(poll) for poll in polls[:-1]] == [3] * (len(polls) - 1) and 1 <= len(polls[-1]) <= 3, polls
 
     # An instance the API does not know: up 0, the http reason counted, no session series.

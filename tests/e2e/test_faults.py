@@ -21,7 +21,7 @@ from aiohttp import web
 from htap_exporter import __version__
 from htap_exporter.simulator import SIM_TOKEN, Fault, instance_id_for
 from tests.fakes import RunningSimulator
-from tests.e2e.harness import Exporter, by_label, value, wait_until, write_config
+from tests.e2e.harness import Exporter, by_label, split_polls, value, wait_until, write_config
 
 INTERVAL = 0.5  # seconds; poll.interval of every test below but the graceful-stop one
 HEALTHY = instance_id_for(0)
@@ -151,17 +151,6 @@ def assert_cadence(times: list[float], interval: float = INTERVAL, what: str = "
     mean = (times[-1] - times[0]) / len(gaps)
     assert max(gaps) < 2.5 * interval, f"{what}: a gap of {max(gaps):.2f}s at interval {interval}s: {gaps}"
     assert 0.7 * interval < mean < 1.4 * interval, f"{what}: mean gap {mean:.2f}s at interval {interval}s: {gaps}"
-
-
-def split_polls(times: list[float]) -> list[list[float]]:
-    """Request times -> groups of pages that came back to back (one poll each)."""
-    polls: list[list[float]] = []
-    for t in times:
-        if polls and t - polls[-1][-1] < 0.4 * INTERVAL:
-            polls[-1].append(t)
-        else:
-            polls.append([t])
-    return polls
 
 
 def failure_lines(exporter: Exporter, instance_id: str) -> list[str]:
@@ -328,7 +317,7 @@ async def test_fault_ignored_offset_still_ends_the_walk(sim: RunningSimulator, t
         assert current.errors(FAULTY) == {reason: 0 for reason in REASONS}
         # Pages of one poll come back to back, polls an interval apart: two pages per poll, never more
         # (the first poll may have begun before the fault, the last may still be running).
-        polls = split_polls(times_of(sim, FAULTY, fault_set))
+        polls = split_polls(times_of(sim, FAULTY, fault_set), 0.4 * INTERVAL)
         assert len(polls) >= 3 and all(len(poll) <= 2 for poll in polls), polls
         assert all(len(poll) == 2 for poll in polls[1:-1]), polls
         await healthy_values(exporter)
