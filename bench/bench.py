@@ -233,9 +233,10 @@ class Pauses:
         return by_second
 
 
-# Every collector on, at DESIGN.md's default intervals; top sessions with SQL digests.
+# Every collector on as enabling it gives it, at DESIGN.md's default intervals (top sessions with
+# `sql: none`, their default; what digests add is the `digest` row's).
 ALL_COLLECTORS = """collectors:
-  top_sessions: {enabled: true, sql: digest}
+  top_sessions: {enabled: true}
   replication: {enabled: true}
   nodes: {enabled: true}
   query_queue: {enabled: true}
@@ -244,14 +245,14 @@ ALL_COLLECTORS = """collectors:
 
 # Top sessions alone, as enabling them gives them (`sql: none`, the default): what riding on the
 # session pages costs a page. (`sql: digest` costs more: its rows keep their statements and each
-# selected one is hashed; the all row has it.)
+# selected one is hashed; the digest row has it.)
 TOP_SESSIONS = """collectors:
   top_sessions: {enabled: true}
 """
 
 
-# Top sessions with digests of the statements (`sql: digest`, as the `all` row has them): what
-# reading `sql_statement` adds to top sessions.
+# Top sessions with digests of the statements (`sql: digest`): what reading `sql_statement` adds
+# to top sessions.
 TOP_SESSIONS_DIGEST = """collectors:
   top_sessions: {enabled: true, sql: digest}
 """
@@ -717,7 +718,7 @@ def row(result: Result) -> str:
 MAX_RATIO = 1.25
 PAUSE_MARGIN_MS = 5.0
 ALL_UP_S = 90.0
-FLAT_COST = 0.10  # CPU per page at any size within 10 % of the smallest size's (same collectors)
+FLAT_COST = 0.10  # CPU per page at any size within 10 % of the smallest size's (same collectors, see flat_cost)
 # Top sessions (issue 20: within 5 %) and the other collectors (issue 19: no slower per page) against
 # the session poll alone, side by side; two exporters alike differ by 1-4 % a window. With every
 # collector on ("all"), the target is the session poll's ratio to the bare loop (issue 21); what they
@@ -759,14 +760,23 @@ def verdicts(result: Result) -> list[tuple[str, bool]]:
 
 
 def flat_cost(results: list[Result]) -> list[tuple[str, bool]]:
-    """The cost per page does not grow with the fleet: each size against the smallest (same collectors)."""
+    """The cost per page does not grow with the fleet: each size against the smallest (same collectors).
+
+    Judged on the cost against the bare loop's per page in the same seconds (the row's ratio), not
+    on the exporter's CPU per call alone: each size's window alone is minutes from the other's, and
+    this machine's pace moves by 10-15 % from one minute to the next, as much as the target allows.
+    The bare loop does the same work per page at every size (no per-fleet work), so what changes in
+    its cost between two windows is the machine's pace and the event loop's batching, both of which
+    the exporter's cost at that moment shares. The growth of the CPU per call alone is printed too."""
     judged = []
     for collectors in dict.fromkeys(result.collectors for result in results):
         same = sorted((r for r in results if r.collectors == collectors), key=lambda r: r.instances)
         for result in same[1:]:
-            growth = result.cpu_per_page_ms / same[0].cpu_per_page_ms - 1
-            judged.append((f"{collectors}: CPU/call at {result.instances:,} {growth:+.0%} of {same[0].instances:,}'s"
-                           f" (within {FLAT_COST:.0%})", abs(growth) <= FLAT_COST))
+            growth = result.ratio / same[0].ratio - 1
+            alone = result.cpu_per_page_ms / same[0].cpu_per_page_ms - 1
+            judged.append((f"{collectors}: CPU/call against the bare loop's per page at {result.instances:,}"
+                           f" {growth:+.0%} of {same[0].instances:,}'s (within {FLAT_COST:.0%}; the CPU/call"
+                           f" alone, windows minutes apart: {alone:+.0%})", abs(growth) <= FLAT_COST))
     return judged
 
 
